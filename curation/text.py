@@ -1,0 +1,122 @@
+"""Text rules of the recipe: the paper's spacing, character classes, entry padding, alt-text cleaning.
+
+Matching is substring search of a padded entry inside a spaced text. Spacing makes word
+boundaries explicit for space-separated languages while no-space scripts (CJK, Thai, Lao,
+Burmese, Khmer, Tibetan) and punctuation-ended entries match inside words.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# MetaCLIP's `spacing`: these are surrounded by spaces; tab/CR/LF become spaces.
+PUNCTS_TO_WRAP = (",", ".", ";", ":", "?", "!", "`")
+CHARS_TO_SPACE = ("\t", "\n", "\r")
+
+# Scripts written without spaces between words; an entry end in one of them is not padded.
+NO_SPACE_RANGES: tuple[tuple[int, int], ...] = (
+    (0x0E00, 0x0E7F),  # Thai
+    (0x0E80, 0x0EFF),  # Lao
+    (0x0F00, 0x0FFF),  # Tibetan
+    (0x1000, 0x109F),  # Myanmar
+    (0xA9E0, 0xA9FF),  # Myanmar Extended-B
+    (0xAA60, 0xAA7F),  # Myanmar Extended-A
+    (0x1780, 0x17FF),  # Khmer
+    (0x19E0, 0x19FF),  # Khmer symbols
+    (0x2E80, 0x2FDF),  # CJK radicals, Kangxi radicals
+    (0x3000, 0x303F),  # CJK symbols and punctuation
+    (0x3040, 0x309F),  # Hiragana
+    (0x30A0, 0x30FF),  # Katakana
+    (0x3100, 0x312F),  # Bopomofo
+    (0x31A0, 0x31FF),  # Bopomofo ext, CJK strokes, Katakana phonetic ext
+    (0x3200, 0x33FF),  # enclosed CJK, CJK compatibility
+    (0x3400, 0x4DBF),  # CJK Extension A
+    (0x4E00, 0x9FFF),  # CJK Unified Ideographs
+    (0xF900, 0xFAFF),  # CJK Compatibility Ideographs
+    (0xFE30, 0xFE4F),  # CJK compatibility forms
+    (0xFF00, 0xFFEF),  # half/fullwidth forms
+    (0x20000, 0x323AF),  # CJK Extensions B..H
+)
+
+_NO_SPACE_RE = re.compile("[" + "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in NO_SPACE_RANGES) + "]")
+
+# Hard cap on a cleaned alt-text; longer ones are rejected (`text_too_long`), not truncated:
+# real alt-text is short, multi-kilobyte "alt" is boilerplate or injected page text.
+MAX_TEXT_CHARS = 4096
+
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")
+_WS_RE = re.compile(r"\s+")
+
+
+def is_no_space_char(ch: str) -> bool:
+    """True for characters of scripts written without spaces between words."""
+    return bool(ch) and _NO_SPACE_RE.match(ch) is not None
+
+
+def is_punctuation(ch: str) -> bool:
+    """True for Unicode punctuation (categories P*) and the ASCII symbols MetaCLIP wraps."""
+    return bool(ch) and (unicodedata.category(ch).startswith("P") or ch in PUNCTS_TO_WRAP)
+
+
+def contains_no_space_script(text: str) -> bool:
+    return _NO_SPACE_RE.search(text) is not None
+
+
+_WRAP_TABLE = {ord(p): f" {p} " for p in PUNCTS_TO_WRAP}
+_WRAP_TABLE.update({ord(c): " " for c in CHARS_TO_SPACE})
+
+
+def spacing(text: str) -> str:
+    """The paper's spacing of a text: one space of padding, wrapped punctuation, no tabs/newlines."""
+    return f" {text} ".translate(_WRAP_TABLE)
+
+
+def needs_pad(ch: str) -> bool:
+    """Whether an entry end character gets a space: not for no-space scripts or punctuation."""
+    return not (is_no_space_char(ch) or is_punctuation(ch))
+
+
+def pad_entry(entry: str) -> str:
+    """The search key of a metadata entry.
+
+    Its interior is spaced like a text (so "U.S." becomes "U . S ."), then each end gets one
+    space unless that end character is punctuation or of a no-space script. Returns "" for an
+    entry with nothing left after spacing.
+    """
+    core = entry.translate(_WRAP_TABLE).strip(" ")
+    if not core:
+        return ""
+    left = " " if needs_pad(core[0]) else ""
+    right = " " if needs_pad(core[-1]) else ""
+    return f"{left}{core}{right}"
+
+
+def clean_alt_text(raw: object, max_chars: int = MAX_TEXT_CHARS) -> tuple[str | None, str | None]:
+    """Normalise raw alt-text: NFC, control/zero-width characters dropped, whitespace runs collapsed.
+
+    Returns (text, None) or (None, reason) with reason one of `not_text`, `empty_text`,
+    `text_too_long`.
+    """
+    if raw is None:
+        return None, "empty_text"
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="replace")
+    if not isinstance(raw, str):
+        return None, "not_text"
+    if len(raw) > 4 * max_chars + 1024:  # cheap early exit before normalising megabytes
+        return None, "text_too_long"
+    text = unicodedata.normalize("NFC", raw)
+    text = text.replace("\ufffd", " ")
+    text = _CONTROL_RE.sub(" ", text)
+    text = _WS_RE.sub(" ", text).strip()
+    if not text:
+        return None, "empty_text"
+    if len(text) > max_chars:
+        return None, "text_too_long"
+    return text, None
+
+
+def is_punctuation_only(text: str) -> bool:
+    """True when a text has no letter, digit or mark (used to drop useless metadata entries)."""
+    return not any(unicodedata.category(c)[0] in "LNM" for c in text)
