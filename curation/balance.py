@@ -10,6 +10,7 @@ global RNG, so any partitioning or rerun gives the same output.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -113,15 +114,56 @@ def _str_u64(s: str) -> int:
     return int.from_bytes(hashlib.blake2b(s.encode("utf-8"), digest_size=8).digest(), "little")
 
 
+_HEX_RE = re.compile(r"[0-9a-fA-F]{1,32}")
+_NON_HEX_HI_BYTES = (0xD1B54A32D192ED03).to_bytes(8, "big")  # high word for hashed (non-hex) uuids
+
+
 def uuid_keys(uuids: Sequence[str]) -> np.ndarray:
-    """A 64-bit key per uuid: its first 16 hex digits, or a blake2b hash when it is not hex."""
-    out = np.empty(len(uuids), dtype=np.uint64)
-    for i, u in enumerate(uuids):
-        try:
-            out[i] = int(u[:16], 16) if len(u) >= 16 else _str_u64(u)
-        except ValueError:
-            out[i] = _str_u64(u)
-    return out
+    """A 64-bit key per uuid built from all of it.
+
+    A hex uuid of up to 32 digits (how the pipeline makes them) is read as a 128-bit number
+    whose two halves are folded with a mix, so uuids that differ anywhere (sequential ids
+    included) get unrelated keys; any other string is hashed with blake2b.
+    """
+    fast = _hex_keys_same_length(uuids)
+    if fast is not None:
+        return fast
+    buf = bytearray()
+    fullmatch = _HEX_RE.fullmatch
+    for u in uuids:
+        if fullmatch(u):
+            buf += int(u, 16).to_bytes(16, "big")
+        else:
+            buf += _NON_HEX_HI_BYTES + _str_u64(u).to_bytes(8, "big")
+    words = np.frombuffer(bytes(buf), dtype=">u8").reshape(-1, 2).astype(np.uint64)
+    return _fold(words[:, 1].copy(), words[:, 0].copy())
+
+
+def _fold(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return lo ^ _splitmix64(hi)
+
+
+def _hex_keys_same_length(uuids: Sequence[str]) -> np.ndarray | None:
+    """Vectorised uuid_keys for the common batch: all uuids hex of one even length <= 32."""
+    n = len(uuids)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    lengths = set(map(len, uuids))
+    if len(lengths) != 1:
+        return None
+    length = lengths.pop()
+    if length % 2 or not 2 <= length <= 32:
+        return None
+    try:
+        raw = bytes.fromhex("".join(uuids))
+    except (ValueError, TypeError):
+        return None
+    if len(raw) != n * length // 2:  # fromhex skips whitespace: a uuid had some
+        return None
+    digits = np.zeros((n, 16), dtype=np.uint8)
+    digits[:, 16 - length // 2 :] = np.frombuffer(raw, dtype=np.uint8).reshape(n, length // 2)
+    words = digits.view(">u8").astype(np.uint64)  # (n, 2): high word, low word
+    return _fold(words[:, 1].copy(), words[:, 0].copy())
 
 
 def uniforms(uuids: Sequence[str], seed: int, epoch: int, purpose: str) -> np.ndarray:

@@ -67,9 +67,19 @@ _WRAP_TABLE = {ord(p): f" {p} " for p in PUNCTS_TO_WRAP}
 _WRAP_TABLE.update({ord(c): " " for c in CHARS_TO_SPACE})
 
 
+# The same mapping as (from, to) pairs: chained str.replace is ~4x faster than str.translate
+# with multi-character replacements, and equal to it because no replacement introduces a
+# character that a later pair rewrites.
+_WRAP_PAIRS = tuple((p, f" {p} ") for p in PUNCTS_TO_WRAP) + tuple((c, " ") for c in CHARS_TO_SPACE)
+
+
 def spacing(text: str) -> str:
     """The paper's spacing of a text: one space of padding, wrapped punctuation, no tabs/newlines."""
-    return f" {text} ".translate(_WRAP_TABLE)
+    text = f" {text} "
+    for char, repl in _WRAP_PAIRS:
+        if char in text:
+            text = text.replace(char, repl)
+    return text
 
 
 def needs_pad(ch: str) -> bool:

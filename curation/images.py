@@ -1,0 +1,96 @@
+"""Turn downloaded bytes into a training image: guard, decode, RGB, shrink, JPEG, hash.
+
+Untrusted bytes from the web: the declared pixel count is checked right after `Image.open`
+(which only parses the header) and before any pixel is decoded, so a tiny file declaring a
+huge canvas (decompression bomb) costs nothing. JPEG sources are decoded with Pillow's
+draft mode (DCT scaling by 1/2, 1/4, 1/8) straight to the smallest size whose shorter side
+still covers the target, which is most of the speed of this stage.
+
+Every failure is one of the reason codes in REASONS; nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+REASONS = ("empty_body", "not_an_image", "decompression_bomb", "too_small", "truncated_image", "decode_error")
+
+
+@dataclass(frozen=True)
+class ProcessedImage:
+    data: bytes  # JPEG bytes
+    width: int
+    height: int
+    original_size: int  # bytes downloaded
+    sha256: str  # of `data`: verifies stored bytes, and equal pixels give equal hashes (dedup)
+
+
+def target_size(width: int, height: int, shorter: int) -> tuple[int, int]:
+    """Size with the shorter side at most `shorter`, aspect kept (rounded), never upscaled."""
+    short = min(width, height)
+    if short <= shorter:
+        return width, height
+    scale = shorter / short
+    if width <= height:
+        return shorter, max(1, round(height * scale))
+    return max(1, round(width * scale)), shorter
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB; transparent pixels become white (not the black that a plain convert gives)."""
+    if img.mode == "RGB":
+        return img
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        out = Image.new("RGB", rgba.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
+    return img.convert("RGB")
+
+
+def process_image(
+    data: bytes,
+    image_size: int = 256,
+    jpeg_quality: int = 90,
+    max_pixels: int = 40_000_000,
+    min_side: int = 1,
+) -> tuple[ProcessedImage | None, str | None]:
+    """(image, None) or (None, reason). Pillow's own bomb limit (2x Image.MAX_IMAGE_PIXELS) also applies."""
+    if not data:
+        return None, "empty_body"
+    try:
+        img = Image.open(io.BytesIO(data))  # parses the header only
+    except Image.DecompressionBombError:
+        return None, "decompression_bomb"
+    except (UnidentifiedImageError, SyntaxError, ValueError, TypeError, OSError, EOFError):
+        return None, "not_an_image"
+    try:
+        width, height = img.size
+        if width * height > max_pixels:
+            return None, "decompression_bomb"
+        if min(width, height) < min_side:
+            return None, "too_small"
+        if img.format == "JPEG" and min(width, height) > image_size:
+            img.draft(img.mode, (image_size, image_size))  # keeps both sides >= image_size
+        img.load()
+        rgb = _to_rgb(img)
+        tw, th = target_size(width, height, image_size)  # from the declared size: draft is exact-agnostic
+        if rgb.size != (tw, th):
+            rgb = rgb.resize((tw, th), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        buf = io.BytesIO()
+        rgb.save(buf, format="JPEG", quality=jpeg_quality)
+    except Image.DecompressionBombError:
+        return None, "decompression_bomb"
+    except (OSError, EOFError) as exc:
+        return None, "truncated_image" if ("truncated" in str(exc) or isinstance(exc, EOFError)) else "decode_error"
+    except (SyntaxError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, MemoryError):
+        return None, "decode_error"
+    finally:
+        img.close()
+    out = buf.getvalue()
+    return ProcessedImage(out, tw, th, len(data), hashlib.sha256(out).hexdigest()), None

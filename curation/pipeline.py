@@ -1,0 +1,435 @@
+"""Per-partition stages of the curate job, on plain Python/Arrow values (no Spark import).
+
+Stage 1, per input file (`process_input`): read events (curation.wat) -> LID in batches ->
+Aho-Corasick match per language -> Arrow batches of matched texts, reject rows and one stats
+row. Stage 2 (Spark groups texts per image, jobs/curate.py) then `curate_batches`: the offline
+sample, one hash-picked text per image kept with 1 - prod(1 - prob[e]).
+
+Everything an executor loads (LID model, metadata automata) is cached per Python worker
+process (`worker_resources`), automata LRU-bounded, so a task pays for loading once. Every
+record is accounted for in a `StageAccounting` (records in = out + rejected by reason).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from curation import balance
+from curation.schemas import CURATED, ENTRY_IDS
+
+# --- stage accounting ----------------------------------------------------------------------------
+
+# Stages in pipeline order, with the unit each one counts.
+STAGES: dict[str, str] = {
+    "read": "input records (WAT records, table rows)",
+    "extract": "image links and their texts",
+    "lid": "texts",
+    "match": "texts",
+    "group": "matched texts (identical texts of an image kept once)",
+    "sample": "images",
+}
+
+
+class StageAccounting:
+    """Records in / out / rejected by reason, per stage; mergeable and JSON-serialisable."""
+
+    def __init__(self, data: Mapping | None = None):
+        self.stages: dict[str, dict] = {}
+        if data:
+            self.merge(data)
+
+    def _stage(self, name: str) -> dict:
+        if name not in self.stages:
+            self.stages[name] = {"in": 0, "out": 0, "rejected": Counter()}
+        return self.stages[name]
+
+    def add(self, stage: str, n_in: int = 0, n_out: int = 0, rejected: Mapping[str, int] | None = None) -> None:
+        s = self._stage(stage)
+        s["in"] += int(n_in)
+        s["out"] += int(n_out)
+        for reason, n in (rejected or {}).items():
+            if n:
+                s["rejected"][reason] += int(n)
+
+    def merge(self, other: StageAccounting | Mapping) -> StageAccounting:
+        stages = other.stages if isinstance(other, StageAccounting) else other
+        for name, s in stages.items():
+            self.add(name, s["in"], s["out"], s["rejected"])
+        return self
+
+    def rejected_total(self, stage: str) -> int:
+        return sum(self._stage(stage)["rejected"].values())
+
+    def unbalanced(self) -> list[str]:
+        """Stages where in != out + rejected (must be empty)."""
+        return [n for n, s in self.stages.items() if s["in"] != s["out"] + sum(s["rejected"].values())]
+
+    def to_dict(self) -> dict:
+        order = [n for n in STAGES if n in self.stages] + sorted(n for n in self.stages if n not in STAGES)
+        out = {}
+        for name in order:
+            s = self.stages[name]
+            out[name] = {
+                "unit": STAGES.get(name, ""),
+                "in": s["in"],
+                "out": s["out"],
+                "rejected": dict(sorted(s["rejected"].items())),
+                "balanced": s["in"] == s["out"] + sum(s["rejected"].values()),
+            }
+        return out
+
+
+def accounting_from_events(counter) -> StageAccounting:
+    """The read and extract stages from a curation.wat.EventCounter."""
+    acct = StageAccounting()
+    d = counter.as_dict()
+    acct.add("read", d["records"], d["records_with_image_links"], {**d["skipped"], **d["record_rejects"]})
+    dropped = {**d["link_rejects"], **d["text_rejects"]}
+    acct.add("extract", d["pairs"] + sum(dropped.values()), d["pairs"], dropped)
+    return acct
+
+
+# --- per-worker resources ------------------------------------------------------------------------
+
+_RESOURCES: dict[tuple, WorkerResources] = {}
+_RESOURCES_LOCK = threading.Lock()
+
+
+class WorkerResources:
+    """The LID model and the metadata automata of one Python worker, loaded once and shared.
+
+    `metadata` is a local directory or an s3:// prefix; for S3 the manifest and each automaton
+    are downloaded on first use into a local cache (curation.storage), keyed by bucket/key.
+    """
+
+    def __init__(self, metadata: str, lid_model: str | None, max_loaded: int, cache_dir: str | None = None):
+        from curation.lid import LanguageIdentifier
+        from curation.metadata_dir import MANIFEST, MetadataDir
+
+        self.metadata_uri = metadata
+        self.lid = LanguageIdentifier(lid_model)
+        self._remote = metadata.startswith("s3://")
+        if self._remote:
+            from curation import storage
+
+            root = os.path.join(cache_dir or storage.default_cache_dir(), "metadata", *storage.split_s3(metadata))
+            storage.download_to_local(storage.join(metadata, MANIFEST), os.path.join(root, MANIFEST))
+            self.local_root = root
+        else:
+            self.local_root = metadata
+        self.metadata = MetadataDir(self.local_root, max_loaded=max_loaded)
+        self.languages = frozenset(self.metadata.languages())
+
+    def automaton(self, lang: str):
+        if self._remote:
+            local = os.path.join(self.local_root, "automata", f"{lang}.ac")
+            if not os.path.exists(local):
+                from curation import storage
+
+                storage.download_to_local(storage.join(self.metadata_uri, "automata", f"{lang}.ac"), local)
+        return self.metadata.automaton(lang)
+
+
+def worker_resources(metadata: str, lid_model: str | None, max_loaded: int = 16, cache_dir: str | None = None):
+    """The process-wide WorkerResources for these settings (created on first call)."""
+    key = (metadata, lid_model, max_loaded, cache_dir)
+    res = _RESOURCES.get(key)
+    if res is None:
+        with _RESOURCES_LOCK:
+            res = _RESOURCES.get(key)
+            if res is None:
+                res = WorkerResources(metadata, lid_model, max_loaded, cache_dir)
+                _RESOURCES[key] = res
+    return res
+
+
+# --- stage 1: one input file -> matched texts, rejects, stats -----------------------------------
+
+# Internal state of the job (per input under <output>/_state/texts/input_id=...): one schema
+# for the three kinds of rows so that one Spark write stores them together.
+STAGE1 = pa.schema(
+    [
+        ("input_id", pa.string()),
+        ("kind", pa.string()),  # text | reject | stats
+        ("uuid", pa.string()),
+        ("url", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+        ("page_url", pa.string()),
+        ("lid", pa.string()),
+        ("lid_prob", pa.float32()),
+        ("lang", pa.string()),
+        ("entry_ids", ENTRY_IDS),
+        ("stage", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+STAGE1_DDL = (
+    "input_id string, kind string, uuid string, url string, text string, source string, page_url string, "
+    "lid string, lid_prob float, lang string, entry_ids array<int>, stage string, reason string, detail string"
+)
+INPUTS_SCHEMA = pa.schema([("path", pa.string()), ("input_id", pa.string()), ("format", pa.string())])
+INPUTS_DDL = "path string, input_id string, format string"
+
+
+def input_format(path: str, fmt: str = "auto") -> str:
+    """wat | parquet | jsonl, from the config or the file name."""
+    if fmt != "auto":
+        return fmt
+    name = path.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")):
+        return "jsonl"
+    return "wat"
+
+
+def iter_input_events(path: str, fmt: str, url_col: str, text_col: str) -> Iterator[tuple[str, object]]:
+    """Events of one input (curation.wat protocol); s3:// inputs are streamed through curation.storage."""
+    from curation import wat
+
+    if fmt == "wat":
+        if path.startswith("s3://"):
+            from curation import storage
+
+            with storage.open_read(path) as f:
+                yield from wat.iter_wat_events(f, source=path)
+        else:
+            yield from wat.iter_wat_events(path, source=path)
+        return
+    if path.startswith("s3://"):
+        from curation import storage
+
+        with storage.open_read(path) as f:
+            yield from wat.iter_table_events(f if fmt == "jsonl" else pa.BufferReader(f.read()), url_col, text_col, fmt)
+        return
+    yield from wat.iter_table_events(path, url_col, text_col, fmt)
+
+
+def _list_array(lists: Sequence[np.ndarray]) -> pa.Array:
+    lengths = np.fromiter((len(x) for x in lists), dtype=np.int32, count=len(lists))
+    offsets = np.zeros(len(lists) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.concatenate(lists).astype(np.int32, copy=False) if len(lists) else np.zeros(0, np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.int32()))
+
+
+def _column_batch(schema: pa.Schema, n: int, cols: Mapping[str, object]) -> pa.RecordBatch:
+    arrays = [cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in schema]
+    arrays = [a if isinstance(a, pa.Array) else pa.array(a, f.type) for a, f in zip(arrays, schema)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def identify_and_match(
+    texts: Sequence[str], resources: WorkerResources, min_lid_prob: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray | None], Counter]:
+    """LID (one batch call) then matching per language (one automaton at a time, sorted order).
+
+    Returns labels, probs, langs, entry ids per text (None = rejected) and rejects by reason.
+    """
+    from curation.matcher import match_batch
+
+    labels, probs, langs = resources.lid.predict_arrays(list(texts))
+    ids: list[np.ndarray | None] = [None] * len(texts)
+    rejected: Counter = Counter()
+    by_lang: dict[str, list[int]] = {}
+    known = resources.languages
+    for i, lang in enumerate(langs.tolist()):
+        if lang not in known:
+            rejected["no_metadata_lang"] += 1
+        elif probs[i] < min_lid_prob:
+            rejected["low_lid_prob"] += 1
+        else:
+            by_lang.setdefault(lang, []).append(i)
+    for lang in sorted(by_lang):
+        idx = by_lang[lang]
+        automaton = resources.automaton(lang)
+        for i, found in zip(idx, match_batch(automaton, [texts[i] for i in idx])):
+            if found.size:
+                ids[i] = found
+    return labels, probs, langs, ids, rejected
+
+
+class Stage1:
+    """Turns the events of one input into STAGE1 record batches (texts, rejects, a final stats row)."""
+
+    def __init__(self, input_id: str, source: str, resources: WorkerResources, batch_size: int = 4096,
+                 min_lid_prob: float = 0.0, count_only: Iterable[str] = ()):
+        self.input_id = input_id
+        self.source = source
+        self.res = resources
+        self.batch_size = batch_size
+        self.min_lid_prob = min_lid_prob
+        self.count_only = frozenset(count_only)
+        self.acct = StageAccounting()
+        self.lid_langs: Counter = Counter()
+        self.matched_langs: Counter = Counter()
+
+    def _texts_batch(self, pairs: list[dict]) -> pa.RecordBatch | None:
+        texts = [p["text"] for p in pairs]
+        labels, probs, langs, ids, rejected = identify_and_match(texts, self.res, self.min_lid_prob)
+        self.lid_langs.update(langs.tolist())
+        n_lid_out = len(pairs) - sum(rejected.values())
+        keep = [i for i, x in enumerate(ids) if x is not None]
+        self.acct.add("lid", len(pairs), n_lid_out, rejected)
+        self.acct.add("match", n_lid_out, len(keep), {"no_match": n_lid_out - len(keep)})
+        if not keep:
+            return None
+        kept_langs = langs[keep]
+        self.matched_langs.update(kept_langs.tolist())
+        n = len(keep)
+        cols = {
+            "input_id": [self.input_id] * n,
+            "kind": ["text"] * n,
+            "uuid": [pairs[i]["uuid"] for i in keep],
+            "url": [pairs[i]["url"] for i in keep],
+            "text": [texts[i] for i in keep],
+            "source": [pairs[i]["source"] for i in keep],
+            "page_url": [pairs[i]["page_url"] for i in keep],
+            "lid": pa.array(labels[keep].tolist(), pa.string()),
+            "lid_prob": pa.array(probs[keep], pa.float32()),
+            "lang": pa.array(kept_langs.tolist(), pa.string()),
+            "entry_ids": _list_array([ids[i] for i in keep]),
+        }
+        return _column_batch(STAGE1, n, cols)
+
+    def _rejects_batch(self, rejects: list[tuple[str, str, str]]) -> pa.RecordBatch:
+        n = len(rejects)
+        return _column_batch(STAGE1, n, {
+            "input_id": [self.input_id] * n,
+            "kind": ["reject"] * n,
+            "source": [self.source] * n,
+            "stage": [r[0] for r in rejects],
+            "reason": [r[1] for r in rejects],
+            "detail": [r[2] for r in rejects],
+        })
+
+    def stats(self) -> dict:
+        return {
+            "input": self.source,
+            "accounting": self.acct.to_dict(),
+            "lid_langs": dict(sorted(self.lid_langs.items())),
+            "matched_langs": dict(sorted(self.matched_langs.items())),
+        }
+
+    def run(self, events: Iterable[tuple[str, object]]) -> Iterator[pa.RecordBatch]:
+        from curation.wat import RECORD_REJECT_REASONS, EventCounter
+
+        counter = EventCounter()
+        pairs: list[dict] = []
+        rejects: list[tuple[str, str, str]] = []
+        count_only = self.count_only
+        for event in events:
+            counter.add(event)
+            kind, value = event
+            if kind == "pair":
+                pairs.append(value)
+                if len(pairs) >= self.batch_size:
+                    out = self._texts_batch(pairs)
+                    pairs = []
+                    if out is not None:
+                        yield out
+            elif kind == "reject":
+                reason, detail = value
+                if reason not in count_only:
+                    stage = "read" if reason in RECORD_REJECT_REASONS else "extract"
+                    rejects.append((stage, reason, detail))
+                    if len(rejects) >= self.batch_size:
+                        yield self._rejects_batch(rejects)
+                        rejects = []
+        if pairs:
+            out = self._texts_batch(pairs)
+            if out is not None:
+                yield out
+        if rejects:
+            yield self._rejects_batch(rejects)
+        acct = accounting_from_events(counter)
+        self.acct = acct.merge(self.acct)
+        yield _column_batch(STAGE1, 1, {
+            "input_id": [self.input_id], "kind": ["stats"], "source": [self.source],
+            "detail": [json.dumps(self.stats(), sort_keys=True)],
+        })
+
+
+def stage1_batches(batches: Iterable[pa.RecordBatch], *, metadata: str, lid_model: str | None, url_col: str,
+                   text_col: str, batch_size: int, min_lid_prob: float, count_only: Sequence[str],
+                   max_loaded: int = 16, cache_dir: str | None = None) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: batches of INPUTS_SCHEMA rows (path, input_id, format) -> STAGE1 batches."""
+    res = worker_resources(metadata, lid_model, max_loaded, cache_dir)
+    for batch in batches:
+        d = batch.to_pydict()
+        for path, input_id, fmt in zip(d["path"], d["input_id"], d["format"]):
+            events = iter_input_events(path, fmt, url_col, text_col)
+            stage = Stage1(input_id, path, res, batch_size, min_lid_prob, count_only)
+            yield from stage.run(events)
+
+
+# --- stage 2: the offline sample -----------------------------------------------------------------
+
+
+def curate_batches(batches: Iterable[pa.RecordBatch], *, probs_by_lang: Mapping[str, np.ndarray], seed: int,
+                   epoch: int = 0) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body over matched/ rows (uuid, url, texts): one picked text per image, kept by hash.
+
+    Texts of an image are in matched/ order (sorted by text), the pick is
+    balance.pick_index(uuid, n, seed, epoch) and the keep decision
+    balance.keep_decisions(uuid, 1 - prod(1 - prob[lang][e]), seed, epoch).
+    `probs_by_lang` may be a Spark broadcast of that mapping (anything with `.value`).
+    """
+    if hasattr(probs_by_lang, "value"):
+        probs_by_lang = probs_by_lang.value
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        uuids = batch.column("uuid").to_pylist()
+        texts_col = batch.column("texts")
+        if isinstance(texts_col, pa.ChunkedArray):
+            texts_col = texts_col.combine_chunks()
+        offsets = texts_col.offsets.to_numpy()
+        # a list array may be sliced: offsets are relative to its values
+        n = np.diff(offsets)
+        flat = texts_col.values
+        idx = balance.pick_index(uuids, n, seed, epoch)
+        rows = offsets[:-1] + idx
+        has = n > 0
+        rows_taken = pa.array(rows[has], pa.int64())
+        chosen = flat.take(rows_taken)
+        uuid_has = [u for u, h in zip(uuids, has.tolist()) if h]
+        langs = chosen.field("lang").to_pylist()
+        id_lists = chosen.field("entry_ids")
+        id_offsets = id_lists.offsets.to_numpy()
+        id_values = id_lists.values.to_numpy(zero_copy_only=False)
+        keep_probs = np.zeros(len(uuid_has), dtype=np.float64)
+        by_lang: dict[str, list[int]] = {}
+        for i, lang in enumerate(langs):
+            by_lang.setdefault(lang, []).append(i)
+        for lang, members in by_lang.items():
+            probs = probs_by_lang.get(lang)
+            if probs is None:
+                raise KeyError(f"no entry probabilities for language {lang!r}")
+            lists = [id_values[id_offsets[i]:id_offsets[i + 1]] for i in members]
+            keep_probs[members] = balance.keep_probabilities(lists, probs)
+        keep = balance.keep_decisions(uuid_has, keep_probs, seed, epoch)
+        if not keep.any():
+            continue
+        sel = pa.array(np.nonzero(keep)[0], pa.int64())
+        urls = batch.column("url").filter(pa.array(has))
+        kept = chosen.take(sel)
+        yield pa.RecordBatch.from_arrays(
+            [
+                pa.array([uuid_has[i] for i in sel.to_pylist()], pa.string()),
+                urls.take(sel),
+                kept.field("text"),
+                kept.field("lang"),
+                kept.field("entry_ids"),
+            ],
+            schema=CURATED,
+        )

@@ -1,0 +1,115 @@
+"""curation.images: guard, decode, RGB, resize, JPEG, hash on generated images and hostile bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+from PIL import Image
+
+from curation.images import process_image, target_size
+from test_fetch import make_jpeg, make_png, png_bomb
+
+
+def _decode(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+@pytest.mark.parametrize(
+    "w,h,n,expected",
+    [(1000, 500, 256, (512, 256)), (500, 1000, 256, (256, 512)), (300, 300, 256, (256, 256)),
+     (200, 100, 256, (200, 100)), (257, 10000, 256, (256, 9961)), (3, 1, 1, (3, 1))],
+)
+def test_target_size_keeps_aspect_and_never_upscales(w, h, n, expected):
+    assert target_size(w, h, n) == expected
+
+
+@pytest.mark.parametrize("w,h", [(1024, 768), (640, 1280), (2000, 300), (257, 257)])
+def test_jpeg_is_resized_to_shorter_side_with_draft(w, h):
+    src = make_jpeg(w, h, seed=w)
+    img, reason = process_image(src, image_size=256, jpeg_quality=85)
+    assert reason is None
+    out = _decode(img.data)
+    assert out.format == "JPEG" and out.mode == "RGB"
+    assert out.size == (img.width, img.height) == target_size(w, h, 256)
+    assert min(out.size) == 256
+    assert img.original_size == len(src)
+    assert img.sha256 == hashlib.sha256(img.data).hexdigest()
+
+
+def test_output_is_deterministic_and_quality_matters():
+    src = make_jpeg(800, 600, seed=3)
+    a, _ = process_image(src, jpeg_quality=90)
+    b, _ = process_image(src, jpeg_quality=90)
+    c, _ = process_image(src, jpeg_quality=40)
+    assert a.data == b.data and a.sha256 == b.sha256
+    assert len(c.data) < len(a.data)
+
+
+def test_small_images_are_not_upscaled():
+    img, reason = process_image(make_jpeg(120, 90), image_size=256)
+    assert reason is None and (img.width, img.height) == (120, 90)
+
+
+def test_transparent_png_becomes_rgb_on_white():
+    img, reason = process_image(make_png(400, 300, "RGBA", (0, 0, 0, 0)), image_size=256)
+    assert reason is None
+    out = _decode(img.data).convert("RGB")
+    assert out.mode == "RGB" and out.size == (341, 256)
+    r, g, b = out.getpixel((10, 10))
+    assert min(r, g, b) > 240  # white, not black
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "I;16", "1"])
+def test_other_modes_convert_to_rgb(mode):
+    buf = io.BytesIO()
+    fmt = "JPEG" if mode == "CMYK" else ("TIFF" if mode == "I;16" else "PNG")
+    Image.new(mode, (300, 280)).save(buf, fmt)
+    img, reason = process_image(buf.getvalue(), image_size=64)
+    assert reason is None, mode
+    assert _decode(img.data).mode == "RGB"
+
+
+def test_gif_and_webp_first_frame():
+    for fmt in ("GIF", "WEBP"):
+        buf = io.BytesIO()
+        frames = [Image.new("RGB", (100, 80), c) for c in ((255, 0, 0), (0, 255, 0))]
+        frames[0].save(buf, fmt, save_all=True, append_images=frames[1:])
+        img, reason = process_image(buf.getvalue(), image_size=256)
+        assert reason is None and (img.width, img.height) == (100, 80)
+
+
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"", "empty_body"),
+        (b"<html><body>hello</body></html>", "not_an_image"),
+        (b"\x00" * 1000, "not_an_image"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 20, "not_an_image"),  # JPEG magic, nothing valid after
+    ],
+)
+def test_garbage_is_rejected_with_a_reason(data, reason):
+    assert process_image(data) == (None, reason)
+
+
+def test_truncated_jpeg_and_png():
+    jpeg = make_jpeg(640, 480, seed=5)
+    assert process_image(jpeg[: len(jpeg) // 2]) == (None, "truncated_image")
+    buf = io.BytesIO()
+    Image.effect_noise((300, 300), 64).save(buf, "PNG")
+    png = buf.getvalue()
+    img, reason = process_image(png[: len(png) // 2])
+    assert img is None and reason in ("truncated_image", "decode_error")
+
+
+def test_decompression_bombs_are_refused_before_decoding():
+    assert process_image(png_bomb(30000, 30000)) == (None, "decompression_bomb")  # Pillow's own limit
+    assert process_image(png_bomb(9000, 9000), max_pixels=40_000_000) == (None, "decompression_bomb")  # ours
+    assert process_image(png_bomb(100, 100))[1] in ("truncated_image", "decode_error")  # honest size, no data
+
+
+def test_too_small():
+    assert process_image(make_jpeg(4, 4), min_side=8) == (None, "too_small")

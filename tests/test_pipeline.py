@@ -1,0 +1,144 @@
+"""curation.pipeline without Spark: stage accounting, stage 1 on real WAT events, the offline sample."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from curation import balance, pipeline
+from curation.matcher import match_ids
+from curation.sample_data import write_sample
+from curation.schemas import MATCHED_TEXT
+from curation.wat import SKIP_REASONS, iter_wat_events, write_wat
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return write_sample(tmp_path_factory.mktemp("pipe-sample"), seed=3, files=1, pages_per_file=25)
+
+
+@pytest.fixture(scope="module")
+def resources(sample):
+    return pipeline.worker_resources(sample["metadata"], None, max_loaded=4)
+
+
+def test_stage_accounting_balances_and_merges():
+    a = pipeline.StageAccounting()
+    a.add("lid", 10, 7, {"no_metadata_lang": 3})
+    b = pipeline.StageAccounting({"lid": {"in": 5, "out": 5, "rejected": {}}})
+    a.merge(b).merge(b.to_dict())
+    d = a.to_dict()
+    assert d["lid"]["in"] == 20 and d["lid"]["out"] == 17 and d["lid"]["rejected"] == {"no_metadata_lang": 3}
+    assert d["lid"]["balanced"] and a.unbalanced() == []
+    a.add("match", 4, 1, {"no_match": 2})
+    assert a.unbalanced() == ["match"]
+    assert list(pipeline.StageAccounting({"sample": d["lid"], "read": d["lid"]}).to_dict()) == ["read", "sample"]
+
+
+def test_input_format_from_name():
+    assert pipeline.input_format("x/CC-MAIN-1.warc.wat.gz") == "wat"
+    assert pipeline.input_format("s3://b/part-0.parquet") == "parquet"
+    assert pipeline.input_format("a.jsonl.gz") == "jsonl"
+    assert pipeline.input_format("a.parquet", "wat") == "wat"
+
+
+def _run_stage1(path, resources, batch_size=7, count_only=("no_match", "not_response")):
+    stage = pipeline.Stage1("i1", str(path), resources, batch_size=batch_size, count_only=count_only)
+    table = pa.Table.from_batches(list(stage.run(iter_wat_events(str(path)))), schema=pipeline.STAGE1)
+    return stage, table
+
+
+def test_stage1_matches_every_text_like_the_matcher(sample, resources):
+    path = sample["wat_files"][0]
+    stage, table = _run_stage1(path, resources)
+    rows = table.to_pylist()
+    texts = [r for r in rows if r["kind"] == "text"]
+    stats = [r for r in rows if r["kind"] == "stats"]
+    assert len(stats) == 1 and texts
+    doc = json.loads(stats[0]["detail"])
+    acct = doc["accounting"]
+    assert all(s["balanced"] for s in acct.values()), acct
+    assert acct["match"]["out"] == len(texts)
+    assert acct["read"]["in"] == sample["records"]
+    # chained stages: what one stage outputs the next one reads
+    assert acct["extract"]["out"] == acct["lid"]["in"] and acct["lid"]["out"] == acct["match"]["in"]
+    # the independent path: LID one text at a time, match_ids on the language's automaton
+    pairs = [v for k, v in iter_wat_events(path) if k == "pair"]
+    expected = []
+    for p in pairs:
+        label, prob, lang = resources.lid.predict([p["text"]])[0]
+        if lang in resources.languages:
+            ids = match_ids(resources.automaton(lang), p["text"])
+            if ids.size:
+                expected.append((p["uuid"], p["text"], lang, ids.tolist()))
+    got = [(r["uuid"], r["text"], r["lang"], r["entry_ids"]) for r in texts]
+    assert got == expected
+    assert all(r["input_id"] == "i1" and 0 < r["lid_prob"] <= 1.0001 for r in texts)
+    # count-only reasons get no reject rows; the others do, with their stage
+    rejects = [r for r in rows if r["kind"] == "reject"]
+    assert rejects and {r["reason"] for r in rejects}.isdisjoint({"no_match", "not_response"})
+    assert {r["stage"] for r in rejects} <= {"read", "extract"}
+    n_reject_rows = sum(n for st in ("read", "extract") for reason, n in acct[st]["rejected"].items()
+                        if reason not in ("no_match", "not_response", *SKIP_REASONS))  # skips: counted, no rows
+    assert len(rejects) == n_reject_rows
+
+
+def test_stage1_counts_bad_records(tmp_path, resources):
+    path = tmp_path / "bad.wat.gz"
+    write_wat(path, [{"page_url": "https://ex.com/a.html",
+                      "links": [{"path": "IMG@/src", "url": "/a.jpg", "alt": "dog and cat"},
+                                {"path": "IMG@/src", "url": "data:image/gif;base64,AAA", "alt": "dog"}]}])
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) - 20])  # truncate inside the last gzip member
+    _stage, table = _run_stage1(path, resources)
+    rows = table.to_pylist()
+    acct = json.loads(rows[-1]["detail"])["accounting"]
+    assert acct["read"]["rejected"].get("truncated_gzip", 0) + acct["read"]["rejected"].get("truncated_record", 0) == 1
+    assert all(s["balanced"] for s in acct.values())
+
+
+def _matched_batch(images):
+    """images: [(uuid, url, [(text, lang, ids)])] -> a matched/ record batch."""
+    texts = [[{"text": t, "source": "alt", "page_url": "", "lid": lang, "lid_prob": 0.9, "lang": lang,
+               "entry_ids": ids} for t, lang, ids in ts] for _u, _url, ts in images]
+    return pa.RecordBatch.from_arrays(
+        [pa.array([u for u, _, _ in images]), pa.array([url for _, url, _ in images]),
+         pa.array(texts, pa.list_(MATCHED_TEXT))], names=["uuid", "url", "texts"])
+
+
+def test_curate_batches_equals_the_formula():
+    rng = np.random.default_rng(7)
+    probs = {"en": rng.uniform(0.05, 1.0, 30).astype(np.float32), "de": rng.uniform(0.05, 1.0, 10).astype(np.float32)}
+    images = []
+    for k in range(300):
+        ts = []
+        for j in range(int(rng.integers(1, 4))):
+            lang = "en" if rng.random() < 0.6 else "de"
+            ids = sorted({int(x) for x in rng.integers(0, len(probs[lang]), int(rng.integers(1, 4)))})
+            ts.append((f"text {k} {j}", lang, ids))
+        images.append((f"{k:024x}", f"https://ex.com/{k}.jpg", ts))
+    batch = _matched_batch(images)
+    # a sliced batch (as Spark may hand over) must give the same answer as the pieces
+    got = [r for b in (batch.slice(0, 120), batch.slice(120)) for out in
+           pipeline.curate_batches([b], probs_by_lang=probs, seed=5) for r in out.to_pylist()]
+    uuids = [u for u, _, _ in images]
+    picks = balance.pick_index(uuids, [len(ts) for _, _, ts in images], 5, 0)
+    u_keep = balance.uniforms(uuids, 5, 0, "keep")
+    expected = []
+    for (uuid, url, ts), pick, u in zip(images, picks, u_keep):
+        text, lang, ids = ts[pick]
+        keep_prob = 1.0 - math.prod(1.0 - float(probs[lang][e]) for e in ids)
+        if u < keep_prob:
+            expected.append({"uuid": uuid, "url": url, "text": text, "lang": lang, "entry_ids": ids})
+    assert got == expected
+    assert 0 < len(got) < len(images)
+
+
+def test_curate_batches_rejects_unknown_language():
+    batch = _matched_batch([("00" * 12, "https://e/x.jpg", [("hallo", "xx", [0])])])
+    with pytest.raises(KeyError, match="xx"):
+        list(pipeline.curate_batches([batch], probs_by_lang={"en": np.ones(1, np.float32)}, seed=0))

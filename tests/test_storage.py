@@ -1,0 +1,251 @@
+"""curation.storage: the same tests on local disk and on a real S3 API server (moto) on loopback."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curation import storage
+from curation.storage import StorageConfig
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path):
+    """A fresh empty directory URI: a tmp dir, or a prefix in a fresh bucket on the loopback S3 server."""
+    if request.param == "local":
+        return str(tmp_path / "root")
+    bucket = request.getfixturevalue("s3_bucket")
+    return f"s3://{bucket}/root"
+
+
+def test_write_read_roundtrip(root):
+    uri = storage.join(root, "a", "b.bin")
+    assert not storage.exists(uri)
+    storage.write_bytes(uri, b"hello")
+    assert storage.exists(uri)
+    assert storage.read_bytes(uri) == b"hello"
+    with storage.open_write(uri) as f:  # overwrite
+        f.write(b"0123456789" * 1000)
+    with storage.open_read(uri) as f:
+        assert f.read(5) == b"01234"
+        f.seek(-3, io.SEEK_END)
+        assert f.read() == b"789"
+        f.seek(10)
+        assert f.read(10) == b"0123456789"
+    assert storage.exists(storage.join(root, "a"))  # a directory / prefix with objects
+
+
+def test_writer_exception_leaves_nothing(root):
+    uri = storage.join(root, "x.bin")
+    storage.write_bytes(uri, b"old")
+    with pytest.raises(RuntimeError):
+        with storage.open_write(uri) as f:
+            f.write(b"half-written")
+            raise RuntimeError("boom")
+    assert storage.read_bytes(uri) == b"old"
+    assert storage.list_files(root) == [uri]  # no temp file left behind
+
+
+def test_missing_object_errors_name_the_uri(root):
+    uri = storage.join(root, "missing.bin")
+    with pytest.raises(FileNotFoundError, match="missing.bin"):
+        storage.read_bytes(uri)
+    with pytest.raises(FileNotFoundError, match="missing.bin"):
+        storage.open_read(uri)
+    with pytest.raises(FileNotFoundError, match="missing.bin"):
+        storage.download_to_local(uri, None)
+
+
+def test_list_is_recursive_sorted_and_respects_directory_bounds(root):
+    names = ["z.txt", "a/2.txt", "a/1.txt", "a/deep/er/3.txt", "b.txt"]
+    for n in names:
+        storage.write_bytes(storage.join(root, n), n.encode())
+    storage.write_bytes(root + "2/other.txt", b"sibling with a shared name prefix")
+    listed = storage.list_files(root)
+    assert listed == sorted(storage.join(root, n) for n in names)
+    assert storage.list_files(storage.join(root, "a")) == sorted(
+        storage.join(root, n) for n in names if n.startswith("a/")
+    )
+    assert storage.list_files(storage.join(root, "nothing-here")) == []
+    for uri in listed:
+        assert storage.read_bytes(uri) == uri[len(root) + 1 :].encode()
+
+
+def test_glob(root):
+    for n in ["p/part-0.parquet", "p/part-1.parquet", "p/part-1.crc", "p/sub/part-2.parquet", "q/part-3.parquet"]:
+        storage.write_bytes(storage.join(root, n), b"x")
+    j = lambda n: storage.join(root, n)  # noqa: E731
+    assert storage.glob_paths(j("p/*.parquet")) == [j("p/part-0.parquet"), j("p/part-1.parquet")]
+    assert storage.glob_paths(j("*/part-?.parquet")) == [
+        j("p/part-0.parquet"), j("p/part-1.parquet"), j("q/part-3.parquet")
+    ]
+    assert storage.glob_paths(j("p/**/*.parquet")) == [
+        j("p/part-0.parquet"), j("p/part-1.parquet"), j("p/sub/part-2.parquet")
+    ]
+    assert storage.glob_paths(j("p/part-[1-2].*")) == [j("p/part-1.crc"), j("p/part-1.parquet")]
+    assert storage.glob_paths(j("p/part-0.parquet")) == [j("p/part-0.parquet")]
+    assert storage.glob_paths(j("nope/*")) == []
+
+
+def test_delete_prefix(root):
+    for n in ["d/1", "d/2/3", "dd/4"]:
+        storage.write_bytes(storage.join(root, n), b"x")
+    assert storage.delete_prefix(storage.join(root, "d")) == 2
+    assert storage.list_files(root) == [storage.join(root, "dd/4")]
+    assert storage.delete_prefix(storage.join(root, "d")) == 0
+
+
+def test_parquet_through_file_objects(root):
+    table = pa.table({"uuid": [f"{i:032x}" for i in range(500)], "n": list(range(500))})
+    uri = storage.join(root, "t.parquet")
+    with storage.open_write(uri) as f:
+        pq.write_table(table, f)
+    with storage.open_read(uri) as f:
+        assert pq.read_table(f).equals(table)
+
+
+def test_publish_success(root):
+    dest = storage.join(root, "out")
+    with storage.publish(dest) as staging:
+        assert staging != dest
+        storage.write_bytes(storage.join(staging, "part-0.bin"), b"zero")
+        storage.write_bytes(storage.join(staging, "sub/part-1.bin"), b"one")
+        assert not storage.exists(dest)  # nothing visible before the commit
+        assert not storage.is_complete(dest)
+    assert storage.is_complete(dest)
+    assert storage.list_files(dest) == [
+        storage.join(dest, "_SUCCESS"), storage.join(dest, "part-0.bin"), storage.join(dest, "sub/part-1.bin")
+    ]
+    assert storage.read_bytes(storage.join(dest, "sub/part-1.bin")) == b"one"
+    # staging is gone: the only files under root are the published ones
+    assert storage.list_files(root) == storage.list_files(dest)
+
+
+def test_publish_failure_leaves_dest_absent(root):
+    dest = storage.join(root, "out")
+    with pytest.raises(RuntimeError, match="midway"):
+        with storage.publish(dest) as staging:
+            storage.write_bytes(storage.join(staging, "part-0.bin"), b"zero")
+            raise RuntimeError("failed midway")
+    assert not storage.exists(dest)
+    assert not storage.is_complete(dest)
+    assert storage.list_files(root) == []
+
+
+def test_publish_failure_leaves_existing_dest_unchanged(root):
+    dest = storage.join(root, "out")
+    with storage.publish(dest) as staging:
+        storage.write_bytes(storage.join(staging, "part-0.bin"), b"v1")
+    before = {u: storage.read_bytes(u) for u in storage.list_files(dest)}
+    with pytest.raises(ValueError):
+        with storage.publish(dest) as staging:
+            storage.write_bytes(storage.join(staging, "part-0.bin"), b"v2")
+            storage.write_bytes(storage.join(staging, "part-9.bin"), b"v2")
+            raise ValueError("bad record")
+    assert {u: storage.read_bytes(u) for u in storage.list_files(dest)} == before
+    assert storage.is_complete(dest)
+    assert storage.list_files(root) == sorted(before)
+
+
+def test_publish_replaces_existing_output(root):
+    dest = storage.join(root, "out")
+    with storage.publish(dest) as staging:
+        storage.write_bytes(storage.join(staging, "part-0.bin"), b"v1")
+        storage.write_bytes(storage.join(staging, "stale.bin"), b"v1 only")
+    with storage.publish(dest) as staging:
+        storage.write_bytes(storage.join(staging, "part-0.bin"), b"v2")
+        storage.write_bytes(storage.join(staging, "part-1.bin"), b"v2")
+    assert storage.list_files(dest) == [
+        storage.join(dest, n) for n in ["_SUCCESS", "part-0.bin", "part-1.bin"]
+    ]
+    assert storage.read_bytes(storage.join(dest, "part-0.bin")) == b"v2"
+    assert storage.is_complete(dest)
+    assert storage.list_files(root) == storage.list_files(dest)
+
+
+def test_publish_empty_output_is_complete(root):
+    dest = storage.join(root, "empty")
+    with storage.publish(dest):
+        pass
+    assert storage.is_complete(dest)
+    assert storage.list_files(dest) == [storage.join(dest, "_SUCCESS")]
+
+
+def test_download_to_local_caches(root, tmp_path):
+    uri = storage.join(root, "model.bin")
+    storage.write_bytes(uri, b"v1" * 100)
+    target = tmp_path / "cache" / "model.bin"
+    path = storage.download_to_local(uri, target)
+    assert open(path, "rb").read() == b"v1" * 100
+    if storage.is_s3(uri):
+        mtime = os.stat(path).st_mtime_ns
+        assert storage.download_to_local(uri, target) == path
+        assert os.stat(path).st_mtime_ns == mtime  # cached: not downloaded again
+    storage.write_bytes(uri, b"v2" * 50)
+    if not storage.is_s3(uri):  # local copies are keyed on size + mtime; make the change visible
+        os.utime(storage._local(uri), ns=(1, 1))
+    assert open(storage.download_to_local(uri, target), "rb").read() == b"v2" * 50
+
+
+# --- S3 only ------------------------------------------------------------------------------------
+
+
+def test_s3_missing_bucket_is_a_clear_error(s3_server):
+    uri = "s3://no-such-bucket-xyz/k.bin"
+    with pytest.raises(FileNotFoundError, match="bucket.*no-such-bucket-xyz"):
+        storage.read_bytes(uri)
+    with pytest.raises(FileNotFoundError, match="no-such-bucket-xyz"):
+        storage.list_files("s3://no-such-bucket-xyz/p")
+    with pytest.raises(FileNotFoundError, match="no-such-bucket-xyz"):
+        storage.write_bytes(uri, b"x")
+    assert not storage.exists(uri)
+
+
+def test_s3_multipart_upload_and_explicit_endpoint(s3_server, s3_bucket, monkeypatch):
+    # The endpoint comes from the explicit config even when the environment names none.
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    config = StorageConfig(endpoint_url=s3_server, multipart_threshold=5 * 1024 * 1024,
+                           multipart_chunksize=5 * 1024 * 1024, spool_bytes=1024 * 1024)
+    data = os.urandom(1024) * (11 * 1024)  # 11 MiB -> 3 parts
+    uri = f"s3://{s3_bucket}/big/blob.bin"
+    with storage.open_write(uri, config) as f:
+        for i in range(0, len(data), 1 << 20):
+            f.write(data[i : i + (1 << 20)])
+    head = storage.s3_client(config).head_object(Bucket=s3_bucket, Key="big/blob.bin")
+    assert head["ETag"].strip('"').endswith("-3")  # a multipart ETag
+    assert storage.read_bytes(uri, config) == data
+    with storage.open_read(uri, config) as f:
+        f.seek(7 * 1024 * 1024 + 5)
+        assert f.read(100) == data[7 * 1024 * 1024 + 5 : 7 * 1024 * 1024 + 105]
+
+
+def test_s3_incomplete_dest_is_flagged(s3_bucket):
+    # A dest whose commit was cut short (objects but no _SUCCESS) reads as incomplete.
+    dest = f"s3://{s3_bucket}/half"
+    storage.write_bytes(dest + "/part-0.bin", b"x")
+    assert storage.exists(dest)
+    assert not storage.is_complete(dest)
+
+
+def test_s3_staging_lives_under_staging_prefix(s3_bucket):
+    dest = f"s3://{s3_bucket}/runs/out"
+    with storage.publish(dest, run_id="r1") as staging:
+        assert staging == f"s3://{s3_bucket}/runs/_staging/r1/out"
+        storage.write_bytes(staging + "/p.bin", b"x")
+        assert storage.list_files(f"s3://{s3_bucket}/runs/_staging") == [staging + "/p.bin"]
+    assert storage.list_files(f"s3://{s3_bucket}/runs/_staging") == []
+
+
+def test_s3_client_is_lazy_and_per_process(s3_server):
+    a = storage.s3_client()
+    assert storage.s3_client() is a
+
+
+def test_publish_refuses_bucket_root(s3_bucket):
+    with pytest.raises(ValueError, match="bucket root"):
+        with storage.publish(f"s3://{s3_bucket}/"):
+            pass

@@ -1,0 +1,271 @@
+"""Iterable dataset over Parquet image shards with the paper's online curation.
+
+Units of work are (shard, row group) pairs. Each epoch the unit list is permuted with a
+seed shared by every process, then dealt to the global workers (rank x DataLoader worker)
+round-robin, so within an epoch no two workers read the same row; when there are fewer units
+than workers, every worker reads all units and keeps every W-th row instead.
+
+Online mode (DESIGN section 3, step 6): per image and epoch pick one matched text
+(curation.balance.pick_index) and keep the image with 1 - prod(1 - prob[lang][e])
+(keep_probabilities / keep_decisions), all hashed on (seed, uuid, epoch): the same sample
+for any partitioning. Offline mode reads the texts of a curated/ table instead.
+
+Each worker's stream is infinite (epoch after epoch) so every DDP rank can take the same
+number of steps. Kept items pass a seeded shuffle buffer; every item carries
+(worker, epoch, index) so the trainer can record the position of the last consumed batch
+and a restarted worker skips exactly that many items (without decoding them).
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
+
+from curation import balance
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def curate_rows(uuids: Sequence[str], texts_lists: Sequence[Sequence[dict]], probs_by_lang: dict[str, np.ndarray],
+                seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch of the paper's sampling for a batch of images: (picked text index, keep) per image.
+
+    Images with no texts, or whose picked text is in a language without entry probabilities,
+    are not kept (keep probability 0).
+    """
+    n = np.fromiter((len(t) for t in texts_lists), dtype=np.int64, count=len(texts_lists))
+    picked = balance.pick_index(uuids, n, seed, epoch)
+    kp = np.zeros(len(uuids), dtype=np.float64)
+    by_lang: dict[str, list[int]] = {}
+    for i, (texts, j) in enumerate(zip(texts_lists, picked)):
+        if n[i] > 0:
+            by_lang.setdefault(texts[j]["lang"], []).append(i)
+    for lang, rows in by_lang.items():
+        probs = probs_by_lang.get(lang)
+        if probs is None:
+            continue
+        ids = [texts_lists[i][picked[i]]["entry_ids"] or [] for i in rows]
+        kp[rows] = balance.keep_probabilities(ids, probs)
+    keep = balance.keep_decisions(uuids, kp, seed, epoch)
+    return picked, keep
+
+
+def load_entry_probs(root: str | os.PathLike) -> dict[str, np.ndarray]:
+    """entry_probs/<lang>.npy files -> {lang: float32 array} (no pickle)."""
+    out = {}
+    for p in sorted(Path(root).glob("*.npy")):
+        out[p.stem] = np.load(p, allow_pickle=False).astype(np.float32)
+    if not out:
+        raise FileNotFoundError(f"no entry_probs/<lang>.npy files under {root}")
+    return out
+
+
+def load_curated(root: str | os.PathLike) -> dict[str, tuple[str, str]]:
+    """curated/ Parquet rows -> {uuid: (text, lang)} for offline mode."""
+    out = {}
+    for p in list_parquet(root):
+        t = pq.read_table(p, columns=["uuid", "text", "lang"])
+        for u, x, lang in zip(*(t.column(c).to_pylist() for c in ("uuid", "text", "lang"))):
+            out[u] = (x, lang)
+    return out
+
+
+def list_parquet(spec: str | os.PathLike | Sequence[str]) -> list[str]:
+    """A directory, a glob, a file or a list of them -> sorted Parquet paths (error when none)."""
+    specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    paths: list[str] = []
+    for s in specs:
+        s = str(s)
+        if os.path.isdir(s):
+            paths += glob.glob(os.path.join(s, "*.parquet"))
+        elif any(ch in s for ch in "*?["):
+            paths += glob.glob(s)
+        elif os.path.isfile(s):
+            paths.append(s)
+    paths = sorted(set(paths))
+    if not paths:
+        raise FileNotFoundError(f"no Parquet shards match {spec!r}")
+    return paths
+
+
+@dataclass
+class _Item:
+    uuid: str
+    image: bytes
+    text: str
+    lang: str
+    entry_ids: list
+
+
+class ShardDataset(IterableDataset):
+    """Curated (image, text) items from image shards; see the module docstring for the contract.
+
+    transform(PIL image, rng) -> tensor and tokenizer(text) -> LongTensor are applied in the
+    worker; with neither, items are raw dicts (uuid, text, lang, entry_ids) for inspection.
+    """
+
+    def __init__(self, shards, *, mode: str = "online", entry_probs: dict[str, np.ndarray] | None = None,
+                 curated: dict[str, tuple[str, str]] | None = None, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, shuffle_buffer: int = 1000, transform=None, tokenizer=None,
+                 positions: dict[int, tuple[int, int]] | None = None, worker_offset: int = 0,
+                 start_epoch: int = 0, max_epochs: int | None = None, decode: bool = True):
+        if mode not in ("online", "offline"):
+            raise ValueError(f"mode must be 'online' or 'offline', not {mode!r}")
+        if mode == "online" and entry_probs is None:
+            raise ValueError("online curation needs entry_probs")
+        if mode == "offline" and curated is None:
+            raise ValueError("offline mode needs the curated/ texts")
+        self.paths = list_parquet(shards)
+        self.mode, self.entry_probs, self.curated = mode, entry_probs, curated
+        self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
+        self.shuffle_buffer = max(1, int(shuffle_buffer))
+        self.transform, self.tokenizer, self.decode = transform, tokenizer, decode
+        self.positions = dict(positions or {})
+        self.worker_offset = int(worker_offset)
+        self.start_epoch, self.max_epochs = int(start_epoch), max_epochs
+        self.units = [(p, rg) for p in self.paths for rg in range(pq.ParquetFile(p).num_row_groups)]
+        self.rejects: Counter = Counter()
+
+    # --- layout -------------------------------------------------------------------------------
+
+    def worker_layout(self) -> tuple[int, int]:
+        """(global worker id, number of global workers) of the calling process/worker."""
+        info = get_worker_info()
+        nw, wid = (info.num_workers, info.id) if info is not None else (1, 0)
+        logical = (wid + self.worker_offset) % nw
+        return self.rank * nw + logical, self.world_size * nw
+
+    def epoch_units(self, epoch: int, gw: int, n_workers: int) -> tuple[list[tuple[str, int]], int | None]:
+        """This worker's (shard, row group) units for an epoch and the row stride filter, if any."""
+        perm = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(len(self.units))
+        ordered = [self.units[i] for i in perm]
+        if len(ordered) >= n_workers:
+            return ordered[gw::n_workers], None
+        return ordered, gw
+
+    # --- the stream -----------------------------------------------------------------------------
+
+    def _rows(self, epoch: int, gw: int, n_workers: int) -> Iterator[_Item]:
+        units, stride_id = self.epoch_units(epoch, gw, n_workers)
+        counter = 0
+        for path, rg in units:
+            cols = ["uuid", "texts", "image"] if self.mode == "online" else ["uuid", "image"]
+            t = pq.ParquetFile(path).read_row_group(rg, columns=cols)
+            uuids = t.column("uuid").to_pylist()
+            idx = list(range(len(uuids)))
+            if stride_id is not None:
+                idx = [i for i in idx if (counter + i) % n_workers == stride_id]
+                counter += len(uuids)
+            if not idx:
+                continue
+            images = t.column("image")
+            if self.mode == "online":
+                texts_all = t.column("texts").to_pylist()
+                sel_u = [uuids[i] for i in idx]
+                sel_t = [texts_all[i] or [] for i in idx]
+                picked, keep = curate_rows(sel_u, sel_t, self.entry_probs, self.seed, epoch)
+                for k, i in enumerate(idx):
+                    if not keep[k]:
+                        self.rejects["not_sampled" if sel_t[k] else "no_texts"] += 1
+                        continue
+                    tx = sel_t[k][picked[k]]
+                    yield _Item(uuids[i], images[i].as_py(), tx["text"], tx["lang"], list(tx["entry_ids"] or []))
+            else:
+                for i in idx:
+                    hit = self.curated.get(uuids[i])
+                    if hit is None:
+                        self.rejects["not_curated"] += 1
+                        continue
+                    yield _Item(uuids[i], images[i].as_py(), hit[0], hit[1], [])
+
+    def _shuffled(self, epoch: int, gw: int, n_workers: int) -> Iterator[_Item]:
+        rng = np.random.default_rng([self.seed, epoch, gw, 0xB0FF])
+        buf: list[_Item] = []
+        for item in self._rows(epoch, gw, n_workers):
+            if len(buf) < self.shuffle_buffer:
+                buf.append(item)
+                continue
+            j = int(rng.integers(len(buf)))
+            buf[j], item = item, buf[j]
+            yield item
+        while buf:
+            j = int(rng.integers(len(buf)))
+            buf[j], buf[-1] = buf[-1], buf[j]
+            yield buf.pop()
+
+    def _materialise(self, item: _Item, epoch: int) -> dict | None:
+        if not self.decode:
+            return {"uuid": item.uuid, "text": item.text, "lang": item.lang, "entry_ids": item.entry_ids}
+        try:
+            img = Image.open(io.BytesIO(item.image))
+            img.load()
+        except Exception:  # corrupt bytes: counted, skipped
+            self.rejects["bad_image"] += 1
+            n = self.rejects["bad_image"]
+            if n & (n - 1) == 0:
+                log.warning("skipped %d undecodable images (latest uuid %s)", n, item.uuid)
+            return None
+        out = {}
+        if self.transform is not None:
+            key = int(balance.uuid_keys([item.uuid])[0])
+            out["image"] = self.transform(img, np.random.default_rng([self.seed, epoch, key, 0xC0]))
+        else:
+            out["image"] = img
+        out["text"] = self.tokenizer.encode(item.text) if self.tokenizer is not None else item.text
+        return out
+
+    def __iter__(self) -> Iterator[dict]:
+        gw, n_workers = self.worker_layout()
+        epoch, skip = self.positions.get(gw, (self.start_epoch, 0))
+        while self.max_epochs is None or epoch < self.start_epoch + self.max_epochs:
+            produced = 0
+            for index, item in enumerate(self._shuffled(epoch, gw, n_workers)):
+                produced += 1
+                if index < skip:
+                    continue
+                out = self._materialise(item, epoch)
+                if out is None:
+                    continue
+                out.update(worker=gw, epoch=epoch, index=index)
+                yield out
+            if produced == 0:
+                raise RuntimeError(f"global worker {gw} of {n_workers} got no items in epoch {epoch}: "
+                                   "too few rows/row groups for this many ranks x workers, or nothing kept")
+            epoch, skip = epoch + 1, 0
+
+
+def positions_from_batch(batch: dict) -> dict[int, tuple[int, int]]:
+    """{worker: (epoch, next index)} after consuming a collated batch (one worker per batch)."""
+    out: dict[int, tuple[int, int]] = {}
+    for w, e, i in zip(batch["worker"].tolist(), batch["epoch"].tolist(), batch["index"].tolist()):
+        cur = out.get(w)
+        if cur is None or (e, i + 1) > cur:
+            out[w] = (e, i + 1)
+    return out
+
+
+def build_loader(dataset: ShardDataset, batch_size: int, num_workers: int, steps_done: int = 0,
+                 pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """DataLoader whose worker k plays logical worker (k + steps_done) % num_workers.
+
+    DataLoader takes batches from its workers round-robin, so after steps_done batches the next
+    one must come from logical worker steps_done % num_workers; rotating the mapping keeps the
+    batch sequence of a resumed run identical to an uninterrupted one.
+    """
+    nw = max(0, int(num_workers))
+    dataset.worker_offset = steps_done % nw if nw > 0 else 0
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=nw, pin_memory=pin_memory,
+                                       persistent_workers=False, prefetch_factor=4 if nw else None)
