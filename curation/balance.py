@@ -84,16 +84,28 @@ def keep_probability(entry_ids: Sequence[int], probs: np.ndarray) -> float:
 
 
 def keep_probabilities(entry_id_lists: Iterable[Sequence[int]], probs: np.ndarray) -> np.ndarray:
-    """keep_probability for many texts of one language at once (flattened, summed in log space)."""
-    lists = [np.unique(np.asarray(ids, dtype=np.int64)) for ids in entry_id_lists]
-    lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+    """keep_probability for many texts of one language at once.
+
+    Vectorised over the batch: ids are flattened once, de-duplicated within each text by one
+    sort, and the miss probabilities summed in log space per text.
+    """
+    lists = [ids.ravel() if isinstance(ids, np.ndarray) else np.asarray(ids, dtype=np.int64) for ids in entry_id_lists]
+    n = len(lists)
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=n)
     if lengths.sum() == 0:
-        return np.zeros(len(lists), dtype=np.float64)
-    flat = np.concatenate(lists)
+        return np.zeros(n, dtype=np.float64)
+    flat = np.concatenate(lists).astype(np.int64, copy=False)
+    if flat.min() < 0 or flat.max() >= len(probs):
+        raise IndexError(f"entry id out of range [0, {len(probs)}): min {flat.min()}, max {flat.max()}")
+    seg = np.repeat(np.arange(n), lengths)
+    order = np.lexsort((flat, seg))
+    flat, seg = flat[order], seg[order]
+    first = np.ones(len(flat), dtype=bool)  # drop repeats of an id within one text
+    first[1:] = (flat[1:] != flat[:-1]) | (seg[1:] != seg[:-1])
+    flat, seg = flat[first], seg[first]
     with np.errstate(divide="ignore"):
-        log_miss = np.log1p(-probs[flat].astype(np.float64))  # -inf where prob == 1
-    seg = np.repeat(np.arange(len(lists)), lengths)
-    sums = np.bincount(seg, weights=log_miss, minlength=len(lists))
+        log_miss = np.log1p(-np.asarray(probs)[flat].astype(np.float64))  # -inf where prob == 1
+    sums = np.bincount(seg, weights=log_miss, minlength=n)
     out = -np.expm1(sums)
     out[lengths == 0] = 0.0
     return out
@@ -131,6 +143,8 @@ def uuid_keys(uuids: Sequence[str]) -> np.ndarray:
     buf = bytearray()
     fullmatch = _HEX_RE.fullmatch
     for u in uuids:
+        if not isinstance(u, str):
+            raise TypeError(f"uuids must be strings, got {u!r} ({type(u).__name__})")
         if fullmatch(u):
             buf += int(u, 16).to_bytes(16, "big")
         else:
@@ -148,7 +162,10 @@ def _hex_keys_same_length(uuids: Sequence[str]) -> np.ndarray | None:
     n = len(uuids)
     if n == 0:
         return np.zeros(0, dtype=np.uint64)
-    lengths = set(map(len, uuids))
+    try:
+        lengths = set(map(len, uuids))
+    except TypeError:  # a non-string uuid: the general path names it
+        return None
     if len(lengths) != 1:
         return None
     length = lengths.pop()

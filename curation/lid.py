@@ -124,21 +124,27 @@ class LanguageIdentifier:
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, k: int = 1):
-        if model_path is None:
-            model_path = os.environ.get(MODEL_ENV) or default_model_path()
-        self.model_path = os.fspath(model_path)
+        # None = the bundled default, resolved in the process that predicts (an executor's
+        # site-packages path may differ from the driver's)
+        self._model_path = None if model_path is None else os.fspath(model_path)
         if int(k) < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         self.k = int(k)
 
+    @property
+    def model_path(self) -> str:
+        if self._model_path is not None:
+            return self._model_path
+        return os.environ.get(MODEL_ENV) or default_model_path()
+
     def __repr__(self) -> str:
-        return f"LanguageIdentifier(model_path={self.model_path!r}, k={self.k})"
+        return f"LanguageIdentifier(model_path={self._model_path!r}, k={self.k})"
 
     def __getstate__(self):
-        return {"model_path": self.model_path, "k": self.k}
+        return {"model_path": self._model_path, "k": self.k}
 
     def __setstate__(self, state):
-        self.model_path = state["model_path"]
+        self._model_path = state["model_path"]
         self.k = state["k"]
 
     @property
@@ -158,7 +164,10 @@ class LanguageIdentifier:
         if isinstance(texts, (str, bytes)):
             raise TypeError("predict takes a list of texts, not a single str")
         if not isinstance(texts, list):
-            texts = texts.tolist() if hasattr(texts, "tolist") else list(texts)
+            if hasattr(texts, "to_pylist"):  # pyarrow Array / ChunkedArray
+                texts = texts.to_pylist()
+            else:
+                texts = texts.tolist() if hasattr(texts, "tolist") else list(texts)
         types = set(map(type, texts))
         if types - {str}:
             i = next(i for i, t in enumerate(texts) if type(t) is not str)

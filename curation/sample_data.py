@@ -144,6 +144,9 @@ LANGUAGE_CODES = tuple(LANGUAGES)  # English first: the long-tailed language ord
 NUMBERS = tuple(str(i) for i in range(100))
 ZIPF_CONCEPTS = 1.1  # exponent of the concept distribution
 ZIPF_LANGUAGES = 0.9  # exponent of the language distribution
+# English threshold that makes balancing visible on the small sample (its head English entries
+# occur a few hundred times; the paper's 170,000 would keep everything).
+SAMPLE_T_EN = 40
 TLDS = {"en": "com", "ja": "jp", "zh": "cn", "ko": "kr", "el": "gr", "uk": "ua", "sv": "se", "vi": "vn",
         "hi": "in", "he": "il", "ar": "eg", "pt": "br"}
 
@@ -398,6 +401,7 @@ def write_sample(out_dir: str | os.PathLike, seed: int = 0, files: int = 4, page
         "metadata": os.path.join(out_dir, "metadata"),
         "metadata_version": manifest["version"],
         "metadata_languages": len(manifest["languages"]),
+        "suggested_t_en": SAMPLE_T_EN,
     }
     with open(os.path.join(out_dir, "sample.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, sort_keys=True)

@@ -18,6 +18,7 @@ import contextlib
 import fnmatch
 import glob as _glob
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -25,7 +26,10 @@ import threading
 import time
 import uuid as _uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 SUCCESS_MARKER = "_SUCCESS"
 STAGING_PREFIX = "_staging"
@@ -76,6 +80,12 @@ def split_s3(uri: str) -> tuple[str, str]:
     if not bucket:
         raise ValueError(f"s3 URI without a bucket: {uri!r}")
     return bucket, key
+
+
+def to_hadoop_uri(uri: str) -> str:
+    """The URI Spark/Hadoop reads and writes: s3:// becomes s3a:// (the S3A connector)."""
+    uri = os.fspath(uri)
+    return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
 
 
 def _s3_uri(bucket: str, key: str) -> str:
@@ -400,7 +410,10 @@ class _AtomicWriter(io.BufferedIOBase):
         return False
 
     def __del__(self):
-        self.abort()  # never commit a file nobody closed
+        try:
+            self.abort()  # never commit a file nobody closed
+        except Exception:  # interpreter shutdown: nothing sensible left to do
+            pass
 
 
 def open_write(uri: str | os.PathLike, config: StorageConfig | None = None) -> _AtomicWriter:
@@ -648,7 +661,10 @@ def publish(dest_uri: str | os.PathLike, config: StorageConfig | None = None, ru
             yield staging
             _commit_s3(staging, dest_uri, config)
         finally:
-            delete_prefix(join(parent, STAGING_PREFIX, run_id), config)
+            try:
+                delete_prefix(join(parent, STAGING_PREFIX, run_id), config)
+            except Exception as exc:  # never hide the real error; a leftover staging prefix is harmless
+                log.warning("could not remove staging %s: %s", staging, exc)
         return
     dest = os.path.join(parent, name)
     staging = os.path.join(parent, f".{name}.staging-{run_id}")
@@ -692,8 +708,13 @@ def _commit_s3(staging: str, dest: str, config: StorageConfig) -> None:
     if marker in old_keys:
         client.delete_object(Bucket=d_bucket, Key=marker)
     tconf = _transfer_config(config)
-    for rel in new_rel:
+
+    def copy(rel: str) -> None:
         client.copy({"Bucket": s_bucket, "Key": f"{s_key}/{rel}"}, d_bucket, f"{d_key}/{rel}", Config=tconf)
+
+    # Server-side copies in parallel (Spark outputs have hundreds of parts); list() re-raises errors.
+    with ThreadPoolExecutor(max_workers=max(1, min(16, 2 * config.max_concurrency))) as pool:
+        list(pool.map(copy, new_rel))
     stale = sorted(old_keys - {f"{d_key}/{r}" for r in new_rel} - {marker})
     for i in range(0, len(stale), 1000):
         client.delete_objects(

@@ -9,8 +9,8 @@ grouping its texts needs one canonical spelling. `normalize_url` applies, in ord
    `//host/x` (which takes the page's scheme); a relative URL without a usable base is
    `invalid_url`;
 4. keep only http and https (`unsupported_scheme` for javascript:, mailto:, ftp:, ...);
-5. lower-case scheme and host, IDNA-encode a non-ASCII host (UTS #46, then IDNA 2003 as a
-   fallback), drop a trailing dot of the host, drop the default port (80 for http, 443 for
+5. lower-case scheme and host, IDNA-encode a non-ASCII host (UTS #46 non-transitional, as
+   browsers do; IDNA 2003 for hosts IDNA 2008 refuses), drop a trailing dot of the host, drop the default port (80 for http, 443 for
    https), keep user info;
 6. remove dot segments (`/a/./b/../c` -> `/a/c`), an empty path becomes `/`;
 7. percent-encode characters that are not allowed raw in a URL (spaces, non-ASCII as UTF-8,
@@ -29,6 +29,8 @@ import hashlib
 import re
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
+import idna
+
 MAX_URL_CHARS = 2048
 URL_REJECT_REASONS = ("unsupported_scheme", "data_uri", "invalid_url", "url_too_long")
 
@@ -41,6 +43,13 @@ _PCT_RE = re.compile(r"%[0-9a-fA-F]{2}")
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"
 _SAFE_QUERY = "/?%:@!$&'()*+,;=-._~[]"
 _HOST_RE = re.compile(r"^[a-z0-9_.\-]+$|^\[[0-9a-f:.]+\]$")
+# Already-canonical absolute URLs (the common case in url/text tables) skip the full parse:
+# lower-case host without trailing dot, no default port (checked below), a path and query of
+# characters that need no quoting, no '%' (escapes may need upper-casing), no fragment, and no
+# "/." (possible dot segment). Anything else takes the slow path, which gives the same result.
+_CANONICAL_RE = re.compile(
+    r"^(https?)://[a-z0-9_\-]+(?:\.[a-z0-9_\-]+)*(?::(\d{1,5}))?/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*(?:\?[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)?$"
+)
 # A cheap cap before any parsing: no valid result can come from a longer input.
 _MAX_RAW_CHARS = 4 * MAX_URL_CHARS
 
@@ -52,16 +61,16 @@ def _idna_host(host: str) -> str | None:
         return None
     if host.isascii():
         return host if _HOST_RE.match(host) else None
+    # UTS #46 non-transitional (what browsers do: "ß" stays, "straße.de" -> "xn--strae-oqa.de");
+    # the idna package is a hard dependency so the uuid of a URL never depends on the machine.
     try:
-        import idna
-
-        return idna.encode(host, uts46=True).decode("ascii").lower()
-    except Exception:  # noqa: BLE001 - idna raises several error types; fall back to IDNA 2003
-        pass
-    try:
-        encoded = host.encode("idna").decode("ascii").lower()
-    except (UnicodeError, ValueError):
-        return None
+        encoded = idna.encode(host, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        # IDNA 2008 refuses some hosts browsers still load (symbols, emoji): IDNA 2003 as fallback
+        try:
+            encoded = host.encode("idna").decode("ascii").lower()
+        except (UnicodeError, ValueError):
+            return None
     return encoded if _HOST_RE.match(encoded) else None
 
 
@@ -101,6 +110,10 @@ def normalize_url(url: object, base: str | None = None) -> tuple[str | None, str
     """
     if not isinstance(url, str):
         return None, "invalid_url"
+    if len(url) <= MAX_URL_CHARS and "/." not in url:
+        m = _CANONICAL_RE.match(url)
+        if m and (m.group(2) is None or (int(m.group(2)) != _DEFAULT_PORTS[m.group(1)] and 0 < int(m.group(2)) < 65536)):
+            return url, None
     if len(url) > _MAX_RAW_CHARS:
         # data URIs are the usual reason for huge "URLs": report them as such
         return None, ("data_uri" if url.lstrip()[:5].lower() == "data:" else "url_too_long")

@@ -432,8 +432,10 @@ def run(spark, input_uri: str, out: str, config: DownloadConfig, kind: str = "au
     kind = input_kind(df.columns, kind)
     cols = ["uuid", "url", "text", "lang", "entry_ids"] if kind == "curated" else ["uuid", "url", "texts"]
     df = df.select(*cols)
-    n_rows = df.count()
-    no_uuid = df.filter(df.uuid.isNull()).count()
+    from pyspark.sql import functions as F
+
+    counts = df.agg(F.count(F.lit(1)).alias("rows"), F.count("uuid").alias("with_uuid")).first()
+    n_rows, no_uuid = int(counts["rows"]), int(counts["rows"] - counts["with_uuid"])
     plan = load_or_make_plan(out, input_uri, n_rows, config)
     num_shards = plan["num_shards"]
     success = storage.join(out, storage.SUCCESS_MARKER)

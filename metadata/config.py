@@ -39,6 +39,7 @@ class MetadataConfig:
     # --- markup ---
     max_nesting: int = 64  # deeper template/link nesting is dropped wholesale (counted)
     max_page_chars: int = 4_000_000  # larger page texts are skipped (counted), not parsed
+    max_pages_per_dump: int = 0  # 0 = all; >0 reads only the first N articles of each dump (samples, tests)
     # --- Spark ---
     counter_flush_keys: int = 2_000_000  # per-task partial counts are flushed past this many keys
     sources: tuple = SOURCES

@@ -27,6 +27,7 @@ from metadata.markup import MarkupStripper, normalize_title
 from metadata.tokenize import tokenizer_for
 
 Record = tuple[str, str, str, str, int]
+MAX_TOKEN_CHARS = 256
 
 
 def dump_records(path: str, config: MetadataConfig, align_to_lid: bool = True,
@@ -57,19 +58,19 @@ def dump_records(path: str, config: MetadataConfig, align_to_lid: bool = True,
                 stats["page_too_large"] += 1
                 stats["articles"] -= 1
                 continue
+            if config.max_pages_per_dump and stats["pages_counted"] >= config.max_pages_per_dump:
+                stats["articles"] -= 1
+                stats["skipped_page_limit"] += 1
+                break
             yield ("a", lang, normalize_title(page.title), "", 1)
             try:
                 plain = stripper.strip(page.text, links, stats)
-                segs = tok.segments(plain)
+                tok.count_into(plain, unigrams, bigrams)
             except Exception as exc:  # noqa: BLE001 - a bug-triggering page is counted, not fatal
                 stats["page_error"] += 1
                 stats[f"page_error:{type(exc).__name__}"] += 1
                 continue
             stats["pages_counted"] += 1
-            for seg in segs:
-                unigrams.update(seg)
-                if len(seg) > 1:
-                    bigrams.update(zip(seg, seg[1:]))
             if len(unigrams) + len(bigrams) + len(links) > flush_at:
                 yield from _flush(lang, unigrams, bigrams, links)
     except OSError as exc:  # the file itself cannot be opened
@@ -87,9 +88,11 @@ def dump_records(path: str, config: MetadataConfig, align_to_lid: bool = True,
 
 def _flush(lang: str, unigrams: Counter, bigrams: Counter, links: Counter) -> Iterator[Record]:
     for w, n in unigrams.items():
-        yield ("u", lang, w, "", n)
+        if len(w) <= MAX_TOKEN_CHARS:  # longer tokens can never become entries
+            yield ("u", lang, w, "", n)
     for (a, b), n in bigrams.items():
-        yield ("b", lang, a, b, n)
+        if len(a) + len(b) < MAX_TOKEN_CHARS:
+            yield ("b", lang, a, b, n)
     for t, n in links.items():
         yield ("l", lang, t, "", n)
     unigrams.clear()

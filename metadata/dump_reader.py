@@ -81,19 +81,88 @@ def detect_compression(head: bytes) -> str:
     return "plain"
 
 
-def open_decompressed(raw: io.BufferedIOBase) -> io.BufferedIOBase:
-    """A decompressing binary reader over `raw`, by the stream's magic bytes."""
-    if not isinstance(raw, io.BufferedReader):
-        raw = io.BufferedReader(raw) if isinstance(raw, io.RawIOBase) else raw
-    head = raw.peek(8)[:8] if hasattr(raw, "peek") else b""
-    kind = detect_compression(head)
+def _new_decompressor(kind: str):
     if kind == "bz2":
-        return bz2.BZ2File(raw)
+        return bz2.BZ2Decompressor()
     if kind == "xz":
-        return lzma.LZMAFile(raw)
-    if kind == "gzip":
-        return gzip.GzipFile(fileobj=raw)
-    return raw
+        return lzma.LZMADecompressor()
+    return zlib.decompressobj(wbits=31)  # gzip member
+
+
+def _decompressed_chunks(raw, kind: str, max_out: int = 4 * CHUNK) -> Iterator[bytes]:
+    """Decompress all concatenated streams (bz2 multistream, gzip members, xz streams).
+
+    Unlike the stdlib file objects, trailing bytes that are not a valid stream raise instead of
+    being ignored, and a stream cut short raises EOFError: the caller counts both. Output is
+    produced in bounded pieces, so a decompression bomb costs time, not memory.
+    """
+    d = _new_decompressor(kind)
+    started = False
+    pending = b""
+    while True:
+        if not pending:
+            pending = raw.read(CHUNK)
+            if not pending:
+                if started:
+                    raise EOFError(f"{kind} stream ends before its end-of-stream marker")
+                return
+        if not started and not pending.strip(b"\x00"):
+            pending = b""  # zero padding after the last stream
+            continue
+        started = True
+        if kind == "gzip":
+            out = d.decompress(pending, max_out)
+            pending = d.unconsumed_tail
+            if out:
+                yield out
+        else:
+            out = d.decompress(pending, max_out)
+            pending = b""
+            if out:
+                yield out
+            while not d.eof and not d.needs_input:
+                out = d.decompress(b"", max_out)
+                if out:
+                    yield out
+        if d.eof:
+            pending = d.unused_data + pending
+            d = _new_decompressor(kind)
+            started = False
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable binary stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def open_decompressed(raw) -> io.BufferedIOBase:
+    """A decompressing binary reader over `raw`, chosen by the stream's magic bytes."""
+    if not hasattr(raw, "peek"):
+        src = raw
+        raw = io.BufferedReader(src) if isinstance(src, io.RawIOBase) else io.BufferedReader(
+            _ChunkReader(iter(lambda: src.read(CHUNK), b"")))
+    head = raw.peek(8)[:8]
+    kind = detect_compression(head)
+    if kind == "plain":
+        return raw
+    return io.BufferedReader(_ChunkReader(_decompressed_chunks(raw, kind)), buffer_size=CHUNK)
 
 
 def _utf8_chunks(stream: io.BufferedIOBase, stats: Counter) -> Iterator[bytes]:

@@ -46,20 +46,21 @@ _TAG_TOKEN_RE = re.compile(
     r"<(/?)(" + "|".join(_DROP_TAG_NAMES) + r")\b([^<>]{0,2000}?)(/?)>", re.I
 )
 _COMMENT_RE = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
-_BRACE_TOKEN_RE = re.compile(r"\{\{|\}\}|^[ \t]*\{\||^[ \t]*\|\}", re.M)
+# table delimiters count only at a line start; the text is scanned with a leading "\n"
+_BRACE_TOKEN_RE = re.compile(r"\{\{|\}\}|\n[ \t]*(?:\{\||\|\})")
 _SIMPLE_LINK_RE = re.compile(r"\[\[([^\[\]\n]*)\]\]")
 _LINK_TOKEN_RE = re.compile(r"\[\[|\]\]")
 _EXT_LINK_RE = re.compile(r"\[(?:https?:|ftp:)?//[^\s\]]*\s*([^\]\n]*)\]")
-_BARE_URL_RE = re.compile(r"\b(?:https?|ftp)://[^\s<>\[\]{}|]+")
+_BARE_URL_RE = re.compile(r"(?:https?|ftp)://[^\s<>\[\]{}|]+")
 _HTML_TAG_RE = re.compile(r"</?[a-zA-Z][^<>\n]{0,500}?/?>")
-_QUOTES_RE = re.compile(r"'{2,}")
-_HEADING_RE = re.compile(r"^[ \t]*=+[ \t]*|[ \t]*=+[ \t]*$", re.M)
+_QUOTES_RE = re.compile(r"''+")
+_HEADING_RE = re.compile(r"^(=+)[ \t]*(.*?)[ \t]*=+[ \t]*$", re.M)
 _LIST_RE = re.compile(r"^[*#:;]+[ \t]*", re.M)
 _TABLE_LINE_RE = re.compile(r"^[ \t]*[|!].*$", re.M)
-_MAGIC_RE = re.compile(r"__[A-Z_]{2,40}__|^-{4,}", re.M)
+_MAGIC_RE = re.compile(r"__[A-Z_]{2,40}__|\n-{4,}")
 _LANG_CODE_RE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{2,12})*$")
 _PAREN_RE = re.compile(r"\s*\([^()]*\)\s*$")
-_SPACE_RE = re.compile(r"[ \t\u00a0]+")
+_SPACE_RE = re.compile(r"[ \t\u00a0]{2,}|[\t\u00a0]")
 _BLANK_LINES_RE = re.compile(r"\n\s*\n+")
 
 
@@ -197,10 +198,10 @@ class MarkupStripper:
         if "<" in text:
             text = self._drop_tag_blocks(text)
         if "{" in text or "|}" in text:
-            spans, deepest = _paired_spans(text, _BRACE_TOKEN_RE, _is_brace_open)
+            spans, deepest = _paired_spans("\n" + text, _BRACE_TOKEN_RE, _is_brace_open)
             if deepest > self.max_nesting and stats is not None:
                 stats["deep_nesting"] += 1
-            text = _cut(text, spans)
+            text = _cut("\n" + text, spans)
         text = self._links(text, links)
         if "[" in text:
             text = _EXT_LINK_RE.sub(r"\1", text)
@@ -210,8 +211,8 @@ class MarkupStripper:
             text = _HTML_TAG_RE.sub("", text)
         if "''" in text:
             text = _QUOTES_RE.sub("", text)
-        if "=" in text:
-            text = _HEADING_RE.sub("", text)
+        if "==" in text:
+            text = _HEADING_RE.sub(r"\2", text)
         text = _TABLE_LINE_RE.sub("", text)
         text = _LIST_RE.sub("", text)
         if "__" in text or "----" in text:
@@ -225,7 +226,8 @@ class MarkupStripper:
 def normalize_title(title: str) -> str:
     """A page title as MediaWiki stores it: '_' -> ' ', trimmed, first letter upper-cased."""
     t = title.replace("_", " ").strip()
-    t = _SPACE_RE.sub(" ", t)
+    if "  " in t or "\t" in t or "\u00a0" in t:
+        t = _SPACE_RE.sub(" ", t).replace("\u00a0", " ")
     if not t:
         return ""
     return t[0].upper() + t[1:]

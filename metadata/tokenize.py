@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import unicodedata
+from collections import _count_elements  # C helper behind Counter.update, without its overhead
 from functools import lru_cache
 
 from curation.text import NO_SPACE_RANGES
@@ -31,15 +31,16 @@ _JOINERS = "-'\u2019"  # kept inside words
 
 @lru_cache(maxsize=1)
 def _classes() -> tuple[str, str]:
-    """Regex classes: (punctuation that ends a segment, all non-word characters)."""
-    punct, nonword = [], []
-    for cp in range(sys.maxunicode + 1):
+    """Regex classes (BMP only: large classes with supplementary ranges are scanned linearly by
+    `re`, BMP-only ones are a constant-time bitmap): (segment-ending punctuation, marks)."""
+    punct, marks = [], []
+    for cp in range(0x10000):
         cat = unicodedata.category(chr(cp))
-        if cat[0] in "PSZC":
-            nonword.append(cp)
-            if cat[0] == "P" and chr(cp) not in _JOINERS:
-                punct.append(cp)
-    return _ranges(punct), _ranges(nonword)
+        if cat[0] == "P" and chr(cp) not in _JOINERS:
+            punct.append(cp)
+        elif cat[0] == "M":
+            marks.append(cp)
+    return _ranges(punct), _ranges(marks)
 
 
 def _ranges(cps: list[int]) -> str:
@@ -55,13 +56,16 @@ def _ranges(cps: list[int]) -> str:
 
 
 @lru_cache(maxsize=1)
-def _regexes() -> tuple[re.Pattern, re.Pattern]:
-    punct, nonword = _classes()
-    nospace = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in NO_SPACE_RANGES)
+def _regexes() -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
+    """(segment splitter, word token, word-or-no-space-char token, no-space-char search)."""
+    punct, marks = _classes()
+    ns = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in NO_SPACE_RANGES)
     segment = re.compile(f"[\\n{punct}]+")
-    word = f"[^{nonword}{nospace}]"
-    token = re.compile(f"[{nospace}]|{word}+(?:[{_JOINERS}]{word}+)*")
-    return segment, token
+    cont = f"[\\w{marks}]"
+    word = re.compile(f"[^\\W_]{cont}*(?:[{_JOINERS}]{cont}+)*")
+    cont_ns = f"(?:[^\\W{ns}]|[{marks}])"
+    mixed = re.compile(f"[{ns}]|[^\\W_{ns}]{cont_ns}*(?:[{_JOINERS}]{cont_ns}+)*")
+    return segment, word, mixed, re.compile(f"[{ns}]")
 
 
 def _has_word_char(tok: str) -> bool:
@@ -80,7 +84,7 @@ class Tokenizer:
         self.joiner = "" if no_space else " "
         self.segmenter_name = None
         self.fallback_reason: str | None = None
-        self._segment_re, self._token_re = _regexes()
+        self._segment_re, self._word_re, self._mixed_re, self._ns_search = _regexes()
         self._segment = None
         if no_space and segmenter:
             try:
@@ -103,11 +107,12 @@ class Tokenizer:
         out = []
         maxlen = self.max_token_chars
         if self._segment is None:
-            findall = self._token_re.findall
+            # words by \w (+ marks); only texts with no-space characters need the slower pattern
+            findall = (self._mixed_re if self._ns_search.search(text) else self._word_re).findall
             for seg in self._segment_re.split(text):
                 toks = findall(seg)
                 if toks:
-                    out.append([t for t in toks if len(t) <= maxlen] if maxlen else toks)
+                    out.append(toks)
             return out
         for seg in self._segment_re.split(text):
             seg = seg.strip()
@@ -117,6 +122,22 @@ class Tokenizer:
             if toks:
                 out.append(toks)
         return out
+
+    def count_into(self, text: str, unigrams: dict, bigrams: dict) -> None:
+        """Add the text's unigram and bigram counts to two dicts (the hot loop of the build)."""
+        if self._segment is not None or self.lowercase:
+            for seg in self.segments(text):
+                _count_elements(unigrams, seg)
+                if len(seg) > 1:
+                    _count_elements(bigrams, zip(seg, seg[1:]))
+            return
+        findall = (self._mixed_re if self._ns_search.search(text) else self._word_re).findall
+        for seg in self._segment_re.split(text):
+            toks = findall(seg)
+            if toks:
+                _count_elements(unigrams, toks)
+                if len(toks) > 1:
+                    _count_elements(bigrams, zip(toks, toks[1:]))
 
     def tokens(self, text: str) -> list[str]:
         return [t for seg in self.segments(text) for t in seg]

@@ -178,7 +178,7 @@ def test_keep_probability(probs, data):
     batch = keep_probabilities(id_lists, parr)
     assert batch.shape == (len(id_lists),)
     assert batch.tolist() == pytest.approx(expected, rel=1e-9, abs=1e-12)
-    for ids, k in zip(id_lists, batch.tolist()):
+    for ids, k in zip(id_lists, batch.tolist(), strict=True):
         if not ids:
             assert k == 0.0
         if any(parr[e] == 1.0 for e in ids):
@@ -199,3 +199,14 @@ def test_keep_probability_examples():
     assert keep_probabilities([np.array([1, 2], dtype=np.int32), [0], []], probs).tolist() == [
         pytest.approx(1 - 0.5 * 0.75), 1.0, 0.0
     ]
+
+
+def test_keep_probabilities_input_forms_and_bad_ids():
+    probs = np.array([0.5, 0.25, 1.0], dtype=np.float32)
+    forms = [[0, 1], (1, 0, 0), np.array([1, 0], dtype=np.int32), np.array([[0, 1]], dtype=np.uint16), [], ()]
+    out = keep_probabilities(forms, probs)
+    assert out.tolist() == pytest.approx([1 - 0.5 * 0.75] * 4 + [0.0, 0.0])
+    with pytest.raises(IndexError, match="out of range"):
+        keep_probabilities([[0], [3]], probs)
+    with pytest.raises(IndexError, match="out of range"):
+        keep_probabilities([[-1]], probs)

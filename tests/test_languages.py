@@ -112,3 +112,16 @@ def test_no_space_languages():
     for lang in ("en", "ko", "vi", "ar", "hi", "ru"):
         assert lang not in NO_SPACE_LANGS
     assert isinstance(NO_SPACE_LANGS, frozenset)
+
+
+def test_every_code_of_the_tatoeba_file_is_mapped():
+    import lzma
+
+    path = SHARED_DATA / "lid" / "tatoeba-nonascii-CC0.csv.xz"
+    if not path.exists():
+        pytest.skip(f"{path} is absent on this machine")
+    with lzma.open(path, "rt", encoding="utf-8") as f:
+        codes = {line.split("\t", 2)[1] for line in f if line.count("\t") >= 2}
+    codes.discard("\\N")  # rows without a language
+    missing = sorted(c for c in codes if c not in ISO3_TO_LANG)
+    assert not missing, f"ISO 639-3 codes of the Tatoeba file not in ISO3_TO_LANG: {missing}"

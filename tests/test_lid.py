@@ -109,6 +109,19 @@ def test_empty_newline_and_huge_texts_do_not_fail(lid):
     assert lid.predict([]) == []
 
 
+def test_columns_and_odd_characters(lid):
+    column = np.array(["Der Hund schläft.", "nul\x00inside text", "\u3000", "tab\tand\rcr"], dtype=object)
+    labels, probs, langs = lid.predict_arrays(column)
+    assert labels[0] == "de" and langs[2] == OTHER and probs[2] == 0.0
+    assert len(labels) == 4 and all(isinstance(x, str) for x in langs)
+    assert lid.predict(iter(["Der Hund schläft."]))[0][2] == "de"  # any iterable of str
+    import pyarrow as pa
+
+    assert lid.predict_arrays(pa.chunked_array([["Der Hund schläft."], ["Собака спит."]]))[2].tolist() == ["de", "ru"]
+    with pytest.raises(TypeError, match=r"texts\[1\] is NoneType"):
+        lid.predict_arrays(pa.array(["Der Hund schläft.", None]))
+
+
 def test_non_str_input_is_a_clear_error(lid):
     with pytest.raises(TypeError, match=r"texts\[1\] is bytes"):
         lid.predict(["fine", b"bytes"])
@@ -148,7 +161,7 @@ def test_construction_is_lazy_and_picklable(tmp_path):
     ident = LanguageIdentifier()
     clone = pickle.loads(pickle.dumps(ident))
     assert len(pickle.dumps(ident)) < 1000
-    assert clone.model_path == ident.model_path
+    assert clone.model_path == ident.model_path == default_model_path()  # resolved where it runs
     assert clone.predict(["Das ist gut."]) == ident.predict(["Das ist gut."])
     assert len(clone.labels) == 176
 

@@ -6,6 +6,7 @@ import hashlib
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -151,3 +152,10 @@ def test_uuid_keys_same_in_uniform_and_mixed_batches(length, values, upper):
     # case does not matter; whitespace does (it is not a hex uuid then)
     assert uuid_keys([uuids[0].lower()]).tolist() == uuid_keys([uuids[0].upper()]).tolist()
     assert uuid_keys([" " + uuids[0][1:]]).tolist() != uuid_keys(["0" + uuids[0][1:]]).tolist()
+
+
+def test_non_string_uuid_is_a_clear_error():
+    with pytest.raises(TypeError, match="uuids must be strings"):
+        uniforms(["ab", None], 0, 0, "keep")
+    with pytest.raises(TypeError, match="uuids must be strings"):
+        uuid_keys([b"ab"])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
+import textwrap
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,6 +14,8 @@ import pytest
 
 from curation import storage
 from curation.storage import StorageConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -48,6 +53,32 @@ def test_writer_exception_leaves_nothing(root):
             raise RuntimeError("boom")
     assert storage.read_bytes(uri) == b"old"
     assert storage.list_files(root) == [uri]  # no temp file left behind
+
+
+def test_abandoned_writer_is_not_committed(root):
+    uri = storage.join(root, "abandoned.bin")
+    f = storage.open_write(uri)
+    f.write(b"never closed")
+    del f
+    assert not storage.exists(uri)
+    assert storage.list_files(root) == []
+
+
+def test_killed_publish_leaves_nothing_complete(root):
+    # A process killed in the middle of a publish (no exception handler runs) leaves dest absent.
+    dest = storage.join(root, "killed")
+    code = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from curation import storage
+        with storage.publish({dest!r}) as staging:
+            storage.write_bytes(storage.join(staging, "part-0.bin"), b"x")
+            os._exit(9)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), timeout=120)
+    assert proc.returncode == 9
+    assert not storage.exists(dest)
+    assert not storage.is_complete(dest)
 
 
 def test_missing_object_errors_name_the_uri(root):

@@ -39,6 +39,7 @@ PAGE = "https://Example.com:443/dir/page.html?x=1#top"
         ("https://example.com/a.jpg?w=100&h=50", "https://example.com/a.jpg?w=100&h=50"),
         ("https://bücher.de/a.jpg", "https://xn--bcher-kva.de/a.jpg"),
         ("https://ПРИМЕР.рф/a.jpg", "https://xn--e1afmkfd.xn--p1ai/a.jpg"),
+        ("https://straße.de/a.jpg", "https://xn--strae-oqa.de/a.jpg"),
         ("http://[::1]:8080/x.jpg", "http://[::1]:8080/x.jpg"),
         ("http://user:pw@host.com/x.jpg", "http://user:pw@host.com/x.jpg"),
     ],

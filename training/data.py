@@ -171,7 +171,7 @@ class ShardDataset(IterableDataset):
                 counter += len(uuids)
             if not idx:
                 continue
-            images = t.column("image")
+            images = t.column("image").to_pylist()
             if self.mode == "online":
                 texts_all = t.column("texts").to_pylist()
                 sel_u = [uuids[i] for i in idx]
@@ -182,14 +182,14 @@ class ShardDataset(IterableDataset):
                         self.rejects["not_sampled" if sel_t[k] else "no_texts"] += 1
                         continue
                     tx = sel_t[k][picked[k]]
-                    yield _Item(uuids[i], images[i].as_py(), tx["text"], tx["lang"], list(tx["entry_ids"] or []))
+                    yield _Item(uuids[i], images[i], tx["text"], tx["lang"], list(tx["entry_ids"] or []))
             else:
                 for i in idx:
                     hit = self.curated.get(uuids[i])
                     if hit is None:
                         self.rejects["not_curated"] += 1
                         continue
-                    yield _Item(uuids[i], images[i].as_py(), hit[0], hit[1], [])
+                    yield _Item(uuids[i], images[i], hit[0], hit[1], [])
 
     def _shuffled(self, epoch: int, gw: int, n_workers: int) -> Iterator[_Item]:
         rng = np.random.default_rng([self.seed, epoch, gw, 0xB0FF])
@@ -218,7 +218,7 @@ class ShardDataset(IterableDataset):
             if n & (n - 1) == 0:
                 log.warning("skipped %d undecodable images (latest uuid %s)", n, item.uuid)
             return None
-        out = {}
+        out = {"uuid": item.uuid}
         if self.transform is not None:
             key = int(balance.uuid_keys([item.uuid])[0])
             out["image"] = self.transform(img, np.random.default_rng([self.seed, epoch, key, 0xC0]))

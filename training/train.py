@@ -207,6 +207,16 @@ def set_rng_state(st: dict, d: Dist) -> None:
         torch.cuda.set_rng_state(st["cuda"], d.device)
 
 
+def weights_digest(model: torch.nn.Module) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 # --- data wiring ----------------------------------------------------------------------------------
 
 
@@ -284,6 +294,8 @@ def parse_args(argv):
     ap.add_argument("--no-eval", action="store_true")
     ap.add_argument("--cpu", action="store_true", help="stay on CPU even when CUDA is present")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--log-samples", action="store_true",
+                    help="write the (epoch, uuid) of every consumed sample to <output>/samples/rank-<r>.tsv (audits)")
     return ap.parse_args(argv)
 
 
@@ -413,6 +425,10 @@ def train(argv: list[str] | None = None) -> dict:
     first_losses, recent = [], []
     stop_at = min(o.steps, a.stop_after) if a.stop_after is not None else o.steps
     t_window, n_window = time.time(), 0
+    sample_log = None
+    if a.log_samples:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        sample_log = open(out / "samples" / f"rank-{d.rank}.tsv", "a", encoding="utf-8")
     it = iter(loader)
     model.train()
     while step < stop_at:
@@ -431,6 +447,8 @@ def train(argv: list[str] | None = None) -> dict:
         optimizer.step()
         scheduler.step()
         step += 1
+        if sample_log is not None:
+            sample_log.writelines(f"{step}\t{e}\t{u}\n" for e, u in zip(batch["epoch"].tolist(), batch["uuid"]))
         for w, pos in positions_from_batch(batch).items():
             positions[w] = max(positions.get(w, pos), pos)
         n_window += images.shape[0]
@@ -446,7 +464,7 @@ def train(argv: list[str] | None = None) -> dict:
             dt = time.time() - t_window
             sps = n_window * d.world_size / max(dt, 1e-9)
             rec = {"step": step, "loss": round(lv, 5), "lr": scheduler.get_last_lr()[0],
-                   "logit_scale": round(float(model.logit_scale.exp()), 4), "grad_norm": round(grad_norm, 4),
+                   "logit_scale": round(float(model.logit_scale.detach().exp()), 4), "grad_norm": round(grad_norm, 4),
                    "samples_per_s": round(sps, 1), "epoch": max(e for e, _ in positions.values()),
                    "achieved_tflops": round(sps * flops["train"] / 1e12, 4)}
             t_window, n_window = time.time(), 0
@@ -463,6 +481,12 @@ def train(argv: list[str] | None = None) -> dict:
         bar.close()
     if metrics_f is not None:
         metrics_f.close()
+    if sample_log is not None:
+        sample_log.close()
+    if d.world_size > 1:  # every rank records a digest of its weights: DDP replicas must agree bit for bit
+        (out / "ranks").mkdir(parents=True, exist_ok=True)
+        (out / "ranks" / f"rank-{d.rank}.json").write_text(json.dumps(
+            {"rank": d.rank, "step": step, "weights_sha256": weights_digest(model)}))
 
     report = {"steps": step, "finished": step >= o.steps, "world_size": d.world_size,
               "first_loss": sum(first_losses) / max(1, len(first_losses)),

@@ -50,11 +50,10 @@ def random_resized_crop_box(w: int, h: int, rng: np.random.Generator, scale=(0.8
 
 def to_tensor(img: Image.Image, mean=CLIP_MEAN, std=CLIP_STD) -> torch.Tensor:
     """HWC uint8 -> normalised CHW float32."""
-    a = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy())
-    x = a.permute(2, 0, 1).float().div_(255.0)
-    m = torch.tensor(mean).view(3, 1, 1)
-    s = torch.tensor(std).view(3, 1, 1)
-    return (x - m) / s
+    a = np.asarray(img.convert("RGB"), dtype=np.float32).transpose(2, 0, 1)
+    scale = np.float32(1.0 / 255.0)
+    x = (a * scale - np.asarray(mean, dtype=np.float32)[:, None, None]) / np.asarray(std, dtype=np.float32)[:, None, None]
+    return torch.from_numpy(np.ascontiguousarray(x))
 
 
 class ImageTransform:
