@@ -272,13 +272,13 @@ class Fetcher:
                     "GET", target, headers=headers, redirect=False, retries=False, timeout=timeout,
                     preload_content=False, assert_same_host=False, decode_content=True,
                 )
+            except NewConnectionError as exc:  # (a subclass of ConnectTimeoutError: test it first)
+                reason = "timeout" if "timed out" in str(exc) else "connection_error"
+                raise _Fail(reason, str(exc)[:200]) from exc
             except (ConnectTimeoutError, ReadTimeoutError, TimeoutError, socket.timeout) as exc:
                 raise _Fail("timeout", str(exc)[:200]) from exc
             except SSLError as exc:
                 raise _Fail("ssl_error", str(exc)[:200]) from exc
-            except NewConnectionError as exc:
-                reason = "timeout" if "timed out" in str(exc) else "connection_error"
-                raise _Fail(reason, str(exc)[:200]) from exc
             except (ProtocolError, HTTPError, OSError) as exc:
                 raise _Fail("connection_error", str(exc)[:200]) from exc
             except (ValueError, UnicodeError) as exc:  # e.g. control characters in the target

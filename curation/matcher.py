@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 
 import ahocorasick
 import numpy as np
@@ -16,6 +17,7 @@ import numpy as np
 from curation.text import pad_entry, spacing
 
 EMPTY_IDS = np.zeros(0, dtype=np.int32)
+_value = itemgetter(1)  # (end_index, entry_id) -> entry_id
 
 
 def build_automaton(entries: Sequence[str]) -> ahocorasick.Automaton:
@@ -99,7 +101,7 @@ def match_batch(automaton: ahocorasick.Automaton, texts: Iterable[str]) -> list[
     ends: list[int] = []
     extend, add_end = flat.extend, ends.append
     for text in texts:
-        found = {value for _end, value in it(spacing(text))}
+        found = set(map(_value, it(spacing(text))))
         if found:
             extend(sorted(found))
         add_end(len(flat))

@@ -110,10 +110,23 @@ def normalize_url(url: object, base: str | None = None) -> tuple[str | None, str
     """
     if not isinstance(url, str):
         return None, "invalid_url"
-    if len(url) <= MAX_URL_CHARS and "/." not in url:
-        m = _CANONICAL_RE.match(url)
-        if m and (m.group(2) is None or (int(m.group(2)) != _DEFAULT_PORTS[m.group(1)] and 0 < int(m.group(2)) < 65536)):
-            return url, None
+    if _is_canonical(url):
+        return url, None
+    return _normalize(url, base)
+
+
+def _is_canonical(url: str) -> bool:
+    if len(url) > MAX_URL_CHARS or "/." in url:
+        return False
+    m = _CANONICAL_RE.match(url)
+    if m is None:
+        return False
+    port = m.group(2)
+    return port is None or (int(port) != _DEFAULT_PORTS[m.group(1)] and 0 < int(port) < 65536)
+
+
+def _normalize(url: str, base: str | None) -> tuple[str | None, str | None]:
+    """The full normalisation (normalize_url without its fast path for canonical URLs)."""
     if len(url) > _MAX_RAW_CHARS:
         # data URIs are the usual reason for huge "URLs": report them as such
         return None, ("data_uri" if url.lstrip()[:5].lower() == "data:" else "url_too_long")
@@ -137,6 +150,8 @@ def normalize_url(url: object, base: str | None = None) -> tuple[str | None, str
             if not bm or bm.group(1).lower() not in _ALLOWED_SCHEMES:
                 return None, "invalid_url"
             url = urljoin(base, url)
+            if _is_canonical(url):
+                return url, None
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme == "data":

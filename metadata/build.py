@@ -277,7 +277,7 @@ def summary(report: dict) -> str:
     w = report["inputs"].get("wikipedia", {})
     skipped = {k: v for k, v in w.items() if k.startswith("skipped_") or k in (
         "invalid_utf8", "truncated_page", "page_too_large", "page_error", "deep_nesting")}
-    errors = {k: v for k, v in w.items() if k.startswith(("corrupt_input", "empty_input", "not_mediawiki", "unreadable"))}
+    errors = {k: v for k, v in w.items() if k.startswith(("corrupt_input", "truncated_input", "empty_input", "not_mediawiki", "unreadable"))}
     lines = [
         f"metadata {report['version']} -> {report['output']}",
         f"  languages: {report['languages']}, entries: {report['entries']}",

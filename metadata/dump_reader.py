@@ -13,7 +13,8 @@ not redirects are yielded.
 Every page ends up in exactly one counter of `stats` (a Counter): `articles` (yielded),
 `skipped_namespace`, `skipped_redirect`, `skipped_empty`, `invalid_utf8`, `page_too_large`,
 `truncated_page` (the dump ends inside a page), plus per-input `corrupt_input` (a broken
-compressed stream: what was read before it is kept), `empty_input`, `not_mediawiki_xml`.
+compressed stream or trailing garbage: what was read before it is kept), `truncated_input`
+(a compressed stream cut short), `empty_input`, `not_mediawiki_xml`.
 `pages` counts all pages seen and `input_bytes` the decompressed bytes read.
 """
 
@@ -167,7 +168,7 @@ def open_decompressed(raw) -> io.BufferedIOBase:
 
 def _utf8_chunks(stream: io.BufferedIOBase, stats: Counter) -> Iterator[bytes]:
     """Decompressed chunks as UTF-8 bytes (UTF-16 dumps are transcoded on the fly)."""
-    first = stream.read(CHUNK)
+    first = stream.read1(CHUNK)
     if not first:
         return
     if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -179,7 +180,7 @@ def _utf8_chunks(stream: io.BufferedIOBase, stats: Counter) -> Iterator[bytes]:
             if "\ufffd" in text:
                 stats["invalid_utf16_chars"] += text.count("\ufffd")
             yield text.encode("utf-8", errors="surrogatepass")
-            chunk = stream.read(CHUNK)
+            chunk = stream.read1(CHUNK)
         yield decoder.decode(b"", final=True).encode("utf-8")
         return
     if first.startswith(codecs.BOM_UTF8):
@@ -187,7 +188,7 @@ def _utf8_chunks(stream: io.BufferedIOBase, stats: Counter) -> Iterator[bytes]:
     stats["input_bytes"] += len(first)
     yield first
     while True:
-        chunk = stream.read(CHUNK)
+        chunk = stream.read1(CHUNK)
         if not chunk:
             return
         stats["input_bytes"] += len(chunk)
@@ -345,7 +346,10 @@ def _iter_pages_stream(raw, stats: Counter, info: DumpInfo, max_page_bytes: int)
                         yield page
                 pos = e
             del buf[:pos]
-    except ERRORS as exc:  # corrupt/truncated compressed stream: keep what was read, count it
+    except EOFError:  # compressed stream cut short: keep what was read, count it
+        stats["truncated_input"] += 1
+        return
+    except ERRORS as exc:  # corrupt compressed stream: keep what was read, count it
         stats["corrupt_input"] += 1
         stats[f"corrupt_input:{type(exc).__name__}"] += 1
         return

@@ -151,7 +151,7 @@ class MarkupStripper:
                     open_name = None
         if open_name is not None:  # opened before its last closer but nesting never balanced
             spans.append((open_start, len(text)))
-        return _cut(text, spans, " ")
+        return _cut(text, spans)
 
     # --- links --------------------------------------------------------------------------------
     def _link_text(self, content: str, links: Counter | None) -> str:

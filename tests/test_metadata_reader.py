@@ -83,16 +83,23 @@ def test_invalid_utf8_page_is_counted_and_the_rest_is_read():
 
 
 def test_corrupt_bz2_block_is_reported_not_fatal():
-    pages = [SamplePage(f"Page {i}", f"text number {i} " * 50) for i in range(400)]
-    good = bz2.compress(dump_xml(pages), compresslevel=1)  # 100k blocks: several blocks
-    two = good + bz2.compress(dump_xml(pages), compresslevel=1)  # multistream, like Wikimedia's
-    bad = bytearray(two)
+    # varied text, so each stream spans several compressed chunks
+    pages = [SamplePage(f"Page {i}", " ".join(str((i * 7919 + j * 104729) % 99991) for j in range(300)))
+             for i in range(300)]
+    good = bz2.compress(dump_xml(pages), compresslevel=1)
+    bad = bytearray(good + good)  # multistream, like Wikimedia's
     mid = len(good) + len(good) // 2
     bad[mid : mid + 64] = bytes(64)  # wipe bytes inside a block of the second stream
     stats = Counter()
     titles = [p.title for p in iter_pages(io.BytesIO(bytes(bad)), stats)]
     assert stats["corrupt_input"] == 1
-    assert len(titles) >= 400  # the first stream was read whole before the corrupt block
+    assert len(titles) == 300  # the first stream was read whole before the corrupt block
+    stats = Counter()
+    assert len(list(iter_pages(io.BytesIO(good + b"trailing garbage"), stats))) == 300
+    assert stats["corrupt_input"] == 1  # not silently ignored, as the stdlib file objects do
+    stats = Counter()
+    assert 0 < len(list(iter_pages(io.BytesIO(good[:-100]), stats))) < 300
+    assert stats["truncated_input"] == 1
 
 
 def test_empty_and_non_xml_inputs_are_counted():

@@ -115,3 +115,17 @@ def test_never_raises_and_is_idempotent(url, base):
         assert len(result) <= MAX_URL_CHARS
         assert result.isascii() and "#" not in result
         assert normalize_url(result) == (result, None)
+
+
+_PIECES = st.sampled_from(
+    list("aZ0/.:%@?#[]-_~!$&'()*+,;= é") + ["a.b", ":80", ":443", ":8080", ":0", ":99999", "/.", "/..", "//", ".com"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(["http://", "https://", "HTTP://", ""]), st.lists(_PIECES, max_size=15).map("".join))
+def test_fast_path_equals_full_normalisation(prefix, rest):
+    from curation.urls import _normalize
+
+    url = prefix + rest
+    assert normalize_url(url) == _normalize(url, None)

@@ -227,7 +227,14 @@ def generate(root: str | os.PathLike, cfg: SampleConfig | None = None, overwrite
     positive = counts["en"][counts["en"] > 0]
     t_en = max(1, int(cfg.t_en_fraction * np.median(positive))) if positive.size else 1
     thresholds = balance.language_thresholds(counts, t_en)
-    probs = {lang: balance.entry_probabilities(counts[lang], thresholds[lang]["t"]) for lang in langs}
+    probs = {}
+    for lang in langs:
+        # On a sample this small p can fall below the share of the rarest entry, which would put
+        # t_lang on a zero count (probability 0 for everything); keep t at the rarest matched count.
+        pos = counts[lang][counts[lang] > 0]
+        t = max(thresholds[lang]["t"], int(pos.min()) if pos.size else 1)
+        thresholds[lang]["t_used"] = t
+        probs[lang] = balance.entry_probabilities(counts[lang], t)
     for lang in langs:
         np.save(staging / "entry_probs" / f"{lang}.npy", probs[lang])
 
