@@ -224,7 +224,7 @@ def _list_array(lists: Sequence[np.ndarray]) -> pa.Array:
 
 def _column_batch(schema: pa.Schema, n: int, cols: Mapping[str, object]) -> pa.RecordBatch:
     arrays = [cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in schema]
-    arrays = [a if isinstance(a, pa.Array) else pa.array(a, f.type) for a, f in zip(arrays, schema)]
+    arrays = [a if isinstance(a, pa.Array) else pa.array(a, f.type) for a, f in zip(arrays, schema, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -252,7 +252,7 @@ def identify_and_match(
     for lang in sorted(by_lang):
         idx = by_lang[lang]
         automaton = resources.automaton(lang)
-        for i, found in zip(idx, match_batch(automaton, [texts[i] for i in idx])):
+        for i, found in zip(idx, match_batch(automaton, [texts[i] for i in idx]), strict=True):
             if found.size:
                 ids[i] = found
     return labels, probs, langs, ids, rejected
@@ -366,7 +366,7 @@ def stage1_batches(batches: Iterable[pa.RecordBatch], *, metadata: str, lid_mode
     res = worker_resources(metadata, lid_model, max_loaded, cache_dir)
     for batch in batches:
         d = batch.to_pydict()
-        for path, input_id, fmt in zip(d["path"], d["input_id"], d["format"]):
+        for path, input_id, fmt in zip(d["path"], d["input_id"], d["format"], strict=True):
             events = iter_input_events(path, fmt, url_col, text_col)
             stage = Stage1(input_id, path, res, batch_size, min_lid_prob, count_only)
             yield from stage.run(events)
@@ -402,7 +402,7 @@ def curate_batches(batches: Iterable[pa.RecordBatch], *, probs_by_lang: Mapping[
         has = n > 0
         rows_taken = pa.array(rows[has], pa.int64())
         chosen = flat.take(rows_taken)
-        uuid_has = [u for u, h in zip(uuids, has.tolist()) if h]
+        uuid_has = [u for u, h in zip(uuids, has.tolist(), strict=True) if h]
         langs = chosen.field("lang").to_pylist()
         id_lists = chosen.field("entry_ids")
         id_offsets = id_lists.offsets.to_numpy()

@@ -267,12 +267,51 @@ def _check_hook(cfg: CurateConfig, phase: str) -> None:
 
 def run(cfg: CurateConfig, spark=None, progress=print) -> dict:
     """Run the job; returns the manifest. Uses `spark` when given, else builds a session."""
-    from pyspark.sql import functions as F
-
     cfg.validate_for_run()
     if storage.is_s3(cfg.output):
         raise ValueError("output must be a local or shared filesystem path (s3:// outputs are not supported yet)")
     t0 = time.time()
+    inputs = expand_inputs(cfg.inputs)
+    if not inputs:
+        raise FileNotFoundError(f"no input files match {list(cfg.inputs)}")
+    meta = read_metadata_manifest(cfg.metadata)
+    if cfg.en_lang not in meta["languages"]:
+        raise ValueError(f"metadata {cfg.metadata} has no {cfg.en_lang!r} entries: t_lang needs the reference language")
+    code = code_version()
+    lid = lid_model_id(cfg.lid_model)
+    fingerprint = stage1_fingerprint(cfg, meta["version"], lid, code)
+
+    if spark is None:
+        spark = build_spark(cfg)
+    conf = {"spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.arrow_batch_rows)}
+    if cfg.shuffle_partitions:
+        conf["spark.sql.shuffle.partitions"] = str(cfg.shuffle_partitions)
+    with session_conf(spark, conf):
+        manifest = _run(cfg, spark, t0, inputs, meta, code, lid, fingerprint, progress)
+    print_summary(manifest, os.path.abspath(cfg.output), progress)
+    return manifest
+
+
+@contextlib.contextmanager
+def session_conf(spark, conf: dict):
+    """Set runtime SQL conf for the run and put the previous values back (the session may be shared)."""
+    saved = {k: spark.conf.get(k, None) for k in conf}
+    for k, v in conf.items():
+        spark.conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)
+
+
+def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, code: str, lid: dict,
+         fingerprint: str, progress) -> dict:
+    from pyspark.sql import functions as F
+
     timings: dict[str, float] = {}
 
     def mark(name: str, since: float) -> float:
@@ -281,24 +320,9 @@ def run(cfg: CurateConfig, spark=None, progress=print) -> dict:
         return now
 
     output = os.path.abspath(cfg.output)
-    inputs = expand_inputs(cfg.inputs)
-    if not inputs:
-        raise FileNotFoundError(f"no input files match {list(cfg.inputs)}")
-    meta = read_metadata_manifest(cfg.metadata)
     meta_version = meta["version"]
     languages = sorted(meta["languages"])
-    if cfg.en_lang not in languages:
-        raise ValueError(f"metadata {cfg.metadata} has no {cfg.en_lang!r} entries: t_lang needs the reference language")
     num_entries = {lang: int(meta["languages"][lang]["entries"]) for lang in languages}
-    code = code_version()
-    lid = lid_model_id(cfg.lid_model)
-    fingerprint = stage1_fingerprint(cfg, meta_version, lid, code)
-
-    if spark is None:
-        spark = build_spark(cfg)
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(cfg.arrow_batch_rows))
-    if cfg.shuffle_partitions:
-        spark.conf.set("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
     cores = spark.sparkContext.defaultParallelism
 
     with output_lock(output), storage.publish(output) as staging:
@@ -423,7 +447,6 @@ def run(cfg: CurateConfig, spark=None, progress=print) -> dict:
             "stage1_fingerprint": fingerprint,
         }
         write_json(os.path.join(staging, JOB_MANIFEST), manifest)  # last, before publish's _SUCCESS
-    print_summary(manifest, output, progress)
     return manifest
 
 

@@ -71,7 +71,8 @@ class MetadataConfig:
             data = json.load(f)
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a metadata config is a JSON object")
-        return cls.from_dict(data.get("metadata", data))
+        data = data.get("metadata", data)
+        return cls.from_dict({k: v for k, v in data.items() if not k.startswith("_")})  # "_comment" keys
 
     def with_overrides(self, **overrides) -> "MetadataConfig":
         """A copy with the non-None overrides applied (CLI flags default to None)."""

@@ -26,7 +26,7 @@ from curation.metadata_dir import MetadataDir
 from curation.sample_data import write_sample
 from curation.urls import image_uuid, normalize_url
 from curation.wat import encode_warc_record, gzip_member, iter_wat_events, write_wat
-from jobs.curate import InjectedFailure, run
+from jobs.curate import InjectedFailure, input_id, plan_inputs, run
 
 pytestmark = pytest.mark.spark
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,7 +76,7 @@ def _independent(files, metadata, t_en, seed):
     pairs = [v for f in files for k, v in iter_wat_events(f) if k == "pair"]
     lid = LanguageIdentifier().predict([p["text"] for p in pairs])
     texts = {}
-    for p, (_label, _prob, lang) in zip(pairs, lid):
+    for p, (_label, _prob, lang) in zip(pairs, lid, strict=False):
         if lang in md.languages():
             ids = match_ids(md.automaton(lang), p["text"]).tolist()
             if ids:
@@ -177,7 +177,7 @@ def test_incremental_rerun_reads_only_new_inputs(spark, sample, baseline, tmp_pa
     assert first["inputs"] == {**first["inputs"], "count": 4, "read": 4, "reused": 0}
     before = _files_rows(out / "matched")
     with pytest.raises(InjectedFailure):
-        run(_cfg(sample, out, fail_after="matched"), spark, progress=_quiet)
+        run(_cfg(sample, out, fail_after="stage1"), spark, progress=_quiet)
     # the failed run changed nothing: the previous complete output is still there
     assert (out / "_SUCCESS").exists() and _files_rows(out / "matched") == before
     assert not glob.glob(str(tmp_path / ".inc.staging-*"))
@@ -185,9 +185,24 @@ def test_incremental_rerun_reads_only_new_inputs(spark, sample, baseline, tmp_pa
     assert (second["inputs"]["reused"], second["inputs"]["read"]) == (4, 4)
     _same_outputs(baseline[0], out)
     assert second["accounting"] == baseline[1]["accounting"]
-    # a changed setting of stage 1 invalidates the state: everything is read again
-    third = run(_cfg(sample, out, min_lid_prob=0.01), spark, progress=_quiet)
-    assert third["inputs"]["reused"] == 0
+
+
+def test_plan_inputs_reuses_only_unchanged_inputs_of_the_same_fingerprint(tmp_path):
+    files = []
+    for i in range(3):
+        f = tmp_path / f"in-{i}.wat.gz"
+        f.write_bytes(b"x" * (i + 1))
+        files.append(str(f))
+    reused, new, ledger = plan_inputs(files[:2], None, "fp1", True)
+    assert reused == [] and new == files[:2]
+    previous = {"fingerprint": "fp1", "inputs": ledger}
+    reused, new, _ = plan_inputs(files, previous, "fp1", True)
+    assert reused == [input_id(f) for f in files[:2]] and new == files[2:]
+    os.utime(files[0], ns=(1, 1))  # a changed input is read again
+    reused, new, _ = plan_inputs(files, previous, "fp1", True)
+    assert reused == [input_id(files[1])] and new == [files[0], files[2]]
+    assert plan_inputs(files, previous, "fp2", True)[0] == []  # other settings / metadata / code
+    assert plan_inputs(files, previous, "fp1", False)[0] == []  # --no-incremental
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -406,3 +406,8 @@ def test_fetch_many_runs_process_and_counts_its_exceptions(server, fetcher):
     assert got["ok"] == (len(server.images["a.jpg"][0]), None)
     assert got["bad"] == (None, "process_error")
     assert got["gone"] == (None, "http_410")
+
+
+def test_connection_refused_is_a_connection_error(fetcher):
+    res = fetcher.fetch("http://127.0.0.1:1/x.jpg")  # nothing listens on port 1
+    assert res.reason == "connection_error" and res.attempts == FAST.retries + 1

@@ -129,7 +129,7 @@ def test_curate_batches_equals_the_formula():
     picks = balance.pick_index(uuids, [len(ts) for _, _, ts in images], 5, 0)
     u_keep = balance.uniforms(uuids, 5, 0, "keep")
     expected = []
-    for (uuid, url, ts), pick, u in zip(images, picks, u_keep):
+    for (uuid, url, ts), pick, u in zip(images, picks, u_keep, strict=False):
         text, lang, ids = ts[pick]
         keep_prob = 1.0 - math.prod(1.0 - float(probs[lang][e]) for e in ids)
         if u < keep_prob:

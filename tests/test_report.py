@@ -36,7 +36,7 @@ def test_report_json_holds_thresholds_distributions_and_reasons():
     assert rep["reject_reasons"]["read:not_response"] == 2 and rep["all_stages_balanced"]
     assert list(rep["distributions"]) == ["en", "de"]  # languages with matches, most matched first
     curve = rep["distributions"]["en"]["before"]["rank_curve"]
-    assert curve[0][0] == 1 and all(a[1] >= b[1] for a, b in zip(curve, curve[1:]))
+    assert curve[0][0] == 1 and all(a[1] >= b[1] for a, b in zip(curve, curve[1:], strict=False))
     assert max(c for _, c in rep["distributions"]["en"]["after"]["rank_curve"]) <= 5
 
 

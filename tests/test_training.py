@@ -252,12 +252,12 @@ def test_model_shapes_checkpointing_and_weight_decay_groups():
     # padding after the end token does not change a text's embedding (causal mask + pooling)
     t2 = m.encode_text(tok[:1, :4])
     assert torch.allclose(t[:1], t2, atol=1e-5)
-    m.set_grad_checkpointing(True)
-    (i.sum() + t.sum()).backward()
+    (i.sum() + t.sum() + s).backward()
     g1 = [p.grad.clone() for p in m.parameters()]
     m.zero_grad()
+    m.set_grad_checkpointing(True)
     i, t, s = m(img, tok)
-    (i.sum() + t.sum()).backward()
+    (i.sum() + t.sum() + s).backward()
     assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(g1, m.parameters()))
     opt = build_optimizer(m, OptimConfig(weight_decay=0.2))
     decayed = {id(p) for p in opt.param_groups[0]["params"]}

@@ -1,0 +1,124 @@
+"""WordNet/OMW readers, pageview parsing, per-language merge rules and the config."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from conftest import shared_file
+from metadata.config import MetadataConfig
+from metadata.counting import keep_count
+from metadata.merge import clean_entry, merge_language
+from metadata.pageviews import parse_line, pageview_records
+from metadata.samples import write_omw, write_pageviews
+from metadata.wordnet import omw_lemmas, synset_names, wordnet_records
+
+
+def test_wordnet30_synset_names_are_first_lemmas():
+    names = list(synset_names(shared_file("wordnet/wordnet-3.0-en/data.noun.xz")))
+    assert len(names) == 82115  # WordNet 3.0 has 82,115 noun synsets
+    assert "dog" in names and "child" in names and "domestic dog" not in names  # 02084071-n: dog, domestic_dog, ...
+    assert "small fry" not in names  # 8th lemma of child.n.01
+    adj = list(synset_names(shared_file("wordnet/wordnet-3.0-en/data.adj.xz")))
+    assert "abounding" in adj and "galore(ip)" not in adj  # position markers stripped
+    assert all("_" not in n for n in names[:5000])
+
+
+def test_omw_lemmas_and_iso_mapping(tmp_path):
+    lemmas = list(omw_lemmas(shared_file("wordnet/omw-cldr/wn-cldr-jpn.tab")))
+    assert ("jpn", "アフリカーンス語") in lemmas
+    path = write_omw(tmp_path / "wn-data-cmn.tab", "cmn", [("02084071-n", "狗"), ("02084071-n", "家_犬")])
+    recs = list(wordnet_records(str(path)))
+    assert [r for r in recs if r[0] == "w"] == [("w", "zh", "狗", "omw", 1), ("w", "zh", "家 犬", "omw", 1)]
+    stats = {r[2]: r[4] for r in recs if r[0] == "s"}
+    assert stats["wordnet:lemmas"] == 2
+
+
+def test_omw_language_without_lid_label_feeds_other(tmp_path):
+    path = write_omw(tmp_path / "wn-cldr-aka.tab", "aka", [("1-n", "nsuo")])  # Akan: no lid.176 label
+    assert [r[1] for r in wordnet_records(str(path)) if r[0] == "w"] == ["other"]
+
+
+def test_pageview_line_parsing():
+    assert parse_line("en Charles_Darwin 12 0") == ("en", "Charles Darwin", 12, None)
+    assert parse_line("en.m charles_darwin 3 0") == ("en", "Charles darwin", 3, None)
+    assert parse_line("en.b Some_Book 3 0")[3] == "other_project"
+    assert parse_line("en Talk:Foo 3 0")[3] == "namespace_title"
+    assert parse_line("en Foo x 0")[3] == "bad_count"
+    assert parse_line("garbage")[3] == "bad_line"
+    assert parse_line("ja %E6%97%A5%E6%9C%AC 5 0") == ("ja", "日本", 5, None)
+    assert parse_line("en.wikipedia Foo_bar 42 desktop 7 A7")[:3] == ("en", "Foo bar", 7)
+
+
+def test_pageview_file_sums_desktop_and_mobile(tmp_path):
+    path = write_pageviews(tmp_path / "pageviews-20240101-000000.gz", [
+        ("en", "Charles_Darwin", 10), ("en.m", "Charles_Darwin", 5), ("en", "Special:Search", 99),
+        ("de", "Berlin", 7), ("en.d", "word", 1), ("zh-yue", "香港", 4),
+    ])
+    recs = list(pageview_records(str(path)))
+    views = {(r[1], r[2]): r[4] for r in recs if r[0] == "p"}
+    assert views == {("en", "Charles Darwin"): 15, ("de", "Berlin"): 7, ("zh", "香港"): 4}
+    stats = {r[2]: r[4] for r in recs if r[0] == "s"}
+    assert stats["pageviews:lines"] == 6 and stats["pageviews:kept"] == 4
+    assert stats["pageviews:namespace_title"] == 1 and stats["pageviews:other_project"] == 1
+    # a corrupt gzip is counted, not fatal
+    bad = tmp_path / "pageviews-bad.gz"
+    bad.write_bytes(path.read_bytes()[:-12] + b"\x00garbage!")
+    stats = {r[2]: r[4] for r in pageview_records(str(bad)) if r[0] == "s"}
+    assert stats.get("pageviews:corrupt_input", 0) + stats.get("pageviews:truncated_input", 0) >= 1
+
+
+def test_clean_entry_rules():
+    assert clean_entry("  New   York ") == ("New York", None)
+    assert clean_entry("") == (None, "empty")
+    assert clean_entry("—!?") == (None, "punctuation_only")
+    assert clean_entry("x" * 257) == (None, "too_long")
+    assert clean_entry("x" * 256)[0] == "x" * 256
+    assert clean_entry("e\u0301")[0] == "\u00e9"  # NFC
+
+
+def test_merge_order_first_source_wins_and_numbers():
+    cfg = MetadataConfig()
+    entries, sources, stats = merge_language(
+        {"wiki_unigram": ["zeta", "alpha", "Dog", "7"], "wordnet": ["dog", "Dog", "cat"], "wiki_title": ["alpha", "!!"]}, cfg)
+    # wordnet first (sorted by code point), then unigrams not seen before, titles, then numbers
+    assert entries[:5] == ["Dog", "cat", "dog", "7", "alpha"]
+    assert sources[:5] == ["wordnet"] * 3 + ["wiki_unigram"] * 2
+    assert entries[5] == "zeta" and sources[5] == "wiki_unigram"
+    assert entries[6:] == [str(i) for i in range(100) if i != 7]
+    assert set(sources[6:]) == {"number"}
+    assert stats["wiki_title"] == {"candidates": 2, "dropped_duplicate": 1, "dropped_punctuation_only": 1}
+    assert len(set(entries)) == len(entries)
+
+
+def test_keep_count_rounding_and_caps():
+    assert keep_count(30, 0.10, 251_465) == 3  # not 4 from 30 * 0.1 = 3.0000000000000004
+    assert keep_count(31, 0.10, 251_465) == 4
+    assert keep_count(10_000_000, 0.10, 251_465) == 251_465
+    assert keep_count(100, 0.76, 61_235) == 76
+
+
+def test_config_json_and_overrides(tmp_path):
+    cfg = MetadataConfig()
+    assert (cfg.unigram_max, cfg.bigram_min_pmi, cfg.bigram_max, cfg.title_top_fraction, cfg.title_max) == (
+        251_465, 30.0, 100_646, 0.76, 61_235)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"metadata": {"bigram_min_pmi": 5.0, "title_max": 10}}))
+    loaded = MetadataConfig.from_json(path).with_overrides(title_max=None, unigram_max=7)
+    assert (loaded.bigram_min_pmi, loaded.title_max, loaded.unigram_max) == (5.0, 10, 7)
+    with pytest.raises(ValueError, match="unknown"):
+        MetadataConfig.from_dict({"bigram_pmi": 3})
+    with pytest.raises(ValueError):
+        MetadataConfig.from_dict({"title_top_fraction": 2})
+    assert MetadataConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_example_config_file_loads():
+    from pathlib import Path
+
+    cfg = MetadataConfig.from_json(Path(__file__).resolve().parents[1] / "infra" / "metadata.json")
+    assert cfg.unigram_max == 251_465
+
+
