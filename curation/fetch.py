@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
+import urllib3.connection
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -88,6 +89,79 @@ class _Fail(Exception):
     def __init__(self, reason: str, detail: str | None = None, status: int | None = None, retry_after=None):
         super().__init__(reason)
         self.reason, self.detail, self.status, self.retry_after = reason, detail, status, retry_after
+
+
+_tls = threading.local()
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    """Tells the watchdog which connection the current thread is using (set in request())."""
+
+    def request(self, *args, **kwargs):
+        holder = getattr(_tls, "holder", None)
+        if holder is not None:
+            holder[0] = self
+        return super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def request(self, *args, **kwargs):
+        holder = getattr(_tls, "holder", None)
+        if holder is not None:
+            holder[0] = self
+        return super().request(*args, **kwargs)
+
+
+class _Watchdog:
+    """Enforces the total deadline on blocking reads: a server that trickles its status line or
+    headers one byte per few seconds never trips the read timeout, so at the deadline the
+    socket is shut down from this thread and the blocked read returns."""
+
+    def __init__(self, tick: float = 0.1):
+        self._tick = tick
+        self._lock = threading.Lock()
+        self._active: dict[int, tuple[float, list]] = {}
+        self._fired: set[int] = set()
+        self._next = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: float, holder: list) -> int:
+        with self._lock:
+            self._next += 1
+            token = self._next
+            self._active[token] = (deadline, holder)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="fetch-watchdog", daemon=True)
+                self._thread.start()
+            return token
+
+    def unwatch(self, token: int) -> bool:
+        """Stop watching; True when the deadline fired for this token."""
+        with self._lock:
+            self._active.pop(token, None)
+            if token in self._fired:
+                self._fired.discard(token)
+                return True
+            return False
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._tick):
+            now = time.monotonic()
+            with self._lock:
+                expired = [(t, h) for t, (d, h) in self._active.items() if d < now and t not in self._fired]
+                for t, _h in expired:
+                    self._fired.add(t)
+            for _t, holder in expired:
+                sock = getattr(holder[0], "sock", None)
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def address_refusal(ip: str, allow_loopback: bool = False, allow_private: bool = False) -> str | None:
@@ -149,6 +223,7 @@ class Fetcher:
         self._host_sems: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
         self._max_pools = max_pools
+        self._watchdog = _Watchdog()
         self._ca_certs = None
         try:
             import certifi
@@ -200,6 +275,7 @@ class Fetcher:
                 )
             else:
                 pool = urllib3.HTTPConnectionPool(ip, port, **kw)
+            pool.ConnectionCls = _WatchedHTTPSConnection if scheme == "https" else _WatchedHTTPConnection
             self._pools[key] = pool
             while len(self._pools) > self._max_pools:
                 _, old = self._pools.popitem(last=False)
@@ -218,6 +294,7 @@ class Fetcher:
             for pool in self._pools.values():
                 pool.close()
             self._pools.clear()
+        self._watchdog.stop()
 
     # --- one hop ---------------------------------------------------------------------------
 
@@ -267,26 +344,40 @@ class Fetcher:
         sem = self._host_sem(host)
         with sem:
             pool = self._pool(scheme, ip, port, host)
+            holder: list = [None]
+            _tls.holder = holder
+            token = self._watchdog.watch(deadline, holder)
             try:
-                resp = pool.urlopen(
-                    "GET", target, headers=headers, redirect=False, retries=False, timeout=timeout,
-                    preload_content=False, assert_same_host=False, decode_content=True,
-                )
-            except NewConnectionError as exc:  # (a subclass of ConnectTimeoutError: test it first)
-                reason = "timeout" if "timed out" in str(exc) else "connection_error"
-                raise _Fail(reason, str(exc)[:200]) from exc
-            except (ConnectTimeoutError, ReadTimeoutError, TimeoutError, socket.timeout) as exc:
-                raise _Fail("timeout", str(exc)[:200]) from exc
-            except SSLError as exc:
-                raise _Fail("ssl_error", str(exc)[:200]) from exc
-            except (ProtocolError, HTTPError, OSError) as exc:
-                raise _Fail("connection_error", str(exc)[:200]) from exc
-            except (ValueError, UnicodeError) as exc:  # e.g. control characters in the target
-                raise _Fail("bad_url", str(exc)[:200]) from exc
-            try:
-                return self._read(resp, deadline)
+                return self._request(pool, target, headers, timeout, deadline)
+            except _Fail as f:
+                if self._watchdog.unwatch(token):
+                    raise _Fail("timeout", "total deadline (watchdog)") from f
+                raise
             finally:
-                resp.release_conn()
+                self._watchdog.unwatch(token)
+                _tls.holder = None
+
+    def _request(self, pool, target: str, headers: dict, timeout, deadline: float):
+        try:
+            resp = pool.urlopen(
+                "GET", target, headers=headers, redirect=False, retries=False, timeout=timeout,
+                preload_content=False, assert_same_host=False, decode_content=True,
+            )
+        except NewConnectionError as exc:  # (a subclass of ConnectTimeoutError: test it first)
+            reason = "timeout" if "timed out" in str(exc) else "connection_error"
+            raise _Fail(reason, str(exc)[:200]) from exc
+        except (ConnectTimeoutError, ReadTimeoutError, TimeoutError, socket.timeout) as exc:
+            raise _Fail("timeout", str(exc)[:200]) from exc
+        except SSLError as exc:
+            raise _Fail("ssl_error", str(exc)[:200]) from exc
+        except (ProtocolError, HTTPError, OSError) as exc:
+            raise _Fail("connection_error", str(exc)[:200]) from exc
+        except (ValueError, UnicodeError) as exc:  # e.g. control characters in the target
+            raise _Fail("bad_url", str(exc)[:200]) from exc
+        try:
+            return self._read(resp, deadline)
+        finally:
+            resp.release_conn()
 
     def _read(self, resp, deadline: float):
         cfg = self.config
@@ -447,7 +538,7 @@ def fetch_many(
             return key, res, res.body, None
         try:
             value, reason = process(res.body)
-        except Exception as exc:  # noqa: BLE001 - one bad image must not end the task
+        except Exception:  # noqa: BLE001 - one bad image must not end the task
             return key, res, None, "process_error"
         return key, res, value, reason
 

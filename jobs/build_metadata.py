@@ -63,7 +63,7 @@ def make_config(args) -> MetadataConfig:
     )
 
 
-def spark_session(master: str | None, shuffle_partitions: int | None):
+def spark_session(master: str | None, shuffle_partitions: int | None, quiet: bool = False):
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
@@ -77,6 +77,8 @@ def spark_session(master: str | None, shuffle_partitions: int | None):
     if shuffle_partitions or not conf.contains("spark.sql.shuffle.partitions"):
         builder = builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions or 16))
     builder = builder.config("spark.python.worker.reuse", "true")
+    if quiet:
+        builder = builder.config("spark.ui.showConsoleProgress", "false")
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
@@ -94,7 +96,7 @@ def main(argv=None) -> int:
     if not (inputs.wikipedia or inputs.wordnet or inputs.pageviews):
         print(f"no inputs found in {wikipedia} / {wordnet} / {args.pageviews}", file=sys.stderr)
         return 2
-    spark = spark_session(args.master, args.shuffle_partitions)
+    spark = spark_session(args.master, args.shuffle_partitions, args.quiet)
     try:
         report = build(spark, inputs, args.output, config, languages=args.languages,
                        align_to_lid=not args.no_align_lid, version=args.version, progress=not args.quiet)

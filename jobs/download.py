@@ -38,7 +38,6 @@ import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import functools  # noqa: E402
 import hashlib  # noqa: E402
-import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
@@ -186,7 +185,7 @@ def _images_table(rows: list[dict]) -> pa.Table:
 
 def _failed_table(failures) -> pa.Table:
     keep = [f for f in failures if f[2] not in NOT_RETRIED]
-    cols = list(zip(*keep)) if keep else [[], [], [], []]
+    cols = list(zip(*keep, strict=True)) if keep else [[], [], [], []]
     return pa.table([pa.array(c, pa.string()) for c in cols], schema=FAILED)
 
 
@@ -242,8 +241,26 @@ def run_shard(out: str, shard: int, records, config: DownloadConfig, retry: bool
     return stats
 
 
-def run_partition(index, pairs, out: str, tasks: list, config: DownloadConfig, accumulators=None):
+S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION",
+          "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE")
+
+
+def s3_env_for_tasks(out: str) -> dict:
+    """The driver's AWS settings, forwarded to tasks when the output is on S3.
+
+    Python workers keep the environment they were started with; forwarding makes a local[*]
+    run (and tests, whose S3 server starts after Spark) behave like the driver. On a cluster
+    without these variables on the driver, executors use their own credentials (roles).
+    """
+    if not storage.is_s3(out):
+        return {}
+    return {k: os.environ[k] for k in S3_ENV if os.environ.get(k)}
+
+
+def run_partition(index, pairs, out: str, tasks: list, config: DownloadConfig, accumulators=None, env=None):
     """Spark task body: partition `index` is exactly task `tasks[index]` = (shard, retry)."""
+    if env:
+        os.environ.update(env)
     shard, retry = tasks[index]
     records = [rec for _k, rec in pairs]
     stats = run_shard(out, shard, records, config, retry=retry)
@@ -276,11 +293,11 @@ def dedup_pass(out: str, num_shards: int, config: DownloadConfig) -> dict:
     shas = current.column("sha256").to_pylist()
     shards = current.column("shard").to_pylist()
     keep: dict[str, str] = {}
-    for u, s in zip(uuids, shas):
+    for u, s in zip(uuids, shas, strict=True):
         if s not in keep or u < keep[s]:
             keep[s] = u
     dropped = {d["uuid"]: d for d in prev}
-    for u, s, k in zip(uuids, shas, shards):
+    for u, s, k in zip(uuids, shas, shards, strict=True):
         if keep[s] != u:
             dropped[u] = {"uuid": u, "sha256": s, "kept_uuid": keep[s], "shard": k}
     for d in dropped.values():
@@ -290,7 +307,7 @@ def dedup_pass(out: str, num_shards: int, config: DownloadConfig) -> dict:
         write_table(dups_uri, pa.Table.from_pylist(doc, schema=DUPS))
     per_shard = Counter(d["shard"] for d in doc)
     to_drop: dict[int, set] = {}
-    for u, k in zip(uuids, shards):
+    for u, k in zip(uuids, shards, strict=True):
         if u in dropped:
             to_drop.setdefault(k, set()).add(u)
     for k, drop in sorted(to_drop.items()):
@@ -424,9 +441,35 @@ def _run_tasks(rdd, accs, n_tasks: int, progress: bool):
     return [json.loads(s) for s in result]
 
 
+@contextlib.contextmanager
+def output_lock(out: str):
+    """One run per local output directory at a time (a cron rerun overlapping a slow run).
+
+    S3 has no lock here: do not start two runs on one s3:// output.
+    """
+    if storage.is_s3(out):
+        yield
+        return
+    import fcntl
+
+    parent, name = os.path.split(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    with open(os.path.join(parent, f".{name}.lock"), "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another download run holds the lock on {out}") from None
+        yield
+
+
 def run(spark, input_uri: str, out: str, config: DownloadConfig, kind: str = "auto", retry_failed: bool = False,
         retry_reasons: frozenset | None = None, progress: bool = True, log=print) -> dict:
     """Run (or resume) the download of `input_uri` into `out`; returns the run report."""
+    with output_lock(out):
+        return _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progress, log)
+
+
+def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progress, log) -> dict:
     t_start = time.time()
     df = spark.read.parquet(input_uri)
     kind = input_kind(df.columns, kind)
@@ -448,7 +491,7 @@ def run(spark, input_uri: str, out: str, config: DownloadConfig, kind: str = "au
         for k in sorted(done):
             t = read_table(failed_uri(out, k))
             reasons = t.column("reason").to_pylist()
-            us = [u for u, r in zip(t.column("uuid").to_pylist(), reasons)
+            us = [u for u, r in zip(t.column("uuid").to_pylist(), reasons, strict=True)
                   if retry_reasons is None or r in retry_reasons]
             if us:
                 failed_uuids.update(us)
@@ -478,7 +521,7 @@ def run(spark, input_uri: str, out: str, config: DownloadConfig, kind: str = "au
         rdd = (df.filter(df.uuid.isNotNull()).rdd.map(keyed).filter(wanted)
                .partitionBy(len(tasks), lambda k: index[k])
                .mapPartitionsWithIndex(functools.partial(run_partition, out=out, tasks=tasks, config=config,
-                                                         accumulators=accs)))
+                                                         accumulators=accs, env=s3_env_for_tasks(out))))
         task_stats = _run_tasks(rdd, accs, len(tasks), progress)
         if failed_b is not None:
             failed_b.unpersist()
@@ -539,7 +582,7 @@ def print_summary(report: dict, log=print) -> None:
     log(f"download done in {r['timings_s']['total']:.1f}s: {r['input_rows']:,} URLs -> {r['succeeded']:,} images, "
         f"{r['failed']:,} failed ({r['shards']} shards, {r['shards_run']} run now, {r['shards_retried']} retried; "
         f"{r['images_per_s_this_run']} images/s)")
-    for reason, c in list(r["failures"].items())[:12]:
+    for reason, c in r["failures"].items():
         log(f"  {reason:<20} {c:>10,}")
     log(f"output: {r['output']}")
 

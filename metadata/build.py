@@ -121,14 +121,15 @@ def build(spark, inputs: BuildInputs, output: str, config: MetadataConfig | None
 
     t1 = time.time()
     titles = top_titles(agg, pv_views, config)
-    rank_by = {r["lang"]: r["rank_by"] for r in titles.select("lang", "rank_by").distinct().collect()}
+    none = F.lit(None).cast("string")
     candidates = (
-        agg.where(F.col("kind") == "w").select("lang", F.lit("wordnet").alias("source"), F.col("a").alias("entry"))
-        .unionByName(top_unigrams(agg, config).select("lang", F.lit("wiki_unigram").alias("source"), "entry"))
-        .unionByName(top_bigrams(agg, config, joiners).select("lang", F.lit("wiki_bigram").alias("source"), "entry"))
-        .unionByName(titles.select("lang", F.lit("wiki_title").alias("source"), "entry"))
+        agg.where(F.col("kind") == "w").select("lang", F.lit("wordnet").alias("source"), F.col("a").alias("entry"), none.alias("note"))
+        .unionByName(top_unigrams(agg, config).select("lang", F.lit("wiki_unigram").alias("source"), "entry", none.alias("note")))
+        .unionByName(top_bigrams(agg, config, joiners).select("lang", F.lit("wiki_bigram").alias("source"), "entry", none.alias("note")))
+        .unionByName(titles.select("lang", F.lit("wiki_title").alias("source"), "entry", F.col("rank_by").alias("note")))
         .where(F.col("lang").isNotNull() & (F.col("lang") != ""))
     )
+    rank_by: dict[str, str] = {}
     stats_rows = agg.where(F.col("kind") == "s").select("lang", "a", "b", "n").collect()
     counts = _collect_stats(stats_rows)
 
@@ -141,6 +142,8 @@ def build(spark, inputs: BuildInputs, output: str, config: MetadataConfig | None
                     yield cur, bucket
                 cur, bucket = row["lang"], defaultdict(list)
             bucket[row["source"]].append(row["entry"])
+            if row["note"]:
+                rank_by[cur] = row["note"]
         if cur is not None:
             yield cur, bucket
 

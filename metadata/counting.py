@@ -118,7 +118,7 @@ def spark_records(spark, dump_paths: list[str], config: MetadataConfig, align_to
             yield from dump_records(p, cfg, align_to_lid)
 
     rdd = sc.parallelize(paths, len(paths)).mapPartitions(run)
-    return spark.createDataFrame(rdd, RECORD_DDL)
+    return spark.createDataFrame(rdd, RECORD_DDL, verifySchema=False)
 
 
 def aggregate(records_df):

@@ -132,6 +132,6 @@ def spark_pageviews(spark, paths: list[str], align_to_lid: bool = True, language
             yield from pageview_records(p, align_to_lid, langs)
 
     rdd = spark.sparkContext.parallelize(paths, len(paths)).mapPartitions(run)
-    df = spark.createDataFrame(rdd, RECORD_DDL)
+    df = spark.createDataFrame(rdd, RECORD_DDL, verifySchema=False)
     views = df.where(F.col("kind") == "p").select("lang", F.col("a").alias("title"), F.col("n").alias("views"))
     return df, views

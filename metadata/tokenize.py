@@ -129,7 +129,7 @@ class Tokenizer:
             for seg in self.segments(text):
                 _count_elements(unigrams, seg)
                 if len(seg) > 1:
-                    _count_elements(bigrams, zip(seg, seg[1:]))
+                    _count_elements(bigrams, zip(seg, seg[1:], strict=False))
             return
         findall = (self._mixed_re if self._ns_search.search(text) else self._word_re).findall
         for seg in self._segment_re.split(text):
@@ -137,7 +137,7 @@ class Tokenizer:
             if toks:
                 _count_elements(unigrams, toks)
                 if len(toks) > 1:
-                    _count_elements(bigrams, zip(toks, toks[1:]))
+                    _count_elements(bigrams, zip(toks, toks[1:], strict=False))
 
     def tokens(self, text: str) -> list[str]:
         return [t for seg in self.segments(text) for t in seg]

@@ -149,4 +149,4 @@ def spark_wordnet(spark, paths: list[str], align_to_lid: bool = True, languages=
             yield from wordnet_records(p, align_to_lid, langs)
 
     rdd = spark.sparkContext.parallelize(paths, min(len(paths), 64)).mapPartitions(run)
-    return spark.createDataFrame(rdd, RECORD_DDL)
+    return spark.createDataFrame(rdd, RECORD_DDL, verifySchema=False)

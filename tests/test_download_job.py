@@ -15,12 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from test_fetch import HostileServer, make_jpeg, standard_images
 
 from curation.download_config import DownloadConfig
 from curation.schemas import CURATED, IMAGES, MATCHED
 from curation.urls import image_uuid
 from jobs import download
-from test_fetch import HostileServer, make_jpeg, standard_images
 
 pytestmark = pytest.mark.spark
 
@@ -115,7 +115,7 @@ def clean_run(spark, server, tmp_path_factory):
 
 def test_every_url_is_an_image_or_a_counted_reason(server, clean_run):
     curated, out, report = clean_run
-    by_url = dict(zip(curated.column("url").to_pylist(), curated.column("uuid").to_pylist()))
+    by_url = dict(zip(curated.column("url").to_pylist(), curated.column("uuid").to_pylist(), strict=True))
     got = _outcomes(out)
     assert len(got) == curated.num_rows == report["input_rows"] == report["attempted"]
     same = sorted(by_url[server.base + p] for p in SAME_AS_A)
@@ -177,7 +177,7 @@ def _rows(out) -> dict[str, str]:
     t = pq.read_table(out, columns=["uuid", "sha256"])
     uu = t.column("uuid").to_pylist()
     assert len(uu) == len(set(uu))
-    return dict(zip(uu, t.column("sha256").to_pylist()))
+    return dict(zip(uu, t.column("sha256").to_pylist(), strict=True))
 
 
 def test_crash_midway_then_rerun_gives_the_clean_result(spark, server, clean_run, tmp_path):
@@ -250,3 +250,23 @@ def test_cli_flags_build_the_config():
 def test_shard_of_is_stable():
     assert [download.shard_of(u, 7) for u in ("a", "b", "c")] == [download.shard_of(u, 7) for u in ("a", "b", "c")]
     assert {download.shard_of(str(i), 4) for i in range(100)} == {0, 1, 2, 3}
+
+
+def test_output_on_s3(spark, server, s3_bucket, tmp_path):
+    import boto3
+
+    urls = [f"{server.base}/img/g{i}.jpg" for i in range(5)] + [f"{server.base}/status/404", f"{server.base}/img/dup.jpg",
+                                                               f"{server.base}/img/a.jpg"]
+    src = str(tmp_path / "curated")
+    write_curated(src, urls)
+    out = f"s3://{s3_bucket}/run1/images"
+    report = download.run(spark, src, out, CFG.replace(shard_size=4), progress=False, log=lambda *_: None)
+    assert report["succeeded"] == 6 and report["failures"] == {"http_404": 1, "duplicate": 1} and report["shards"] == 2
+    s3 = boto3.client("s3")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="run1/images/")["Contents"])
+    assert "run1/images/_SUCCESS" in keys and "run1/images/shard-00001.parquet" in keys
+    body = s3.get_object(Bucket=s3_bucket, Key="run1/images/shard-00000.parquet")["Body"].read()
+    table = pq.read_table(io.BytesIO(body))
+    assert table.schema.equals(IMAGES, check_metadata=False)
+    again = download.run(spark, src, out, CFG.replace(shard_size=4), progress=False, log=lambda *_: None)
+    assert again["shards_run"] == 0 and again["succeeded"] == 6

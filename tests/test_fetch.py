@@ -21,7 +21,6 @@ from PIL import Image
 from curation.download_config import DownloadConfig
 from curation.fetch import Fetcher, address_refusal, backoff_seconds, fetch_many
 
-
 # --- generated test images -------------------------------------------------------------------
 
 
@@ -59,7 +58,7 @@ class HostileServer:
     """ThreadingHTTPServer on 127.0.0.1 with image routes and hostile routes.
 
     Routes: /img/<name> (registered bytes), /status/<code>, /slow (headers after `slow` s),
-    /dribble (body bytes every 0.3 s), /redirect/<n>, /loop, /loop-a <-> /loop-b,
+    /dribble (body bytes every 0.3 s), /trickle (header bytes every 0.2 s), /redirect/<n>, /loop, /loop-a <-> /loop-b,
     /to?u=<url> (302 there), /big (Content-Length over any cap), /big-chunked (no length),
     /reset (closes without answering), /flaky/<key>/<n> (503 n times, then an image),
     /fake.jpg (text with an image Content-Type), /html, /hold/<name> (image after 0.2 s, for
@@ -121,6 +120,14 @@ class HostileServer:
                 if parts[0] == "slow":
                     time.sleep(outer.slow)
                     return self._send(200, outer.images["a.jpg"][0], "image/jpeg")
+                if parts[0] == "trickle":  # a tarpit: headers one byte at a time, never finished
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    for _ in range(100):
+                        self.wfile.write(b"X")
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                    self.close_connection = True
+                    return None
                 if parts[0] == "dribble":
                     self.send_response(200)
                     self.send_header("Content-Type", "image/jpeg")
@@ -354,11 +361,14 @@ def test_redirects_followed_up_to_the_limit(server, fetcher):
         ("/big-chunked", "too_large"),
         ("/slow", "timeout"),
         ("/dribble", "timeout"),
+        ("/trickle", "timeout"),
         ("/reset", "connection_error"),
         ("/status/500", "http_5xx"),
     ],
 )
 def test_hostile_responses_end_as_counted_reasons(server, fetcher, path, reason):
+    if reason == "timeout":  # one attempt is enough to show the deadline; retries are tested below
+        fetcher = Fetcher(FAST.replace(retries=0))
     res = fetcher.fetch(server.base + path)
     assert res.reason == reason, res
     assert res.body is None

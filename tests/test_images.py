@@ -7,9 +7,9 @@ import io
 
 import pytest
 from PIL import Image
+from test_fetch import make_jpeg, make_png, png_bomb
 
 from curation.images import process_image, target_size
-from test_fetch import make_jpeg, make_png, png_bomb
 
 
 def _decode(data: bytes) -> Image.Image:

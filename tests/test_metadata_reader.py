@@ -8,8 +8,8 @@ import time
 from collections import Counter
 
 import pytest
-
 from conftest import shared_file
+
 from metadata.dump_reader import DumpInfo, dump_language, iter_pages
 from metadata.markup import MarkupStripper, normalize_title
 from metadata.samples import SamplePage, dump_xml, write_dump
@@ -147,7 +147,7 @@ def test_markup_stripping_keeps_prose_and_anchors():
 
 
 def test_localized_namespaces_from_the_dump_are_dropped():
-    out = MarkupStripper({"Категория", "Файл"}).strip("Текст [[Файл:X.png|мини|подпись]] [[Категория:Y]] конец")
+    out = MarkupStripper({"Категория", "Файл"}).strip("Текст [[Файл:X.png|мини|подпись]] [[Категория:Y]] конец")  # noqa: B005
     assert out == "Текст конец"
 
 
@@ -164,7 +164,7 @@ def test_absurd_nesting_is_linear_and_bounded():
 
 
 def test_unclosed_template_does_not_swallow_the_page():
-    assert MarkupStripper().strip("{{broken template\nText after [[it]].") == "broken template\nText after it."
+    assert MarkupStripper().strip("{{broken template\nText after [[it]].") == "broken template\nText after it."  # noqa: B005
 
 
 def test_normalize_title():

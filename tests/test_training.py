@@ -137,7 +137,7 @@ def test_split_is_disjoint_across_rank_and_worker(sample_root, world, workers):
     t = pq.read_table(sample_root / "images", columns=["uuid", "texts"])
     uuids, texts = t.column("uuid").to_pylist(), t.column("texts").to_pylist()
     _, keep = curate_rows(uuids, texts, load_entry_probs(sample_root / "entry_probs"), 11, 0)
-    assert set(flat) == {u for u, k in zip(uuids, keep) if k}
+    assert set(flat) == {u for u, k in zip(uuids, keep, strict=True) if k}
 
 
 def test_split_with_fewer_row_groups_than_workers(tmp_path):
@@ -244,7 +244,7 @@ def test_model_shapes_checkpointing_and_weight_decay_groups():
                                  "text": {"context_length": 8, "vocab_size": 50, "width": 16, "layers": 2,
                                           "heads": 2}})
     m = CLIP(cfg, init_seed=1)
-    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), CLIP(cfg, init_seed=1).state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), CLIP(cfg, init_seed=1).state_dict().values(), strict=True))
     img = torch.randn(3, 3, 16, 16)
     tok = torch.tensor([[1, 5, 2, 0, 0, 0, 0, 0], [1, 6, 7, 2, 0, 0, 0, 0], [1, 9, 9, 9, 9, 9, 9, 2]])
     i, t, s = m(img, tok)
@@ -258,7 +258,7 @@ def test_model_shapes_checkpointing_and_weight_decay_groups():
     m.set_grad_checkpointing(True)
     i, t, s = m(img, tok)
     (i.sum() + t.sum() + s).backward()
-    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(g1, m.parameters()))
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(g1, m.parameters(), strict=True))
     opt = build_optimizer(m, OptimConfig(weight_decay=0.2))
     decayed = {id(p) for p in opt.param_groups[0]["params"]}
     names = {n for n, p in m.named_parameters() if id(p) in decayed}
@@ -309,7 +309,7 @@ def test_stop_and_resume_equals_uninterrupted_run(sample_root, tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["positions"] == b["positions"]
     assert a["scheduler"] == b["scheduler"]
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
         assert all(torch.equal(sa[x], sb[x]) for x in sa)
     lines = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [2, 4, 6] and all(np.isfinite(r["loss"]) for r in lines)

@@ -50,7 +50,7 @@ def curate_rows(uuids: Sequence[str], texts_lists: Sequence[Sequence[dict]], pro
     picked = balance.pick_index(uuids, n, seed, epoch)
     kp = np.zeros(len(uuids), dtype=np.float64)
     by_lang: dict[str, list[int]] = {}
-    for i, (texts, j) in enumerate(zip(texts_lists, picked)):
+    for i, (texts, j) in enumerate(zip(texts_lists, picked, strict=True)):
         if n[i] > 0:
             by_lang.setdefault(texts[j]["lang"], []).append(i)
     for lang, rows in by_lang.items():
@@ -78,7 +78,7 @@ def load_curated(root: str | os.PathLike) -> dict[str, tuple[str, str]]:
     out = {}
     for p in list_parquet(root):
         t = pq.read_table(p, columns=["uuid", "text", "lang"])
-        for u, x, lang in zip(*(t.column(c).to_pylist() for c in ("uuid", "text", "lang"))):
+        for u, x, lang in zip(*(t.column(c).to_pylist() for c in ("uuid", "text", "lang")), strict=True):
             out[u] = (x, lang)
     return out
 
@@ -99,6 +99,9 @@ def list_parquet(spec: str | os.PathLike | Sequence[str]) -> list[str]:
     if not paths:
         raise FileNotFoundError(f"no Parquet shards match {spec!r}")
     return paths
+
+
+REJECT_REASONS = ("not_sampled", "no_texts", "not_curated", "bad_image")
 
 
 @dataclass
@@ -230,16 +233,22 @@ class ShardDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         gw, n_workers = self.worker_layout()
         epoch, skip = self.positions.get(gw, (self.start_epoch, 0))
+        counted = Counter()  # rejects already attributed to a yielded item
         while self.max_epochs is None or epoch < self.start_epoch + self.max_epochs:
             produced = 0
             for index, item in enumerate(self._shuffled(epoch, gw, n_workers)):
                 produced += 1
                 if index < skip:
+                    counted = Counter(self.rejects)  # a resumed run does not count the skipped part again
                     continue
                 out = self._materialise(item, epoch)
                 if out is None:
                     continue
-                out.update(worker=gw, epoch=epoch, index=index)
+                # rows dropped since the previous item ride along, so the trainer can report
+                # records in / out / rejected by reason for exactly the data it consumed
+                out.update(worker=gw, epoch=epoch, index=index,
+                           dropped=torch.tensor([self.rejects[r] - counted[r] for r in REJECT_REASONS]))
+                counted = Counter(self.rejects)
                 yield out
             if produced == 0:
                 raise RuntimeError(f"global worker {gw} of {n_workers} got no items in epoch {epoch}: "
@@ -250,7 +259,7 @@ class ShardDataset(IterableDataset):
 def positions_from_batch(batch: dict) -> dict[int, tuple[int, int]]:
     """{worker: (epoch, next index)} after consuming a collated batch (one worker per batch)."""
     out: dict[int, tuple[int, int]] = {}
-    for w, e, i in zip(batch["worker"].tolist(), batch["epoch"].tolist(), batch["index"].tolist()):
+    for w, e, i in zip(batch["worker"].tolist(), batch["epoch"].tolist(), batch["index"].tolist(), strict=True):
         cur = out.get(w)
         if cur is None or (e, i + 1) > cur:
             out[w] = (e, i + 1)

@@ -31,7 +31,7 @@ def load_heldout(spec) -> list[dict]:
     rows = []
     for p in list_parquet(spec):
         t = pq.read_table(p, columns=["uuid", "image", "texts"])
-        for u, img, texts in zip(*(t.column(c).to_pylist() for c in ("uuid", "image", "texts"))):
+        for u, img, texts in zip(*(t.column(c).to_pylist() for c in ("uuid", "image", "texts")), strict=True):
             if texts:
                 rows.append({"uuid": u, "image": img, "text": texts[0]["text"], "lang": texts[0]["lang"]})
     return rows
@@ -126,7 +126,7 @@ def evaluate(model, tokenizer, heldout, image_size: int, device, concepts: dict 
         labels = labels_from_captions(rows, concepts["class_names"], concepts["templates"])
         known = labels >= 0
         if known.any():
-            sel = [r for r, k in zip(rows, known) if k]
+            sel = [r for r, k in zip(rows, known, strict=True) if k]
             feats = encode_images(model, [r["image"] for r in sel], transform, device)
             result["zero_shot"] = zero_shot_by_language(model, tokenizer, feats, labels[known],
                                                         concepts["class_names"], concepts["templates"], device)

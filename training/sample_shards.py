@@ -250,7 +250,7 @@ def generate(root: str | os.PathLike, cfg: SampleConfig | None = None, overwrite
     picked, keep = curate_rows(uuids, [r["texts"] for r in rows], probs, cfg.seed, epoch=0)
     curated = [{"uuid": r["uuid"], "url": r["url"], "text": r["texts"][j]["text"], "lang": r["texts"][j]["lang"],
                 "entry_ids": r["texts"][j]["entry_ids"]}
-               for r, j, k in zip(rows, picked, keep) if k]
+               for r, j, k in zip(rows, picked, keep, strict=True) if k]
     _write_rows(curated, CURATED, staging / "curated" / "part-00000.parquet", cfg.row_group_rows)
 
     # --- held-out: one image per (concept, language), one text with the first template ---

@@ -144,12 +144,20 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train a multilingual BPE tokenizer (default: on the sample captions).")
     ap.add_argument("--output", default="build/tokenizer.json")
     ap.add_argument("--texts", help="a text file, one caption per line (default: the built-in sample captions)")
+    ap.add_argument("--curated", help="a curated/ directory (Parquet with a text column) to train on")
     ap.add_argument("--shards", default="build/sample-shards", help="sample shard root, generated when absent")
     ap.add_argument("--vocab-size", type=int, default=2000)
     a = ap.parse_args(argv)
     if a.texts:
         with open(a.texts, encoding="utf-8") as f:
             texts = [line.rstrip("\n") for line in f if line.strip()]
+    elif a.curated:
+        import pyarrow.parquet as pq
+
+        from training.data import list_parquet
+
+        texts = [t for p in list_parquet(a.curated) for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()
+                 if t]
     else:
         from training import sample_shards
 

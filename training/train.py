@@ -28,7 +28,14 @@ import torch
 import torch.distributed as dist
 
 from training import evaluate as evaluation
-from training.data import ShardDataset, build_loader, load_curated, load_entry_probs, positions_from_batch
+from training.data import (
+    REJECT_REASONS,
+    ShardDataset,
+    build_loader,
+    load_curated,
+    load_entry_probs,
+    positions_from_batch,
+)
 from training.loss import ContrastiveLoss
 from training.model import CLIP, ModelConfig, count_flops_per_sample, load_config, no_weight_decay
 from training.tokenizer import load_or_train
@@ -247,6 +254,11 @@ def resolve_data(cfg: DataConfig, d: Dist, sample_root: str) -> dict:
         "heldout": pick(cfg.heldout, "heldout"),
         "concepts": str(r / "concepts.json") if r is not None and (r / "concepts.json").exists() else None,
     }
+    if cfg.mode == "online" and not paths["entry_probs"]:
+        raise ValueError("online curation needs entry probabilities: pass --entry-probs DIR (entry_probs/<lang>.npy) "
+                         "or a --data root that contains entry_probs/, or use --mode offline with --curated")
+    if cfg.mode == "offline" and not paths["curated"]:
+        raise ValueError("offline mode needs the curated/ texts: pass --curated DIR or a --data root with curated/")
     return paths
 
 
@@ -275,6 +287,9 @@ def parse_args(argv):
     ap.add_argument("--data", help="root with images/, entry_probs/, curated/, heldout/")
     ap.add_argument("--shards", help="images/ directory or glob (overrides --data for images)")
     ap.add_argument("--sample-root", default=DEFAULT_SAMPLE_ROOT, help="where to generate the sample shards")
+    ap.add_argument("--entry-probs", help="entry_probs/ directory of the curate job (online mode)")
+    ap.add_argument("--curated", help="curated/ directory of the curate job (offline mode)")
+    ap.add_argument("--heldout", help="held-out image shards for retrieval evaluation")
     ap.add_argument("--mode", choices=["online", "offline"])
     ap.add_argument("--tokenizer", help="tokenizer.json to load instead of training one")
     ap.add_argument("--steps", type=int)
@@ -303,6 +318,8 @@ def apply_overrides(cfg: TrainConfig, a) -> TrainConfig:
     if a.data:
         cfg.data.root = a.data
     for attr, sect, key in [("shards", cfg.data, "shards"), ("mode", cfg.data, "mode"),
+                            ("entry_probs", cfg.data, "entry_probs"), ("curated", cfg.data, "curated"),
+                            ("heldout", cfg.data, "heldout"),
                             ("tokenizer", cfg.tokenizer, "path"), ("steps", cfg.optim, "steps"),
                             ("batch_size", cfg.optim, "batch_size"), ("lr", cfg.optim, "lr"),
                             ("warmup_steps", cfg.optim, "warmup_steps"), ("workers", cfg.data, "workers"),
@@ -429,6 +446,7 @@ def train(argv: list[str] | None = None) -> dict:
     if a.log_samples:
         (out / "samples").mkdir(parents=True, exist_ok=True)
         sample_log = open(out / "samples" / f"rank-{d.rank}.tsv", "a", encoding="utf-8")
+    consumed, dropped = 0, torch.zeros(len(REJECT_REASONS), dtype=torch.long)
     it = iter(loader)
     model.train()
     while step < stop_at:
@@ -448,10 +466,12 @@ def train(argv: list[str] | None = None) -> dict:
         scheduler.step()
         step += 1
         if sample_log is not None:
-            sample_log.writelines(f"{step}\t{e}\t{u}\n" for e, u in zip(batch["epoch"].tolist(), batch["uuid"]))
+            sample_log.writelines(f"{step}\t{e}\t{u}\n" for e, u in zip(batch["epoch"].tolist(), batch["uuid"], strict=True))
         for w, pos in positions_from_batch(batch).items():
             positions[w] = max(positions.get(w, pos), pos)
         n_window += images.shape[0]
+        consumed += images.shape[0]
+        dropped += batch["dropped"].sum(0)
         lv = float(loss.detach())
         if len(first_losses) < 10:
             first_losses.append(lv)
@@ -488,7 +508,13 @@ def train(argv: list[str] | None = None) -> dict:
         (out / "ranks" / f"rank-{d.rank}.json").write_text(json.dumps(
             {"rank": d.rank, "step": step, "weights_sha256": weights_digest(model)}))
 
-    report = {"steps": step, "finished": step >= o.steps, "world_size": d.world_size,
+    totals = torch.cat([torch.tensor([consumed]), dropped]).to(d.device)
+    if d.world_size > 1:
+        dist.all_reduce(totals)
+    totals = totals.cpu().tolist()
+    data_report = {"images_out": totals[0], "images_rejected": dict(zip(REJECT_REASONS, totals[1:], strict=True))}
+    data_report["images_in"] = data_report["images_out"] + sum(totals[1:])
+    report = {"data": data_report, "steps": step, "finished": step >= o.steps, "world_size": d.world_size,
               "first_loss": sum(first_losses) / max(1, len(first_losses)),
               "last_loss": sum(recent) / max(1, len(recent)), "seconds": round(time.time() - t_start, 1),
               "output": str(out)}
