@@ -8,7 +8,9 @@ What it measures, in one run on the same source images (~500 KB JPEGs, distinct 
   2. the same without draft mode (full decode, then resize), to show what draft buys;
   3. the task pipeline: jobs.download.download_records (curation.fetch thread pool + process_image
      + row building) fetching every URL from a ThreadingHTTPServer in a separate process, so the
-     server's CPU is not counted.
+     server's CPU is not counted;
+  4. 1 and 3 again with the `box` (area-average) resize filter instead of the default bicubic.
+Each measurement runs --repeat times and reports the fastest (load from other work only slows).
 "Per core" = images / CPU seconds of this process (all threads), i.e. what one core sustains;
 wall-clock rates are printed too. Goal: >= 100 images/s per core for 256-px output.
 """
@@ -80,12 +82,20 @@ def _serve(sources: list[bytes], port_q) -> None:
     httpd.serve_forever()
 
 
-def decode_rate(sources: list[bytes], n: int, size: int, draft: bool) -> dict:
+def best(fn, repeat: int) -> dict:
+    """The fastest of `repeat` runs (per core): other load on the machine only ever slows a run down."""
+    runs = [fn() for _ in range(repeat)]
+    out = max(runs, key=lambda r: r["per_core"])
+    out["per_core_all_runs"] = [r["per_core"] for r in runs]
+    return out
+
+
+def decode_rate(sources: list[bytes], n: int, size: int, draft: bool, resample: str = "bicubic") -> dict:
     cpu0, t0 = time.process_time(), time.perf_counter()
     for i in range(n):
         data = sources[i % len(sources)]
         if draft:
-            img, reason = process_image(data, image_size=size)
+            img, reason = process_image(data, image_size=size, resample=resample)
             assert reason is None
         else:
             im = Image.open(io.BytesIO(data))
@@ -95,11 +105,11 @@ def decode_rate(sources: list[bytes], n: int, size: int, draft: bool) -> dict:
     return {"images": n, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "per_core": round(n / cpu, 1)}
 
 
-def fetch_rate(base: str, n: int, size: int, threads: int) -> dict:
+def fetch_rate(base: str, n: int, size: int, threads: int, resample: str = "bicubic") -> dict:
     from jobs.download import download_records
 
     cfg = DownloadConfig(allow_loopback=True, image_size=size, threads=threads, per_host_concurrency=threads,
-                         total_timeout=60, read_timeout=30, retries=0)
+                         total_timeout=60, read_timeout=30, retries=0, resample=resample)
     records = [(f"u{i:06d}", f"{base}/img/{i}.jpg", [{"text": "x"}]) for i in range(n)]
     download_records(records[: threads * 2], cfg)  # warm: pools, imports
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -118,6 +128,7 @@ def main(argv=None) -> int:
     ap.add_argument("--image-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--sources", type=int, default=8, help="distinct source images")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the fastest is reported")
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args(argv)
 
@@ -130,9 +141,12 @@ def main(argv=None) -> int:
     try:
         port = q.get(timeout=60)
         base = f"http://127.0.0.1:{port}"
-        draft = decode_rate(sources, args.n, args.image_size, draft=True)
-        nodraft = decode_rate(sources, max(args.n // 4, 20), args.image_size, draft=False)
-        fetched = fetch_rate(base, args.n, args.image_size, args.threads)
+        r = args.repeat
+        draft = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True), r)
+        box = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True, resample="box"), r)
+        nodraft = best(lambda: decode_rate(sources, max(args.n // 4, 20), args.image_size, draft=False), r)
+        fetched = best(lambda: fetch_rate(base, args.n, args.image_size, args.threads), r)
+        fetched_box = best(lambda: fetch_rate(base, args.n, args.image_size, args.threads, "box"), r)
     finally:
         server.terminate()
         server.join(5)
@@ -143,11 +157,15 @@ def main(argv=None) -> int:
         "cpus": os.cpu_count(),
         "decode_resize_draft": draft,
         "decode_resize_no_draft": nodraft,
+        "decode_resize_draft_box": box,
         "fetch_decode_resize": fetched,
+        "fetch_decode_resize_box": fetched_box,
+        "load_average": list(os.getloadavg()),
         "ratio_fetch_pipeline_vs_decode_only": round(fetched["per_core"] / draft["per_core"], 3),
         "ratio_draft_vs_no_draft": round(draft["per_core"] / nodraft["per_core"], 2),
         "goal_per_core": 100,
         "goal_met": fetched["per_core"] >= 100,
+        "goal_met_box": fetched_box["per_core"] >= 100,
     }
     print(f"sources: {args.sources} JPEGs of {result['source_px'][0]}x{result['source_px'][1]}, ~{avg_kb:.0f} KB; "
           f"output shorter side {args.image_size}")
@@ -157,7 +175,12 @@ def main(argv=None) -> int:
     print(f"  fetch+decode+resize        {fetched['per_core']:>8.1f} images/s per core   "
           f"({fetched['wall_rate']} images/s wall, {args.threads} threads; "
           f"{result['ratio_fetch_pipeline_vs_decode_only']:.2f} of decode-only)")
-    print(f"  goal >= 100 images/s per core: {'met' if result['goal_met'] else 'NOT met'}")
+    print(f"  decode+resize (draft, box)  {box['per_core']:>7.1f} images/s per core")
+    print(f"  fetch+decode+resize (box)  {fetched_box['per_core']:>8.1f} images/s per core   "
+          f"({fetched_box['wall_rate']} images/s wall)")
+    print(f"  goal >= 100 images/s per core: default (bicubic) {'met' if result['goal_met'] else 'NOT met'}, "
+          f"box {'met' if result['goal_met_box'] else 'NOT met'}   (load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs: other work slows every rate here)")
     print(json.dumps(result, sort_keys=True))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -42,7 +42,9 @@ class CurateConfig:
     batch_size: int = 4096  # texts per LID/matching batch inside a task
     arrow_batch_rows: int = 10_000  # rows per Arrow batch between the JVM and Python
     max_loaded_automata: int = 16  # per Python worker; least recently used ones are dropped
-    rows_per_file: int = 1_000_000  # output files = ceil(rows / rows_per_file) (a pure function of the data)
+    # output files = ceil(rows / rows_per_file), a pure function of the data; also the parallelism
+    # of grouping texts per image
+    rows_per_file: int = 250_000
     # reasons only counted (in the report), not written row by row to rejects/: they are the bulk of
     # the web (request records, images without alt, unmatched texts) rather than bad input
     count_only_reasons: tuple[str, ...] = (

@@ -37,6 +37,7 @@ class DownloadConfig:
     # --- images ---
     image_size: int = 256  # shorter side after resize (never upscaled); 224-px crops for training
     jpeg_quality: int = 90
+    resample: str = "bicubic"  # downscale filter: bicubic, bilinear, box (area average, fastest), lanczos
     max_image_pixels: int = 40_000_000  # declared width*height above this = decompression bomb
     min_image_side: int = 1  # smaller images (tracking pixels) are rejected as too_small
     # --- job ---
@@ -52,6 +53,8 @@ class DownloadConfig:
             raise ValueError("threads and per_host_concurrency must be >= 1")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+        if self.resample not in ("bicubic", "bilinear", "box", "lanczos"):
+            raise ValueError(f"resample must be bicubic, bilinear, box or lanczos, got {self.resample!r}")
         if self.image_size < 1 or self.shard_size < 1 or self.max_bytes < 1:
             raise ValueError("image_size, shard_size and max_bytes must be positive")
         if min(self.connect_timeout, self.read_timeout, self.total_timeout) <= 0:

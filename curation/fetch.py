@@ -64,6 +64,7 @@ REASONS = (
     "http_4xx",
     "http_5xx",
     "http_other",
+    "fetch_error",  # an unexpected exception inside the fetcher (a bug): counted, never raised
 )
 _NOT_IMAGE_TYPES = ("text/", "application/json", "application/xml", "application/javascript", "application/xhtml")
 _CHUNK = 64 * 1024
@@ -326,15 +327,15 @@ class Fetcher:
                 raise _Fail("forbidden_address", f"{host} -> {ip} ({why})")
         return addrs[0]
 
-    def _hop(self, url: str, deadline: float) -> tuple[int, bytes | None, str | None, float | None]:
-        """One request: (status, body or None, Location, Retry-After). Raises _Fail."""
+    def _hop(self, url: str, clock: list) -> tuple[int, bytes | None, str | None, float | None]:
+        """One request: (status, body or None, Location, Retry-After). Raises _Fail.
+
+        `clock[0]` is the attempt's deadline; time spent queueing for a host slot (the per-host
+        cap) is added to it, so waiting behind other requests never counts as a timeout.
+        """
         cfg = self.config
         scheme, host, port, target = self._check_url(url)
         ip = self._checked_ip(host, port)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise _Fail("timeout", "total deadline")
-        timeout = urllib3.Timeout(connect=min(cfg.connect_timeout, remaining), read=min(cfg.read_timeout, remaining))
         headers = {
             "Host": _host_header(host, port, scheme),
             "User-Agent": cfg.user_agent,
@@ -342,7 +343,15 @@ class Fetcher:
             "Accept-Encoding": "identity",
         }
         sem = self._host_sem(host)
+        queued = time.monotonic()
         with sem:
+            clock[0] += time.monotonic() - queued
+            deadline = clock[0]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Fail("timeout", "total deadline")
+            timeout = urllib3.Timeout(connect=min(cfg.connect_timeout, remaining),
+                                      read=min(cfg.read_timeout, remaining))
             pool = self._pool(scheme, ip, port, host)
             holder: list = [None]
             _tls.holder = holder
@@ -424,12 +433,12 @@ class Fetcher:
     # --- one attempt (with redirects) and retries -------------------------------------------------
 
     def _attempt(self, url: str) -> FetchResult:
-        deadline = time.monotonic() + self.config.total_timeout
+        clock = [time.monotonic() + self.config.total_timeout]
         seen = {url}
         current = url
         for _hop in range(self.config.max_redirects + 1):
             try:
-                status, body, location, retry_after = self._hop(current, deadline)
+                status, body, location, retry_after = self._hop(current, clock)
             except _Fail as f:
                 return FetchResult(url, None, f.reason, f.status, current, detail=f.detail)
             if status in REDIRECT_CODES:
@@ -531,7 +540,10 @@ def fetch_many(
     """
 
     def work(key, url):
-        res = fetcher.fetch(url)
+        try:
+            res = fetcher.fetch(url)
+        except Exception as exc:  # noqa: BLE001 - a bug or an odd library error: count it, go on
+            res = FetchResult(url, None, "fetch_error", detail=f"{type(exc).__name__}: {exc}"[:200])
         if not res.ok:
             return key, res, None, res.reason
         if process is None:

@@ -17,6 +17,12 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "box": Image.Resampling.BOX,
+    "lanczos": Image.Resampling.LANCZOS,
+}
 REASONS = ("empty_body", "not_an_image", "decompression_bomb", "too_small", "truncated_image", "decode_error")
 
 
@@ -59,6 +65,7 @@ def process_image(
     jpeg_quality: int = 90,
     max_pixels: int = 40_000_000,
     min_side: int = 1,
+    resample: str = "bicubic",
 ) -> tuple[ProcessedImage | None, str | None]:
     """(image, None) or (None, reason). Pillow's own bomb limit (2x Image.MAX_IMAGE_PIXELS) also applies."""
     if not data:
@@ -81,7 +88,7 @@ def process_image(
         rgb = _to_rgb(img)
         tw, th = target_size(width, height, image_size)  # from the declared size: draft is exact-agnostic
         if rgb.size != (tw, th):
-            rgb = rgb.resize((tw, th), Image.Resampling.BICUBIC, reducing_gap=3.0)
+            rgb = rgb.resize((tw, th), RESAMPLE[resample], reducing_gap=3.0)
         buf = io.BytesIO()
         rgb.save(buf, format="JPEG", quality=jpeg_quality)
     except Image.DecompressionBombError:

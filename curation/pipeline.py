@@ -228,78 +228,91 @@ def _column_batch(schema: pa.Schema, n: int, cols: Mapping[str, object]) -> pa.R
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def identify_and_match(
-    texts: Sequence[str], resources: WorkerResources, min_lid_prob: float = 0.0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray | None], Counter]:
-    """LID (one batch call) then matching per language (one automaton at a time, sorted order).
-
-    Returns labels, probs, langs, entry ids per text (None = rejected) and rejects by reason.
-    """
-    from curation.matcher import match_batch
-
+def identify(texts: Sequence[str], resources: WorkerResources, min_lid_prob: float = 0.0):
+    """LID of a batch (one fastText call): labels, probs, langs and the reject reason per text (None = kept)."""
     labels, probs, langs = resources.lid.predict_arrays(list(texts))
-    ids: list[np.ndarray | None] = [None] * len(texts)
-    rejected: Counter = Counter()
-    by_lang: dict[str, list[int]] = {}
     known = resources.languages
-    for i, lang in enumerate(langs.tolist()):
+    reasons: list[str | None] = []
+    for lang, prob in zip(langs.tolist(), probs.tolist(), strict=True):
         if lang not in known:
-            rejected["no_metadata_lang"] += 1
-        elif probs[i] < min_lid_prob:
-            rejected["low_lid_prob"] += 1
+            reasons.append("no_metadata_lang")
+        elif prob < min_lid_prob:
+            reasons.append("low_lid_prob")
         else:
-            by_lang.setdefault(lang, []).append(i)
-    for lang in sorted(by_lang):
-        idx = by_lang[lang]
-        automaton = resources.automaton(lang)
-        for i, found in zip(idx, match_batch(automaton, [texts[i] for i in idx]), strict=True):
-            if found.size:
-                ids[i] = found
-    return labels, probs, langs, ids, rejected
+            reasons.append(None)
+    return labels, probs, langs, reasons
 
 
 class Stage1:
-    """Turns the events of one input into STAGE1 record batches (texts, rejects, a final stats row)."""
+    """Turns the events of one input into STAGE1 record batches (texts, rejects, a final stats row).
+
+    Texts are identified in batches of `batch_size`, then queued per language and matched when
+    a language's queue holds `batch_size` texts (or the queues together hold `max_queued`, then
+    the longest one goes): an automaton is loaded for a full batch of its language, never once
+    per small group, so an LRU of a few automata suffices however many languages an input mixes.
+    """
 
     def __init__(self, input_id: str, source: str, resources: WorkerResources, batch_size: int = 4096,
-                 min_lid_prob: float = 0.0, count_only: Iterable[str] = ()):
+                 min_lid_prob: float = 0.0, count_only: Iterable[str] = (), max_queued: int | None = None):
         self.input_id = input_id
         self.source = source
         self.res = resources
         self.batch_size = batch_size
+        self.max_queued = max_queued or 16 * batch_size
         self.min_lid_prob = min_lid_prob
         self.count_only = frozenset(count_only)
         self.acct = StageAccounting()
         self.lid_langs: Counter = Counter()
         self.matched_langs: Counter = Counter()
+        self.queues: dict[str, list[tuple[dict, str, float]]] = {}
+        self.queued = 0
 
-    def _texts_batch(self, pairs: list[dict]) -> pa.RecordBatch | None:
-        texts = [p["text"] for p in pairs]
-        labels, probs, langs, ids, rejected = identify_and_match(texts, self.res, self.min_lid_prob)
-        self.lid_langs.update(langs.tolist())
-        n_lid_out = len(pairs) - sum(rejected.values())
-        keep = [i for i, x in enumerate(ids) if x is not None]
-        self.acct.add("lid", len(pairs), n_lid_out, rejected)
-        self.acct.add("match", n_lid_out, len(keep), {"no_match": n_lid_out - len(keep)})
+    def _identify(self, pairs: list[dict]) -> Iterator[pa.RecordBatch]:
+        labels, probs, langs, reasons = identify(
+            [p["text"] for p in pairs], self.res, self.min_lid_prob)
+        lang_list = langs.tolist()
+        self.lid_langs.update(lang_list)
+        rejected = Counter(r for r in reasons if r is not None)
+        self.acct.add("lid", len(pairs), len(pairs) - sum(rejected.values()), rejected)
+        for pair, label, prob, lang, reason in zip(pairs, labels.tolist(), probs.tolist(), lang_list, reasons,
+                                                   strict=True):
+            if reason is None:
+                queue = self.queues.setdefault(lang, [])
+                queue.append((pair, label, prob))
+                self.queued += 1
+                if len(queue) >= self.batch_size:
+                    yield from self._match(lang)
+        while self.queued > self.max_queued:
+            yield from self._match(max(sorted(self.queues), key=lambda k: len(self.queues[k])))
+
+    def _match(self, lang: str) -> Iterator[pa.RecordBatch]:
+        from curation.matcher import match_batch
+
+        queue = self.queues.pop(lang, [])
+        self.queued -= len(queue)
+        if not queue:
+            return
+        found = match_batch(self.res.automaton(lang), [q[0]["text"] for q in queue])
+        keep = [i for i, ids in enumerate(found) if ids.size]
+        self.acct.add("match", len(queue), len(keep), {"no_match": len(queue) - len(keep)})
         if not keep:
-            return None
-        kept_langs = langs[keep]
-        self.matched_langs.update(kept_langs.tolist())
+            return
+        self.matched_langs[lang] += len(keep)
         n = len(keep)
-        cols = {
+        rows = [queue[i] for i in keep]
+        yield _column_batch(STAGE1, n, {
             "input_id": [self.input_id] * n,
             "kind": ["text"] * n,
-            "uuid": [pairs[i]["uuid"] for i in keep],
-            "url": [pairs[i]["url"] for i in keep],
-            "text": [texts[i] for i in keep],
-            "source": [pairs[i]["source"] for i in keep],
-            "page_url": [pairs[i]["page_url"] for i in keep],
-            "lid": pa.array(labels[keep].tolist(), pa.string()),
-            "lid_prob": pa.array(probs[keep], pa.float32()),
-            "lang": pa.array(kept_langs.tolist(), pa.string()),
-            "entry_ids": _list_array([ids[i] for i in keep]),
-        }
-        return _column_batch(STAGE1, n, cols)
+            "uuid": [q[0]["uuid"] for q in rows],
+            "url": [q[0]["url"] for q in rows],
+            "text": [q[0]["text"] for q in rows],
+            "source": [q[0]["source"] for q in rows],
+            "page_url": [q[0]["page_url"] for q in rows],
+            "lid": [q[1] for q in rows],
+            "lid_prob": pa.array([q[2] for q in rows], pa.float32()),
+            "lang": [lang] * n,
+            "entry_ids": _list_array([found[i] for i in keep]),
+        })
 
     def _rejects_batch(self, rejects: list[tuple[str, str, str]]) -> pa.RecordBatch:
         n = len(rejects)
@@ -333,10 +346,8 @@ class Stage1:
             if kind == "pair":
                 pairs.append(value)
                 if len(pairs) >= self.batch_size:
-                    out = self._texts_batch(pairs)
+                    yield from self._identify(pairs)
                     pairs = []
-                    if out is not None:
-                        yield out
             elif kind == "reject":
                 reason, detail = value
                 if reason not in count_only:
@@ -346,9 +357,9 @@ class Stage1:
                         yield self._rejects_batch(rejects)
                         rejects = []
         if pairs:
-            out = self._texts_batch(pairs)
-            if out is not None:
-                yield out
+            yield from self._identify(pairs)
+        for lang in sorted(self.queues):
+            yield from self._match(lang)
         if rejects:
             yield self._rejects_batch(rejects)
         acct = accounting_from_events(counter)

@@ -205,9 +205,15 @@ def plan_inputs(inputs: list[str], previous: dict | None, fingerprint: str, incr
     if incremental and previous and previous.get("fingerprint") == fingerprint:
         prev = previous.get("inputs", {})
     reused, new, ledger = [], [], {}
-    for path in inputs:
+    if any(storage.is_s3(p) for p in inputs):  # one HEAD request each: do them concurrently
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(32) as pool:
+            stamps = list(pool.map(input_stamp, inputs))
+    else:
+        stamps = [input_stamp(p) for p in inputs]
+    for path, stamp in zip(inputs, stamps, strict=True):
         iid = input_id(path)
-        stamp = input_stamp(path)
         ledger[iid] = {"path": path, **stamp}
         if iid in prev and prev[iid] == ledger[iid]:
             reused.append(iid)
@@ -252,8 +258,12 @@ def _stage1(spark, cfg: CurateConfig, new_inputs: list[str], texts_dir: str) -> 
         pipeline.stage1_batches, metadata=cfg.metadata, lid_model=cfg.lid_model, url_col=cfg.url_col,
         text_col=cfg.text_col, batch_size=cfg.batch_size, min_lid_prob=cfg.min_lid_prob,
         count_only=tuple(cfg.count_only_reasons), max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir)
-    (spark.createDataFrame(rows).repartition(tasks).mapInArrow(body, pipeline.STAGE1_DDL)
-     .write.mode("append").partitionBy("input_id").parquet(texts_dir))
+    # Rows of a task come input by input: concurrent writers (one per input id) spare the sort
+    # that partitionBy would otherwise add; past 64 ids in one task Spark falls back to sorting.
+    with session_conf(spark, {"spark.sql.maxConcurrentOutputFileWriters": "64",
+                              "spark.sql.optimizer.plannedWrite.enabled": "false"}):
+        (spark.createDataFrame(rows).repartition(tasks).mapInArrow(body, pipeline.STAGE1_DDL)
+         .write.mode("append").partitionBy("input_id").parquet(texts_dir))
     for root, _dirs, files in os.walk(texts_dir):
         for name in files:
             if name == "_SUCCESS" or name.endswith(".crc"):
@@ -358,7 +368,9 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         files = n_files(matched_texts_in, cfg.rows_per_file)
 
         # 2. matched/: one row per image, texts sorted, identical texts once
-        texts = state.where(F.col("kind") == "text")
+        # One shuffle: hash-partitioned on uuid into the output files, both aggregations and the
+        # sort then run inside those partitions (HashPartitioning(uuid) satisfies both groupings).
+        texts = state.where(F.col("kind") == "text").repartition(files, "uuid")
         detail = F.struct("source", "page_url", "url", "lid", "lid_prob", "lang", "entry_ids")
         unique = texts.groupBy("uuid", "text").agg(F.min(detail).alias("m"))
         matched = unique.groupBy("uuid").agg(
@@ -445,6 +457,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             "timings_s": timings,
             "spark": {"version": spark.version, "master": spark.sparkContext.master, "default_parallelism": cores},
             "stage1_fingerprint": fingerprint,
+            "en_max_count": int(counts_by_lang[cfg.en_lang].max(initial=0)),
         }
         write_json(os.path.join(staging, JOB_MANIFEST), manifest)  # last, before publish's _SUCCESS
     return manifest
@@ -495,6 +508,10 @@ def print_summary(manifest: dict, output: str, progress=print) -> None:
         rej = ", ".join(f"{k}={v:,}" for k, v in sorted(s["rejected"].items(), key=lambda kv: -kv[1])[:4])
         progress(f"  {name:<8} in {s['in']:>10,}  out {s['out']:>10,}  rejected {s['in'] - s['out']:>10,}"
                  + (f"  ({rej})" if rej else ""))
+    en = manifest.get("en_max_count")
+    if en is not None and en < manifest["config"]["t_en"]:
+        progress(f"note: every English entry count (max {en:,}) is below t_en={manifest['config']['t_en']:,}, so p = 1 "
+                 "and nothing is balanced; on a small input try a smaller --t-en")
     progress(f"outputs: {output}")
     for name in ("matched", "curated", "counts", "entry_probs", "thresholds.json", "rejects"):
         progress(f"  {name:<16} {os.path.join(output, name)}")

@@ -9,11 +9,11 @@ Layout of the output directory (local path or s3://, through curation.storage):
     shard-XXXXX.parquet          schema curation.schemas.IMAGES, rows sorted by uuid
     _stats/shard-XXXXX.json      attempted, succeeded, failures by reason; written last = shard done
     _failed/shard-XXXXX.parquet  uuid, url, reason, detail of each failed URL (for --retry-failed)
-    _duplicates.parquet          images dropped as exact duplicates (same sha256) of a smaller uuid
+    _dedup/duplicates.parquet    images dropped as exact duplicates (same sha256) of a smaller uuid
     _PLAN.json                   number of shards, fixed by the first run (resume keeps it)
     _MANIFEST.json, then _SUCCESS
-Side files live under `_`-prefixed names so that pyarrow and Spark read the directory as the
-image table alone.
+Side files live in `_`-prefixed subdirectories, so pyarrow and Spark read the directory, and a
+`<dir>/*.parquet` glob (training.data) lists, the image shards alone.
 
 How it runs: every uuid goes to shard blake2b(uuid) % num_shards (num_shards = ceil(rows /
 shard_size) on the first run); one Spark task per pending shard fetches its URLs with a thread
@@ -57,7 +57,7 @@ from curation.schemas import IMAGES  # noqa: E402
 
 PLAN = "_PLAN.json"
 MANIFEST = "_MANIFEST.json"
-DUPLICATES = "_duplicates.parquet"
+DUPLICATES = "_dedup/duplicates.parquet"
 STATS_DIR = "_stats"
 FAILED_DIR = "_failed"
 FAILED = pa.schema([("uuid", pa.string()), ("url", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
@@ -148,7 +148,8 @@ def download_records(records, config: DownloadConfig, fetcher: Fetcher | None = 
     own = fetcher is None
     fetcher = fetcher or Fetcher(config)
     process = functools.partial(process_image, image_size=config.image_size, jpeg_quality=config.jpeg_quality,
-                                max_pixels=config.max_image_pixels, min_side=config.min_image_side)
+                                max_pixels=config.max_image_pixels, min_side=config.min_image_side,
+                                resample=config.resample)
     by_uuid: dict[str, tuple[str, list]] = {}
     failures = []
     for uuid, url, texts in sorted(records, key=lambda r: (r[0], r[1] or "")):

@@ -97,7 +97,7 @@ def _outcomes(out) -> dict[str, str | None]:
         for r in pq.read_table(os.path.join(out, "_failed", name)).to_pylist():
             assert r["uuid"] not in res
             res[r["uuid"]] = r["reason"]
-    dups = pq.read_table(os.path.join(out, "_duplicates.parquet")).to_pylist()
+    dups = pq.read_table(os.path.join(out, "_dedup", "duplicates.parquet")).to_pylist()
     for d in dups:
         assert d["uuid"] not in res
         res[d["uuid"]] = "duplicate"
@@ -150,6 +150,7 @@ def test_shards_read_with_pyarrow_decode_with_pillow_and_join_back(clean_run):
         assert (t["text"], t["lang"], t["entry_ids"]) == (c["text"], c["lang"], c["entry_ids"])
     names = sorted(os.listdir(out))
     shard_files = [n for n in names if n.startswith("shard-")]
+    assert shard_files == [n for n in names if n.endswith(".parquet")]  # a *.parquet glob finds shards only
     assert len(shard_files) == report["shards"] == 6  # ceil(36 / 6)
     assert shard_files[-1] == "shard-00005.parquet" and "_SUCCESS" in names and "_MANIFEST.json" in names
     for n in shard_files:  # rows inside a shard are sorted by uuid
@@ -270,3 +271,25 @@ def test_output_on_s3(spark, server, s3_bucket, tmp_path):
     assert table.schema.equals(IMAGES, check_metadata=False)
     again = download.run(spark, src, out, CFG.replace(shard_size=4), progress=False, log=lambda *_: None)
     assert again["shards_run"] == 0 and again["succeeded"] == 6
+
+
+def test_dedup_pass_across_shards_is_idempotent_without_spark(server, tmp_path):
+    """run_shard + dedup_pass directly: the smallest uuid of equal images survives, in any shard."""
+    out = str(tmp_path / "images")
+    a, dup, b = (f"{server.base}/img/{n}" for n in ("a.jpg", "dup.jpg", "b.jpg"))
+    shard0 = [("u3", a, [{"text": "x"}]), ("u5", b, [{"text": "y"}]), ("u5", b, [{"text": "again"}])]
+    shard1 = [("u1", dup, [{"text": "z"}]), ("u4", f"{server.base}/status/404", [{"text": "w"}])]
+    s0 = download.run_shard(out, 0, shard0, CFG)
+    s1 = download.run_shard(out, 1, shard1, CFG)
+    assert s0["failures"] == {"duplicate_uuid": 1} and s1["failures"] == {"http_404": 1}
+    first = download.dedup_pass(out, 2, CFG)
+    assert first == {"duplicates": 1, "shards_rewritten": 1}
+    assert _rows(out).keys() == {"u1", "u5"}  # u3 (same bytes as u1) dropped from shard 0
+    dups = pq.read_table(os.path.join(out, "_dedup", "duplicates.parquet")).to_pylist()
+    assert dups == [{"uuid": "u3", "sha256": dups[0]["sha256"], "kept_uuid": "u1", "shard": 0}]
+    stats0 = json.load(open(os.path.join(out, "_stats", "shard-00000.json")))
+    assert stats0["failures"] == {"duplicate": 1, "duplicate_uuid": 1} and stats0["succeeded"] == 1
+    assert stats0["attempted"] == 3
+    snapshot = {n: open(os.path.join(out, n), "rb").read() for n in sorted(os.listdir(out)) if n.endswith(".parquet")}
+    assert download.dedup_pass(out, 2, CFG) == {"duplicates": 1, "shards_rewritten": 0}
+    assert snapshot == {n: open(os.path.join(out, n), "rb").read() for n in snapshot}

@@ -113,3 +113,16 @@ def test_decompression_bombs_are_refused_before_decoding():
 
 def test_too_small():
     assert process_image(make_jpeg(4, 4), min_side=8) == (None, "too_small")
+
+
+def test_resample_filters_and_config_validation():
+    from curation.download_config import DownloadConfig
+
+    src = make_jpeg(900, 600, seed=9)
+    outs = {f: process_image(src, image_size=128, resample=f)[0] for f in ("bicubic", "bilinear", "box", "lanczos")}
+    assert {(o.width, o.height) for o in outs.values()} == {(192, 128)}
+    assert len({o.sha256 for o in outs.values()}) == 4  # the filter really changes the pixels
+    with pytest.raises(ValueError):
+        DownloadConfig(resample="nearest-ish")
+    with pytest.raises(ValueError):
+        DownloadConfig(jpeg_quality=0)

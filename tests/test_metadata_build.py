@@ -26,27 +26,51 @@ def _entries(root, lang) -> dict[str, str]:
     return dict(zip(t.column("entry").to_pylist(), t.column("source").to_pylist(), strict=True))
 
 
-# --- real data ---------------------------------------------------------------------------------
+# --- one build over real data plus generated inputs with known defects ----------------------------
+
+
+def _generated(tmp: Path) -> dict[str, str]:
+    de_pages = [SamplePage("Berlin", "[[Berlin]] ist eine Stadt. Neue Stadt ist Berlin. " * 3),
+                SamplePage("Hamburg", "Hamburg ist eine [[Stadt]] in [[Deutschland|Deutschland]]. Berlin und Hamburg."),
+                SamplePage("Tief", "Tief verschachtelt. " + "{{" * 500 + "x" + "}}" * 500),
+                SamplePage("Umleitung", "#WEITERLEITUNG [[Berlin]]", redirect="Berlin")]
+    bad_utf8 = tmp / "frwiki-sample.xml"
+    bad_utf8.write_bytes(dump_xml([SamplePage("Paris", "Paris est une ville."), SamplePage("Lyon", "Lyon \x01")], lang="fr")
+                         .replace(b"\x01", b"\xff\xfe"))
+    corrupt = bytearray(bz2.compress(dump_xml([SamplePage(f"S{i}", f"texte {i} " * 400) for i in range(50)], lang="es")))
+    corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 32] = bytes(32)
+    (tmp / "eswiki-corrupt.xml.bz2").write_bytes(bytes(corrupt))
+    (tmp / "itwiki-empty.xml.bz2").write_bytes(b"")
+    return {
+        "de": write_dump(tmp / "dewiki-sample.xml.xz", de_pages, lang="de", kind="xz"),
+        "zh": write_dump(tmp / "zhwiki-sample.xml.bz2", [SamplePage(f"北京{i}", ZH_TEXT) for i in range(5)], lang="zh"),
+        "fr": str(bad_utf8), "es": str(tmp / "eswiki-corrupt.xml.bz2"), "it": str(tmp / "itwiki-empty.xml.bz2"),
+        "omw_fra": write_omw(tmp / "wn-data-fra.tab", "fra", [("1-n", "chien"), ("2-n", "ville")]),
+        "pv": write_pageviews(tmp / "pageviews-20240101-000000.gz",
+                              [("de", "Hamburg", 50), ("de.m", "Berlin", 70), ("de", "Kein_Artikel", 999)]),
+    }
 
 
 @pytest.fixture(scope="module")
 def real_build(spark, tmp_path_factory):
-    """One build from real dumps (en, ja), WordNet 3.0 nouns, CLDR/OMW lemmas and a generated zh dump."""
+    """Build A: real dumps (en, ja; 60 articles each), WordNet 3.0 nouns, CLDR lemmas, and generated
+    dumps (zh via jieba; de with pageviews; fr with a bad-UTF-8 page; a corrupt and an empty dump)."""
     tmp = tmp_path_factory.mktemp("real")
-    zh = write_dump(tmp / "zhwiki-sample.xml.bz2", [SamplePage(f"北京{i}", ZH_TEXT) for i in range(5)], lang="zh")
+    gen = _generated(tmp)
     inputs = BuildInputs(
         wikipedia=[str(shared_file("wikipedia/enwiki-pages-articles-shortened.xml.bz2")),
-                   str(shared_file("wikipedia/jawiki-truncated-100k.xml.xz")), zh],
-        wordnet=[str(shared_file("wordnet/wordnet-3.0-en/data.noun.xz")),
-                 str(shared_file("wordnet/omw-cldr/wn-cldr-jpn.tab")), str(shared_file("wordnet/omw-cldr/wn-cldr-cmn.tab"))],
+                   str(shared_file("wikipedia/jawiki-truncated-100k.xml.xz"))] + [gen[k] for k in ("de", "zh", "fr", "es", "it")],
+        wordnet=[str(shared_file("wordnet/wordnet-3.0-en/data.noun.xz")), str(shared_file("wordnet/omw-cldr/wn-cldr-jpn.tab")),
+                 str(shared_file("wordnet/omw-cldr/wn-cldr-cmn.tab")), gen["omw_fra"]],
+        pageviews=[gen["pv"]],
     )
     out = tmp / "metadata"
-    report = build(spark, inputs, str(out), MetadataConfig(max_pages_per_dump=60), progress=False)
-    return out, report
+    report = build(spark, inputs, str(out), MetadataConfig(max_pages_per_dump=60, bigram_min_pmi=1.0), progress=False)
+    return out, report, gen, tmp
 
 
 def test_real_english_titles_and_wordnet(real_build):
-    out, report = real_build
+    out, report, _, _ = real_build
     en = _entries(out, "en")
     assert en["dog"] == "wordnet" and en["child"] == "wordnet"  # WordNet 3.0 synset names
     assert "domestic dog" not in en  # a later lemma of dog.n.01, not its name
@@ -62,7 +86,7 @@ def test_real_english_titles_and_wordnet(real_build):
 
 
 def test_real_japanese_entries_are_words(real_build):
-    out, _ = real_build
+    out, _, _, _ = real_build
     ja = _entries(out, "ja")
     unigrams = [e for e, s in ja.items() if s == "wiki_unigram"]
     assert "日本" in ja and "アンパサンド" in ja  # a word, and the first article's title
@@ -73,7 +97,7 @@ def test_real_japanese_entries_are_words(real_build):
 
 
 def test_real_chinese_entries_are_words(real_build):
-    out, _ = real_build
+    out, _, _, _ = real_build
     zh = _entries(out, "zh")
     unigrams = [e for e, s in zh.items() if s == "wiki_unigram"]
     assert zh.get("北京") == "wiki_unigram" and "京" not in unigrams  # jieba words, not characters
@@ -81,7 +105,7 @@ def test_real_chinese_entries_are_words(real_build):
 
 
 def test_automata_load_and_match_their_language(real_build):
-    out, _ = real_build
+    out, _, _, _ = real_build
     md = MetadataDir(out)
     for lang, text, expect in [("en", "A photo of my dog, in 1984.", {"dog", "1984"}),
                                ("ja", "日本の写真", {"日本"}), ("zh", "我在北京的照片", {"北京"})]:
@@ -89,32 +113,7 @@ def test_automata_load_and_match_their_language(real_build):
         entries = md.entries(lang)
         found = {entries[i] for i in match_ids(automaton, text)}
         assert expect <= found, (lang, found)
-    assert md.languages() == ["en", "ja", "other", "zh"]
-
-
-# --- generated data: determinism, language independence, bad input, pageviews, PMI ----------------
-
-
-@pytest.fixture(scope="module")
-def gen_inputs(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gen")
-    en_pages = [SamplePage("Charles Darwin", "[[Charles Darwin]] was a [[naturalist]]. New York is a city. " * 3),
-                SamplePage("New York", "New York is a city in [[United States|the United States]]. Darwin visited New York."),
-                SamplePage("Naturalist", "A naturalist studies nature. {{" * 500 + "deep" + "}}" * 500),
-                SamplePage("Redirected", "#REDIRECT [[New York]]", redirect="New York")]
-    en = write_dump(tmp / "enwiki-sample.xml.bz2", en_pages)
-    de = write_dump(tmp / "dewiki-sample.xml.xz", [SamplePage("Berlin", "Berlin ist eine Stadt.")], lang="de", kind="xz")
-    bad_utf8 = tmp / "frwiki-sample.xml"
-    bad_utf8.write_bytes(dump_xml([SamplePage("Paris", "Paris est une ville."), SamplePage("Lyon", "Lyon \x01")], lang="fr")
-                         .replace(b"\x01", b"\xff\xfe"))
-    corrupt = bytearray(bz2.compress(dump_xml([SamplePage(f"S{i}", f"texte {i} " * 400) for i in range(50)], lang="es")))
-    corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 32] = bytes(32)
-    (tmp / "eswiki-corrupt.xml.bz2").write_bytes(bytes(corrupt))
-    (tmp / "itwiki-empty.xml.bz2").write_bytes(b"")
-    wn = write_omw(tmp / "wn-data-fra.tab", "fra", [("1-n", "chien"), ("2-n", "ville")])
-    pv = write_pageviews(tmp / "pageviews-20240101-000000.gz",
-                         [("en", "New_York", 50), ("en.m", "Charles_Darwin", 70), ("en", "Not_an_article", 999)])
-    return tmp, en, de, wn, pv
+    assert md.languages() == ["de", "en", "fr", "ja", "other", "zh"]
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -122,35 +121,34 @@ def _files(root: Path) -> dict[str, bytes]:
             if p.is_file() and p.name not in ("_REPORT.json", "_SUCCESS")}
 
 
-def test_build_is_deterministic_and_languages_are_independent(spark, gen_inputs):
-    tmp, en, de, wn, pv = gen_inputs
-    inputs = discover_inputs([str(tmp)], [str(tmp)], [str(tmp)])
-    assert len(inputs.wikipedia) == 5 and inputs.wordnet == [wn] and inputs.pageviews == [pv]
-    cfg = MetadataConfig(bigram_min_pmi=1.0)
-    r1 = build(spark, inputs, str(tmp / "out1"), cfg, progress=False)
-    # a second run without German: every other language's entries and automata are byte-identical
-    # (so the build is deterministic and adding/removing a language changes no other ids)
-    fewer = BuildInputs([p for p in inputs.wikipedia if p != de], inputs.wordnet, inputs.pageviews)
-    build(spark, fewer, str(tmp / "out2"), cfg, progress=False)
-    f1, f2 = _files(tmp / "out1"), _files(tmp / "out2")
-    assert "entries/de.parquet" in f1 and "entries/de.parquet" not in f2
-    for name in ("entries/en.parquet", "automata/en.ac", "entries/fr.parquet", "automata/fr.ac", "entries/other.parquet"):
-        assert f2[name] == f1[name], name
-    assert r1["version"] == MetadataDir(tmp / "out1").version
-
-    md = MetadataDir(tmp / "out1")
-    m = md.manifest
+def test_bad_inputs_are_counted_not_fatal_and_pageviews_rank_titles(real_build):
+    out, report, _, _ = real_build
+    m = MetadataDir(out).manifest
     counts = m["build_config"]["counts"]["wikipedia"]
     assert counts["corrupt_input"] == 1 and counts["empty_input"] == 1 and counts["invalid_utf8"] == 1
-    assert counts["skipped_redirect"] == 1 and counts["deep_nesting"] == 1
+    assert counts["deep_nesting"] == 1 and counts["skipped_redirect"] > 1
     assert m["languages"]["fr"]["wikipedia"]["articles"] == 1  # Paris read, Lyon (bad UTF-8) skipped
-    en_entries = _entries(tmp / "out1", "en")
-    # pageviews rank English titles; only dump articles count, and 76% of 2 keeps 2
-    assert m["languages"]["en"]["titles_ranked_by"] == "pageviews"
-    assert "Not an article" not in en_entries
-    assert en_entries.get("New York") in ("wiki_bigram", "wiki_title")
-    assert "chien" in _entries(tmp / "out1", "fr")
-    assert r1["inputs"]["pageviews"]["kept"] == 3
+    assert "chien" in _entries(out, "fr")
+    de = _entries(out, "de")
+    assert m["languages"]["de"]["titles_ranked_by"] == "pageviews"
+    assert "Kein Artikel" not in de  # pageview titles must be articles of the dump
+    assert de.get("Hamburg") in ("wiki_unigram", "wiki_title") and "Berlin" in de
+    assert report["inputs"]["pageviews"]["kept"] == 3
+    assert de.get("Neue Stadt") == "wiki_bigram"  # PMI > 1 in this tiny corpus; joined with a space
+
+
+def test_deterministic_and_languages_independent(spark, real_build):
+    """Build B, from only the generated de/fr inputs: their files are byte-identical to build A's,
+    so a rerun reproduces them and adding languages (en, ja, zh, ...) changed none of their ids."""
+    out_a, _, gen, tmp = real_build
+    inputs = discover_inputs([gen["de"], gen["fr"]], [gen["omw_fra"]], [gen["pv"]])
+    build(spark, inputs, str(tmp / "b"), MetadataConfig(max_pages_per_dump=60, bigram_min_pmi=1.0), progress=False)
+    fa, fb = _files(out_a), _files(tmp / "b")
+    assert sorted(k for k in fb if k.startswith("entries/")) == ["entries/de.parquet", "entries/fr.parquet", "entries/other.parquet"]
+    for name in ("entries/de.parquet", "automata/de.ac", "entries/fr.parquet", "automata/fr.ac"):
+        assert fb[name] == fa[name], name
+    ma, mb = MetadataDir(out_a).manifest["languages"], MetadataDir(tmp / "b").manifest["languages"]
+    assert ma["de"] == mb["de"]
 
 
 def test_bigram_pmi_matches_hand_computation(spark):

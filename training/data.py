@@ -63,11 +63,32 @@ def curate_rows(uuids: Sequence[str], texts_lists: Sequence[Sequence[dict]], pro
     return picked, keep
 
 
+def _is_s3(uri) -> bool:
+    return str(uri).startswith("s3://")
+
+
+def parquet_file(path: str) -> pq.ParquetFile:
+    """A local path or an s3:// URI (ranged reads through curation.storage) as a ParquetFile."""
+    if _is_s3(path):
+        from curation import storage
+
+        return pq.ParquetFile(storage.open_read(path))
+    return pq.ParquetFile(path)
+
+
 def load_entry_probs(root: str | os.PathLike) -> dict[str, np.ndarray]:
-    """entry_probs/<lang>.npy files -> {lang: float32 array} (no pickle)."""
+    """entry_probs/<lang>.npy files (local or s3://) -> {lang: float32 array} (no pickle)."""
     out = {}
-    for p in sorted(Path(root).glob("*.npy")):
-        out[p.stem] = np.load(p, allow_pickle=False).astype(np.float32)
+    if _is_s3(root):
+        from curation import storage
+
+        for uri in storage.list_files(str(root)):
+            if uri.endswith(".npy"):
+                lang = uri.rsplit("/", 1)[1][:-4]
+                out[lang] = np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False).astype(np.float32)
+    else:
+        for p in sorted(Path(root).glob("*.npy")):
+            out[p.stem] = np.load(p, allow_pickle=False).astype(np.float32)
     if not out:
         raise FileNotFoundError(f"no entry_probs/<lang>.npy files under {root}")
     return out
@@ -77,19 +98,27 @@ def load_curated(root: str | os.PathLike) -> dict[str, tuple[str, str]]:
     """curated/ Parquet rows -> {uuid: (text, lang)} for offline mode."""
     out = {}
     for p in list_parquet(root):
-        t = pq.read_table(p, columns=["uuid", "text", "lang"])
+        t = parquet_file(p).read(columns=["uuid", "text", "lang"])
         for u, x, lang in zip(*(t.column(c).to_pylist() for c in ("uuid", "text", "lang")), strict=True):
             out[u] = (x, lang)
     return out
 
 
 def list_parquet(spec: str | os.PathLike | Sequence[str]) -> list[str]:
-    """A directory, a glob, a file or a list of them -> sorted Parquet paths (error when none)."""
+    """A directory, a glob, a file, an s3:// prefix/glob, or a list of them -> sorted Parquet paths.
+
+    Raises FileNotFoundError when nothing matches (a typo must not train on nothing).
+    """
     specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     paths: list[str] = []
     for s in specs:
         s = str(s)
-        if os.path.isdir(s):
+        if _is_s3(s):
+            from curation import storage
+
+            found = storage.glob_paths(s) if any(ch in s for ch in "*?[") else storage.list_files(s)
+            paths += [u for u in found if u.endswith(".parquet")]
+        elif os.path.isdir(s):
             paths += glob.glob(os.path.join(s, "*.parquet"))
         elif any(ch in s for ch in "*?["):
             paths += glob.glob(s)
@@ -139,7 +168,7 @@ class ShardDataset(IterableDataset):
         self.positions = dict(positions or {})
         self.worker_offset = int(worker_offset)
         self.start_epoch, self.max_epochs = int(start_epoch), max_epochs
-        self.units = [(p, rg) for p in self.paths for rg in range(pq.ParquetFile(p).num_row_groups)]
+        self.units = [(p, rg) for p in self.paths for rg in range(parquet_file(p).num_row_groups)]
         self.rejects: Counter = Counter()
 
     # --- layout -------------------------------------------------------------------------------
@@ -166,7 +195,7 @@ class ShardDataset(IterableDataset):
         counter = 0
         for path, rg in units:
             cols = ["uuid", "texts", "image"] if self.mode == "online" else ["uuid", "image"]
-            t = pq.ParquetFile(path).read_row_group(rg, columns=cols)
+            t = parquet_file(path).read_row_group(rg, columns=cols)
             uuids = t.column("uuid").to_pylist()
             idx = list(range(len(uuids)))
             if stride_id is not None:

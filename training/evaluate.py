@@ -17,12 +17,11 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from training.data import list_parquet
+from training.data import list_parquet, parquet_file
 from training.transforms import ImageTransform
 
 
@@ -30,7 +29,7 @@ def load_heldout(spec) -> list[dict]:
     """Rows of held-out shards as {uuid, image (bytes), text, lang}; rows without a text are skipped."""
     rows = []
     for p in list_parquet(spec):
-        t = pq.read_table(p, columns=["uuid", "image", "texts"])
+        t = parquet_file(p).read(columns=["uuid", "image", "texts"])
         for u, img, texts in zip(*(t.column(c).to_pylist() for c in ("uuid", "image", "texts")), strict=True):
             if texts:
                 rows.append({"uuid": u, "image": img, "text": texts[0]["text"], "lang": texts[0]["lang"]})

@@ -152,12 +152,10 @@ def main(argv: list[str] | None = None) -> None:
         with open(a.texts, encoding="utf-8") as f:
             texts = [line.rstrip("\n") for line in f if line.strip()]
     elif a.curated:
-        import pyarrow.parquet as pq
+        from training.data import list_parquet, parquet_file
 
-        from training.data import list_parquet
-
-        texts = [t for p in list_parquet(a.curated) for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()
-                 if t]
+        texts = [t for p in list_parquet(a.curated)
+                 for t in parquet_file(p).read(columns=["text"]).column("text").to_pylist() if t]
     else:
         from training import sample_shards
 

@@ -238,21 +238,25 @@ def resolve_data(cfg: DataConfig, d: Dist, sample_root: str) -> dict:
             manifest = sample_shards.generate(root)
             print(f"sample shards ready at {root}: {manifest['rows']}", flush=True)
         d.barrier()
-    r = Path(root) if root else None
+    root = str(root).rstrip("/") if root else None
 
-    def pick(explicit, sub):
-        if explicit:
-            return explicit
-        if r is not None and (r / sub).exists():
-            return str(r / sub)
-        return None
+    def under(sub):
+        """root/sub when it exists (local path or s3:// prefix with objects), else None."""
+        if root is None:
+            return None
+        uri = f"{root}/{sub}"
+        if uri.startswith("s3://"):
+            from curation import storage
+
+            return uri if storage.list_files(uri) else None
+        return uri if os.path.exists(uri) else None
 
     paths = {
-        "images": cfg.shards or str(r / "images"),
-        "entry_probs": pick(cfg.entry_probs, "entry_probs"),
-        "curated": pick(cfg.curated, "curated"),
-        "heldout": pick(cfg.heldout, "heldout"),
-        "concepts": str(r / "concepts.json") if r is not None and (r / "concepts.json").exists() else None,
+        "images": cfg.shards or f"{root}/images",
+        "entry_probs": cfg.entry_probs or under("entry_probs"),
+        "curated": cfg.curated or under("curated"),
+        "heldout": cfg.heldout or under("heldout"),
+        "concepts": under("concepts.json"),
     }
     if cfg.mode == "online" and not paths["entry_probs"]:
         raise ValueError("online curation needs entry probabilities: pass --entry-probs DIR (entry_probs/<lang>.npy) "
@@ -264,13 +268,11 @@ def resolve_data(cfg: DataConfig, d: Dist, sample_root: str) -> dict:
 
 def training_texts(images_spec, limit: int = 200_000) -> list[str]:
     """Texts of the image shards (every matched text), the corpus for a trained tokenizer."""
-    import pyarrow.parquet as pq
-
-    from training.data import list_parquet
+    from training.data import list_parquet, parquet_file
 
     out: list[str] = []
     for p in list_parquet(images_spec):
-        for texts in pq.read_table(p, columns=["texts"]).column("texts").to_pylist():
+        for texts in parquet_file(p).read(columns=["texts"]).column("texts").to_pylist():
             out.extend(t["text"] for t in (texts or []))
             if len(out) >= limit:
                 return out
@@ -519,7 +521,11 @@ def train(argv: list[str] | None = None) -> dict:
               "last_loss": sum(recent) / max(1, len(recent)), "seconds": round(time.time() - t_start, 1),
               "output": str(out)}
     if step >= o.steps and cfg.run.evaluate and paths["heldout"] and d.main:
-        concepts = json.loads(Path(paths["concepts"]).read_text()) if paths["concepts"] else None
+        concepts = None
+        if paths["concepts"]:
+            from curation import storage
+
+            concepts = json.loads(storage.read_bytes(paths["concepts"]))
         res = evaluation.evaluate(model, tokenizer, paths["heldout"], cfg.model.vision.image_size, d.device, concepts)
         (out / "eval.json").write_text(json.dumps(res, indent=1, ensure_ascii=False))
         report["eval"] = res
