@@ -12,9 +12,11 @@ Stages (each a library function; `jobs/build_metadata.py` only parses flags and 
 5. `manifest.json` last (counts by source, pages read/skipped by reason, corrupt inputs,
    tokenizers, title ranking, config, checksums); the directory is published atomically.
 
-Everything in the manifest is deterministic (no timings, no absolute paths), so two builds
-from the same inputs give byte-identical `entries/`, `automata/` and `manifest.json`;
-timings go to `_REPORT.json` next to them.
+The manifest holds no timings and no absolute paths; two builds from the same inputs give
+byte-identical `entries/` files and the same version. `automata/*.ac` files are equal in
+content but not in bytes (pyahocorasick's format embeds memory addresses), so the manifest
+also records `automaton_content_sha256` per language, which is stable. Timings go to
+`_REPORT.json`.
 """
 
 from __future__ import annotations
@@ -204,6 +206,7 @@ def build(spark, inputs: BuildInputs, output: str, config: MetadataConfig | None
 def _write_one(root: str, lang: str, sources: dict, config: MetadataConfig, counts: dict, rank_by: str | None) -> dict:
     entries, srcs, merge_stats = merge_language(sources, config)
     info = write_language(root, lang, entries, srcs)
+    info["automaton_content_sha256"] = automaton_content_digest(os.path.join(root, "automata", f"{lang}.ac"))
     lang_counts = counts["languages"].get(lang, {})
     info["merge"] = merge_stats
     info["wikipedia"] = lang_counts.get("wikipedia", {})
@@ -211,6 +214,29 @@ def _write_one(root: str, lang: str, sources: dict, config: MetadataConfig, coun
     info["tokenizer"] = lang_counts.get("tokenizer")
     info["titles_ranked_by"] = rank_by if "wiki_title" in merge_stats else None
     return info
+
+
+def automaton_content_digest(path: str) -> str:
+    """sha256 of an automaton's sorted (key, entry id) pairs.
+
+    pyahocorasick's saved file embeds memory addresses and padding, so its bytes (and the file
+    sha256 in the manifest) differ between two builds of the same entries; this digest does not,
+    so it is what reruns are compared by.
+    """
+    import ahocorasick
+
+    from curation.matcher import load_automaton
+
+    h = hashlib.sha256()
+    try:
+        automaton = load_automaton(path)
+    except ValueError:  # an automaton without entries is never "finished"
+        return h.hexdigest()
+    if automaton.kind == ahocorasick.AHOCORASICK:
+        for key, value in sorted(automaton.items()):
+            h.update(key.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00%d\x00" % value)
+    return h.hexdigest()
 
 
 def _collect_stats(rows) -> dict:
@@ -255,8 +281,9 @@ def _collect_stats(rows) -> dict:
 def _content_version(written: dict, build_config: dict) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(build_config, sort_keys=True).encode())
-    for lang in sorted(written):
-        h.update(json.dumps(written[lang]["sha256"], sort_keys=True).encode())
+    for lang in sorted(written):  # entries file + automaton content: stable across reruns
+        h.update(written[lang]["sha256"][f"entries/{lang}.parquet"].encode())
+        h.update(written[lang]["automaton_content_sha256"].encode())
     return f"wiki-wn-{h.hexdigest()[:16]}"
 
 

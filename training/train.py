@@ -441,7 +441,7 @@ def train(argv: list[str] | None = None) -> dict:
         bar = tqdm(total=o.steps, initial=step, desc="train", unit="step", file=sys.stdout, mininterval=2)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 and d.device.type == "cuda" else (
         torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else nullcontext())
-    first_losses, recent = [], []
+    first_losses, recent, window_losses = [], [], []  # mean loss of the first and the last log window
     stop_at = min(o.steps, a.stop_after) if a.stop_after is not None else o.steps
     t_window, n_window = time.time(), 0
     sample_log = None
@@ -449,7 +449,8 @@ def train(argv: list[str] | None = None) -> dict:
         (out / "samples").mkdir(parents=True, exist_ok=True)
         sample_log = open(out / "samples" / f"rank-{d.rank}.tsv", "a", encoding="utf-8")
     consumed, dropped = 0, torch.zeros(len(REJECT_REASONS), dtype=torch.long)
-    it = iter(loader)
+    start_step = step
+    it = iter(loader) if step < stop_at else None
     model.train()
     while step < stop_at:
         batch = next(it)
@@ -460,10 +461,7 @@ def train(argv: list[str] | None = None) -> dict:
         loss = loss_fn(img_f, txt_f, scale)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if o.grad_clip > 0:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip))
-        else:
-            grad_norm = float("nan")
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip if o.grad_clip > 0 else float("inf"))
         optimizer.step()
         scheduler.step()
         step += 1
@@ -474,15 +472,18 @@ def train(argv: list[str] | None = None) -> dict:
         n_window += images.shape[0]
         consumed += images.shape[0]
         dropped += batch["dropped"].sum(0)
-        lv = float(loss.detach())
-        if len(first_losses) < 10:
-            first_losses.append(lv)
-        recent = (recent + [lv])[-10:]
+        window_losses.append(loss.detach())  # no host sync per step (matters on GPUs)
         if step % cfg.run.log_every == 0 or step == stop_at:
+            t = torch.stack(window_losses).float().mean().reshape(1)
             if d.world_size > 1:
-                t = torch.tensor([lv], device=d.device)
                 dist.all_reduce(t)
-                lv = float(t) / d.world_size
+                t /= d.world_size
+            lv = float(t)
+            if not first_losses:
+                first_losses.append(lv)
+            recent = [lv]
+            window_losses = []
+            grad_norm = float(grad_norm)
             dt = time.time() - t_window
             sps = n_window * d.world_size / max(dt, 1e-9)
             rec = {"step": step, "loss": round(lv, 5), "lr": scheduler.get_last_lr()[0],
@@ -516,7 +517,7 @@ def train(argv: list[str] | None = None) -> dict:
     totals = totals.cpu().tolist()
     data_report = {"images_out": totals[0], "images_rejected": dict(zip(REJECT_REASONS, totals[1:], strict=True))}
     data_report["images_in"] = data_report["images_out"] + sum(totals[1:])
-    report = {"data": data_report, "steps": step, "finished": step >= o.steps, "world_size": d.world_size,
+    report = {"data": data_report, "steps": step, "start_step": start_step, "finished": step >= o.steps, "world_size": d.world_size,
               "first_loss": sum(first_losses) / max(1, len(first_losses)),
               "last_loss": sum(recent) / max(1, len(recent)), "seconds": round(time.time() - t_start, 1),
               "output": str(out)}
@@ -530,9 +531,15 @@ def train(argv: list[str] | None = None) -> dict:
         (out / "eval.json").write_text(json.dumps(res, indent=1, ensure_ascii=False))
         report["eval"] = res
         print(evaluation.format_report(res), flush=True)
+    if d.main and (out / "metrics.jsonl").exists():  # whole-run view, across resumes
+        logged = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        logged = [r for r in logged if r["step"] <= step]
+        if logged:
+            report["first_loss"], report["last_loss"] = logged[0]["loss"], logged[-1]["loss"]
     if d.main:
         (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
-        summary = (f"trained {step}/{o.steps} steps in {report['seconds']}s on {d.world_size} process(es); "
+        summary = (f"trained steps {start_step}->{step} of {o.steps} in {report['seconds']}s on {d.world_size} "
+                   f"process(es); "
                    f"loss {report['first_loss']:.3f} -> {report['last_loss']:.3f}")
         if "eval" in report:
             r1 = {k: round(v["i2t_r1"], 3) for k, v in report["eval"]["retrieval"].items()}
