@@ -1,9 +1,11 @@
 """Per-partition stages of the curate job, on plain Python/Arrow values (no Spark import).
 
-Stage 1, per input file (`process_input`): read events (curation.wat) -> LID in batches ->
-Aho-Corasick match per language -> Arrow batches of matched texts, reject rows and one stats
-row. Stage 2 (Spark groups texts per image, jobs/curate.py) then `curate_batches`: the offline
-sample, one hash-picked text per image kept with 1 - prod(1 - prob[e]).
+Stage 1, per input file (`Stage1`, run by `stage1_batches` inside mapInArrow): read events
+(curation.wat) -> LID in batches -> Aho-Corasick match per language (texts queued per
+language) -> Arrow batches of matched texts, reject rows and one stats row. Then Spark groups
+texts per image (jobs/curate.py), `balance_counts` turns counts into t_lang and entry
+probabilities, and `curate_batches` draws the offline sample: one hash-picked text per image,
+kept with 1 - prod(1 - prob[e]).
 
 Everything an executor loads (LID model, metadata automata) is cached per Python worker
 process (`worker_resources`), automata LRU-bounded, so a task pays for loading once. Every
@@ -63,9 +65,6 @@ class StageAccounting:
         for name, s in stages.items():
             self.add(name, s["in"], s["out"], s["rejected"])
         return self
-
-    def rejected_total(self, stage: str) -> int:
-        return sum(self._stage(stage)["rejected"].values())
 
     def unbalanced(self) -> list[str]:
         """Stages where in != out + rejected (must be empty)."""
@@ -381,6 +380,39 @@ def stage1_batches(batches: Iterable[pa.RecordBatch], *, metadata: str, lid_mode
             events = iter_input_events(path, fmt, url_col, text_col)
             stage = Stage1(input_id, path, res, batch_size, min_lid_prob, count_only)
             yield from stage.run(events)
+
+
+def dense_counts(table: pa.Table, num_entries: dict[str, int]) -> dict[str, np.ndarray]:
+    """(lang, entry_id, count) rows -> per metadata language a dense int64 vector indexed by entry id."""
+    out = {lang: np.zeros(n, dtype=np.int64) for lang, n in num_entries.items()}
+    if table.num_rows == 0:
+        return out
+    langs = table.column("lang").to_pylist()
+    ids = table.column("entry_id").to_numpy()
+    counts = table.column("count").to_numpy()
+    order = {}
+    for i, lang in enumerate(langs):
+        order.setdefault(lang, []).append(i)
+    for lang, idx in order.items():
+        if lang not in out:
+            raise ValueError(f"counts for language {lang!r} that the metadata does not have")
+        out[lang][ids[idx]] = counts[idx]
+    return out
+
+
+def balance_counts(counts: pa.Table, num_entries: Mapping[str, int], t_en: float, en_lang: str = "en",
+                   matched_by_lang: Mapping[str, int] | None = None):
+    """counts rows -> (dense counts, per-language thresholds, entry probabilities) of every metadata language.
+
+    Languages without a single match take part with all-zero counts (t = 0, probabilities 1),
+    so entry_probs/ covers every language the metadata has.
+    """
+    counts_by_lang = dense_counts(counts, num_entries)
+    thresholds = balance.language_thresholds(counts_by_lang, t_en, en=en_lang)
+    for lang, th in thresholds.items():
+        th["matched_texts"] = int((matched_by_lang or {}).get(lang, 0))
+    probs = {lang: balance.entry_probabilities(counts_by_lang[lang], thresholds[lang]["t"]) for lang in counts_by_lang}
+    return counts_by_lang, thresholds, probs
 
 
 # --- stage 2: the offline sample -----------------------------------------------------------------

@@ -40,10 +40,12 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
 
-from curation import balance, pipeline, report, storage  # noqa: E402
+from curation import pipeline, report, storage  # noqa: E402
 from curation.curate_config import CurateConfig, add_arguments, config_from_args  # noqa: E402
 from curation.metadata_dir import MANIFEST as METADATA_MANIFEST  # noqa: E402
+from curation.schemas import COUNTS  # noqa: E402
 
 STATE = "_state"
 LEDGER = "ledger.json"
@@ -165,6 +167,16 @@ def write_sorted(df, path: str, files: int, sort_cols: list[str], key_cols: list
     tidy_spark_dir(path)
 
 
+def write_table_files(table: pa.Table, path: str, files: int) -> None:
+    """A small sorted table (counts) written by the driver as `files` consecutive slices."""
+    import pyarrow.parquet as pq
+
+    os.makedirs(path, exist_ok=True)
+    per = max(1, math.ceil(table.num_rows / files))
+    for k in range(files):
+        pq.write_table(table.slice(k * per, per), os.path.join(path, f"part-{k:05d}.parquet"))
+
+
 def link_tree(src: str, dst: str) -> None:
     """Hard-link (copy across filesystems) a directory tree: reuse without rewriting the bytes."""
     def _link(s, d):
@@ -185,6 +197,11 @@ def output_lock(output: str):
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RuntimeError(f"another curate run holds the lock on {output}") from None
+        dest = os.path.join(parent, name)
+        olds = sorted(x for x in os.listdir(parent) if x.startswith(f".{name}.old-")
+                      and os.path.exists(os.path.join(parent, x, storage.SUCCESS_MARKER)))
+        if olds and not os.path.lexists(dest):  # killed between publish's two renames: put the old output back
+            os.rename(os.path.join(parent, olds[-1]), dest)
         for stale in os.listdir(parent):  # left by killed runs: never complete, never read
             if stale.startswith((f".{name}.staging-", f".{name}.old-")):
                 shutil.rmtree(os.path.join(parent, stale), ignore_errors=True)
@@ -386,23 +403,23 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
 
         # 3. counts -> thresholds -> entry probabilities -> curated
         m = spark.read.parquet(matched_dir)
-        flat = m.select(F.explode("texts").alias("t")).select("t.lang", "t.entry_ids")
-        per_lang_rows = flat.groupBy("lang").count().collect()
-        matched_by_lang = {r["lang"]: int(r["count"]) for r in sorted(per_lang_rows, key=lambda r: r["lang"])}
-        images = m.count()
+        images = m.count()  # from the Parquet footers
+        # one scan of matched/: entry counts and, under entry id -1, the texts per language
+        flat = m.select(F.explode("texts").alias("t"))
+        agg = (flat.select(F.col("t.lang").alias("lang"),
+                           F.explode(F.concat(F.array(F.lit(-1)), F.col("t.entry_ids"))).alias("entry_id"))
+               .groupBy("lang", "entry_id").agg(F.count(F.lit(1)).cast("long").alias("count"))).toArrow()
+        is_text = pc.equal(agg.column("entry_id"), -1)
+        per_lang = agg.filter(is_text).to_pylist()
+        matched_by_lang = {r["lang"]: int(r["count"]) for r in sorted(per_lang, key=lambda r: r["lang"])}
         unique_texts = sum(matched_by_lang.values())
         acct.add("group", matched_texts_in, unique_texts, {"duplicate_text": matched_texts_in - unique_texts})
-        counts_df = flat.select("lang", F.explode("entry_ids").alias("entry_id")).groupBy("lang", "entry_id").agg(
-            F.count(F.lit(1)).cast("long").alias("count"))
-        counts_dir = os.path.join(staging, "counts")
-        write_sorted(counts_df, counts_dir, n_files(sum(num_entries.values()), cfg.rows_per_file),
-                     ["lang", "entry_id"])
-        counts_by_lang = dense_counts(spark.read.parquet(counts_dir).toArrow(), num_entries)
-        thresholds = balance.language_thresholds(counts_by_lang, cfg.t_en, en=cfg.en_lang)
-        for lang, th in thresholds.items():
-            th["matched_texts"] = matched_by_lang.get(lang, 0)
-        probs_by_lang = {lang: balance.entry_probabilities(counts_by_lang[lang], thresholds[lang]["t"])
-                         for lang in languages}
+        counts = agg.filter(pc.invert(is_text)).sort_by([("lang", "ascending"), ("entry_id", "ascending")])
+        counts = pa.table([counts.column("lang"), counts.column("entry_id").cast(pa.int32()), counts.column("count")],
+                          schema=COUNTS)
+        write_table_files(counts, os.path.join(staging, "counts"), n_files(counts.num_rows, cfg.rows_per_file))
+        counts_by_lang, thresholds, probs_by_lang = pipeline.balance_counts(
+            counts, num_entries, cfg.t_en, cfg.en_lang, matched_by_lang)
         probs_dir = os.path.join(staging, "entry_probs")
         os.makedirs(probs_dir)
         for lang, probs in probs_by_lang.items():
@@ -419,7 +436,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         cur = spark.read.parquet(curated_dir)
         curated_rows = cur.count()
         acct.add("sample", images, curated_rows, {"not_sampled": images - curated_rows})
-        curated_counts = dense_counts(
+        curated_counts = pipeline.dense_counts(
             cur.select("lang", F.explode("entry_ids").alias("entry_id")).groupBy("lang", "entry_id")
             .agg(F.count(F.lit(1)).cast("long").alias("count")).toArrow(), num_entries)
         bc.unpersist()
@@ -461,24 +478,6 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         }
         write_json(os.path.join(staging, JOB_MANIFEST), manifest)  # last, before publish's _SUCCESS
     return manifest
-
-
-def dense_counts(table: pa.Table, num_entries: dict[str, int]) -> dict[str, np.ndarray]:
-    """(lang, entry_id, count) rows -> per metadata language a dense int64 vector indexed by entry id."""
-    out = {lang: np.zeros(n, dtype=np.int64) for lang, n in num_entries.items()}
-    if table.num_rows == 0:
-        return out
-    langs = table.column("lang").to_pylist()
-    ids = table.column("entry_id").to_numpy()
-    counts = table.column("count").to_numpy()
-    order = {}
-    for i, lang in enumerate(langs):
-        order.setdefault(lang, []).append(i)
-    for lang, idx in order.items():
-        if lang not in out:
-            raise ValueError(f"counts for language {lang!r} that the metadata does not have")
-        out[lang][ids[idx]] = counts[idx]
-    return out
 
 
 def write_json(path: str, doc: dict) -> None:

@@ -53,10 +53,22 @@ class BuildInputs:
 
 
 def _expand(specs: list[str], want) -> list[str]:
+    from curation import storage
+
     out: set[str] = set()
     for spec in specs or []:
         spec = os.fspath(spec)
-        if os.path.isdir(spec):
+        if storage.is_s3(spec):  # a key, a prefix ("directory") or a glob
+            if any(c in spec for c in "*?["):
+                found = storage.glob_paths(spec)
+            else:
+                found = [u for u in storage.list_files(spec.rstrip("/") + "/") if want(u)]
+                if not found and not spec.endswith("/") and storage.exists(spec):
+                    found = [spec]
+            if not found:
+                raise FileNotFoundError(f"input not found: {spec}")
+            out.update(found)
+        elif os.path.isdir(spec):
             for dirpath, _dirs, files in os.walk(spec):
                 out.update(os.path.join(dirpath, f) for f in files if want(os.path.join(dirpath, f)))
         elif any(c in spec for c in "*?["):
@@ -136,9 +148,12 @@ def build(spark, inputs: BuildInputs, output: str, config: MetadataConfig | None
     counts = _collect_stats(stats_rows)
 
     def by_language():
-        """(lang, {source: [entries]}) streamed one language at a time, sorted by language."""
+        """(lang, {source: [entries]}) streamed one language at a time (in partition order)."""
         cur, bucket = None, defaultdict(list)
-        for row in candidates.orderBy("lang").toLocalIterator():
+        # each language lands whole in one partition, contiguous after the sort (no global sort needed)
+        parts = max(1, spark.sparkContext.defaultParallelism)
+        grouped = candidates.repartition(parts, "lang").sortWithinPartitions("lang")
+        for row in grouped.toLocalIterator(prefetchPartitions=True):
             if row["lang"] != cur:
                 if cur is not None:
                     yield cur, bucket
@@ -163,6 +178,8 @@ def build(spark, inputs: BuildInputs, output: str, config: MetadataConfig | None
 
                 it = tqdm(it, desc="metadata languages", unit="lang", disable=None)
             for lang, sources in it:
+                if lang in done:  # the grouping guarantees one group per language
+                    raise RuntimeError(f"language {lang} came in two groups")
                 written[lang] = _write_one(root, lang, sources, config, counts, rank_by.get(lang))
                 done.add(lang)
             if OTHER not in done:  # curation always finds an `other` metadata (at least numbers)
@@ -192,10 +209,8 @@ def build(spark, inputs: BuildInputs, output: str, config: MetadataConfig | None
                             storage.write_bytes(storage.join(staging, *rel.split(os.sep)), fh.read())
         timings["total_s"] = round(time.time() - t0, 3)
         report = _report(output, manifest, counts, timings, n_agg)
-        if not s3_out:
-            with open(os.path.join(output, REPORT), "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2, sort_keys=True, ensure_ascii=False)
-                f.write("\n")
+        storage.write_bytes(storage.join(output, REPORT),
+                            (json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
         return report
     finally:
         agg.unpersist()

@@ -267,6 +267,16 @@ def parse_page(raw: bytes, stats: Counter, namespace_names: frozenset[str] = fro
     return Page(title=title, text=text, page_id=page_id)
 
 
+def open_input(path: str | os.PathLike):
+    """A binary reader of a local path or an s3:// URI (through curation.storage)."""
+    path = os.fspath(path)
+    if path.startswith("s3://"):
+        from curation.storage import open_read
+
+        return open_read(path)
+    return open(path, "rb")
+
+
 def iter_pages(
     source: str | os.PathLike | io.BufferedIOBase,
     stats: Counter | None = None,
@@ -278,7 +288,7 @@ def iter_pages(
     info = info if info is not None else DumpInfo()
     close = None
     if isinstance(source, (str, os.PathLike)):
-        close = raw = open(source, "rb")
+        close = raw = open_input(source)
     else:
         raw = source
     try:

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from urllib.parse import unquote
 
-from metadata.dump_reader import ERRORS, open_decompressed
+from metadata.dump_reader import ERRORS, open_decompressed, open_input
 from metadata.markup import normalize_title
 
 Record = tuple[str, str, str, str, int]
@@ -76,7 +76,7 @@ def pageview_records(path: str, align_to_lid: bool = True, languages: Iterable[s
     lang_cache: dict[str, str] = {}
     stats["inputs"] += 1
     try:
-        with open(path, "rb") as raw:
+        with open_input(path) as raw:
             stream = open_decompressed(raw)
             for bline in stream:
                 stats["lines"] += 1

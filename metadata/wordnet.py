@@ -20,7 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from metadata.dump_reader import ERRORS, open_decompressed
+from metadata.dump_reader import ERRORS, open_decompressed, open_input
 
 Record = tuple[str, str, str, str, int]
 
@@ -50,7 +50,7 @@ def find_wordnet_files(root: str) -> list[str]:
 
 
 def _lines(path: str, stats: Counter) -> Iterator[str]:
-    with open(path, "rb") as raw:
+    with open_input(path) as raw:
         stream = open_decompressed(raw)
         for bline in stream:
             try:

@@ -273,3 +273,18 @@ def test_table_input_alt_text_1000(spark, sample, tmp_path):
     assert all(r["uuid"] == image_uuid(r["url"]) for r in matched)
     assert {x["source"] for r in matched for x in r["texts"]} == {"table"}
     assert gzip  # (bad-input helpers above use gzip members)
+
+
+def test_input_without_any_match_gives_empty_complete_outputs(spark, sample, tmp_path):
+    path = tmp_path / "nomatch.wat.gz"
+    write_wat(path, [{"page_url": "https://ex.com/a.html", "type": "request"},
+                     {"page_url": "https://ex.com/a.html", "links": [{"path": "IMG@/src", "url": "/x.jpg", "alt": "zzqx"}]}])
+    out = tmp_path / "out"
+    manifest = run(_cfg(sample, out, inputs=[str(path)]), spark, progress=_quiet)
+    assert manifest["rows"]["images"] == 0 and manifest["rows"]["curated"] == 0
+    assert all(s["balanced"] for s in manifest["accounting"].values())
+    assert (out / "_SUCCESS").exists()
+    for name in ("matched", "curated", "counts"):
+        assert sum(len(rows) for _f, rows in _files_rows(out / name)) == 0, name
+    th = json.load(open(out / "thresholds.json"))
+    assert th["p"] == 0.0 and all(v["matched_texts"] == 0 for v in th["languages"].values())

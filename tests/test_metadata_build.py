@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import json
 import math
 from pathlib import Path
 
@@ -116,11 +117,6 @@ def test_automata_load_and_match_their_language(real_build):
     assert md.languages() == ["de", "en", "fr", "ja", "other", "zh"]
 
 
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name not in ("_REPORT.json", "_SUCCESS")}
-
-
 def test_bad_inputs_are_counted_not_fatal_and_pageviews_rank_titles(real_build):
     out, report, _, _ = real_build
     m = MetadataDir(out).manifest
@@ -137,21 +133,29 @@ def test_bad_inputs_are_counted_not_fatal_and_pageviews_rank_titles(real_build):
     assert de.get("Neue Stadt") == "wiki_bigram"  # PMI > 1 in this tiny corpus; joined with a space
 
 
-def test_deterministic_and_languages_independent(spark, real_build):
-    """Build B, from only the generated de/fr inputs: their files are byte-identical to build A's,
-    so a rerun reproduces them and adding languages (en, ja, zh, ...) changed none of their ids."""
+def test_deterministic_and_languages_independent(spark, real_build, s3_bucket):
+    """Build B, from only the generated de/fr inputs, published to S3 (real moto server): its files
+    equal build A's, so a rerun reproduces them and adding languages (en, ja, zh, ...) changed none
+    of their ids."""
+    from curation import storage
+
     out_a, _, gen, tmp = real_build
     inputs = discover_inputs([gen["de"], gen["fr"]], [gen["omw_fra"]], [gen["pv"]])
-    build(spark, inputs, str(tmp / "b"), MetadataConfig(max_pages_per_dump=30, bigram_min_pmi=1.0), progress=False)
-    fa, fb = _files(out_a), _files(tmp / "b")
-    assert sorted(k for k in fb if k.startswith("entries/")) == ["entries/de.parquet", "entries/fr.parquet", "entries/other.parquet"]
+    dest = f"s3://{s3_bucket}/metadata/v1"
+    report = build(spark, inputs, dest, MetadataConfig(max_pages_per_dump=30, bigram_min_pmi=1.0), progress=False)
+    assert storage.is_complete(dest) and report["output"] == dest
+    keys = sorted(u[len(dest) + 1:] for u in storage.list_files(dest + "/"))
+    assert [k for k in keys if k.startswith("entries/")] == ["entries/de.parquet", "entries/fr.parquet", "entries/other.parquet"]
+    assert "manifest.json" in keys and "_REPORT.json" in keys
     for name in ("entries/de.parquet", "entries/fr.parquet"):
-        assert fb[name] == fa[name], name
-    ma, mb = MetadataDir(out_a).manifest["languages"], MetadataDir(tmp / "b").manifest["languages"]
+        assert storage.read_bytes(f"{dest}/{name}") == (out_a / name).read_bytes(), name
+    ma = MetadataDir(out_a).manifest["languages"]
+    mb = json.loads(storage.read_bytes(f"{dest}/manifest.json"))["languages"]
     for lang in ("de", "fr"):  # automata: same content (their file bytes embed memory addresses)
         assert ma[lang]["automaton_content_sha256"] == mb[lang]["automaton_content_sha256"]
-        a, b = (load_automaton(root / "automata" / f"{lang}.ac") for root in (out_a, tmp / "b"))
-        assert sorted(a.items()) == sorted(b.items())
+        local = tmp / f"b-{lang}.ac"
+        local.write_bytes(storage.read_bytes(f"{dest}/automata/{lang}.ac"))
+        assert sorted(load_automaton(local).items()) == sorted(load_automaton(out_a / "automata" / f"{lang}.ac").items())
         ma[lang]["sha256"].pop(f"automata/{lang}.ac"), mb[lang]["sha256"].pop(f"automata/{lang}.ac")
         assert ma[lang] == mb[lang]
 

@@ -55,6 +55,16 @@ def test_real_utf16_dump_with_bom():
     assert stats["pages"] == 3 and stats["skipped_namespace"] == 2
 
 
+def test_dump_read_from_s3(s3_bucket):
+    from curation import storage
+    from metadata.build import discover_inputs
+
+    storage.write_bytes(f"s3://{s3_bucket}/dumps/enwiki-x.xml.bz2", bz2.compress(dump_xml(PAGES)))
+    (uri,) = discover_inputs([f"s3://{s3_bucket}/dumps"], []).wikipedia
+    assert uri == f"s3://{s3_bucket}/dumps/enwiki-x.xml.bz2"
+    assert [p.title for p in iter_pages(uri)] == ["Alpha", "Beta"]
+
+
 def test_dump_language_from_file_name():
     assert dump_language("/x/enwiki-20240101-pages-articles.xml.bz2") == "en"
     assert dump_language("zh_yuewiki-latest-pages-articles.xml.bz2") == "zh-yue"
@@ -199,3 +209,11 @@ def test_missing_segmenter_falls_back_to_characters_with_reason():
     tok = Tokenizer("th", no_space=True, segmenter="no-such-segmenter")
     assert tok.name == "characters" and "no-such-segmenter" in tok.fallback_reason
     assert tok.tokens("กข") == ["ก", "ข"]
+
+
+def test_thai_segmenter_gives_words():
+    th = tokenizer_for("th", {"th": "pythainlp"})
+    if th.fallback_reason:
+        pytest.skip(f"segmenter not installed: {th.fallback_reason}")
+    tokens = th.tokens("ภาษาไทยเป็นภาษาที่มีระดับเสียง")
+    assert "ภาษาไทย" in tokens and th.join("ภาษา", "ไทย") == "ภาษาไทย"

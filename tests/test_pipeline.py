@@ -196,3 +196,15 @@ def test_stage1_reads_s3_inputs_and_s3_metadata(sample, s3_bucket, tmp_path):
     got, stats = rows(f"s3://{s3_bucket}/in/t.parquet", "parquet", res)
     assert [g[1] for g in got] == ["dog and cat"]
     assert json.loads(stats["detail"])["accounting"]["extract"]["rejected"] == {"unsupported_scheme": 1}
+
+
+def test_balance_counts_covers_every_metadata_language():
+    from curation.schemas import COUNTS
+
+    counts = pa.table({"lang": ["de", "en", "en"], "entry_id": [1, 0, 2], "count": [5, 9, 1]}, schema=COUNTS)
+    dense, th, probs = pipeline.balance_counts(counts, {"en": 3, "de": 2, "ja": 4}, t_en=2, matched_by_lang={"en": 9})
+    assert dense["en"].tolist() == [9, 0, 1] and dense["ja"].tolist() == [0, 0, 0, 0]
+    assert th["en"]["t"] == 2 and th["en"]["p"] == pytest.approx(1 / 10) and th["en"]["matched_texts"] == 9
+    assert probs["en"].tolist() == pytest.approx([2 / 9, 1.0, 1.0]) and probs["ja"].tolist() == [1.0] * 4
+    with pytest.raises(ValueError, match="xx"):
+        pipeline.dense_counts(pa.table({"lang": ["xx"], "entry_id": [0], "count": [1]}), {"en": 1})

@@ -1,0 +1,91 @@
+"""The curate job's command line, config file, output lock and the infra wrappers (no Spark session)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+
+import pytest
+
+from curation.balance import T_EN_CLIP400M, T_EN_METACLIP2
+from curation.curate_config import CurateConfig, add_arguments, config_from_args
+from jobs.curate import expand_inputs, n_files, output_lock, tidy_spark_dir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+def test_defaults_are_the_paper_and_flags_override_a_json_file(tmp_path):
+    assert CurateConfig().t_en == T_EN_METACLIP2 and CurateConfig().min_lid_prob == 0.0
+    assert _parse(["--clip400m"]).t_en == T_EN_CLIP400M
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"t_en": 500, "seed": 3, "inputs": "a.wat.gz", "url_col": "url"}))
+    cfg = _parse(["--config", str(path), "--seed", "4", "-i", "b.wat.gz", "--no-incremental", "--conf", "k=v"])
+    assert (cfg.t_en, cfg.seed, cfg.inputs, cfg.url_col, cfg.incremental) == (500, 4, ("b.wat.gz",), "url", False)
+    assert cfg.extra_spark_conf == {"k": "v"}
+    assert CurateConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="disagree"):
+        _parse(["--clip400m", "--t-en", "5"])
+    with pytest.raises(ValueError, match="unknown"):
+        CurateConfig.from_dict({"t_enn": 1})
+    with pytest.raises(ValueError):
+        CurateConfig(t_en=0)
+    with pytest.raises(ValueError, match="lacks"):
+        CurateConfig().validate_for_run()
+
+
+def test_example_config_loads():
+    cfg = CurateConfig.from_json(os.path.join(ROOT, "infra", "curate.json"))
+    assert cfg.t_en == T_EN_METACLIP2 and cfg.inputs and cfg.metadata.startswith("s3://")
+
+
+def test_expand_inputs_globs_dirs_and_list_files(tmp_path):
+    for name in ("a.wat.gz", "b.wat.gz", "_SUCCESS"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "list.txt").write_text(f"# inputs\n{tmp_path / 'b.wat.gz'}\n\n")
+    assert expand_inputs([str(tmp_path / "*.wat.gz")]) == [str(tmp_path / "a.wat.gz"), str(tmp_path / "b.wat.gz")]
+    assert expand_inputs([f"@{tmp_path / 'list.txt'}", str(tmp_path / "b.wat.gz")]) == [str(tmp_path / "b.wat.gz")]
+    assert str(tmp_path / "_SUCCESS") not in expand_inputs([str(tmp_path)])
+    with pytest.raises(FileNotFoundError):
+        expand_inputs([str(tmp_path / "missing.wat.gz")])
+
+
+def test_file_count_and_spark_dir_tidying(tmp_path):
+    assert (n_files(0, 10), n_files(10, 10), n_files(11, 10)) == (1, 1, 2)
+    for name in ("part-00001-abc-c000.snappy.parquet", ".part-00001-abc-c000.snappy.parquet.crc", "_SUCCESS"):
+        (tmp_path / name).write_bytes(b"x")
+    assert tidy_spark_dir(str(tmp_path)) == ["part-00001.parquet"]
+    assert sorted(os.listdir(tmp_path)) == ["part-00001.parquet"]
+
+
+def test_output_lock_is_exclusive_and_restores_an_output_cut_between_renames(tmp_path):
+    out = tmp_path / "out"
+    old = tmp_path / ".out.old-run1"
+    old.mkdir()
+    (old / "_SUCCESS").write_bytes(b"")
+    (tmp_path / ".out.staging-run2").mkdir()
+    with output_lock(str(out)):
+        assert (out / "_SUCCESS").exists()  # the previous complete output is back
+        assert sorted(os.listdir(tmp_path)) == [".out.lock", "out"]
+        with pytest.raises(RuntimeError, match="another curate run"):
+            with output_lock(str(out)):
+                pass
+
+
+def test_submit_wrapper_ships_the_code():
+    env = {**os.environ, "DRY_RUN": "1", "SPARK_SUBMIT": "spark-submit"}
+    res = subprocess.run([os.path.join(ROOT, "infra", "submit.sh"), "--config", "infra/curate.json", "--t-en", "20000"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    cmd, *files = res.stdout.splitlines()
+    assert "--py-files" in cmd and "spark-defaults.conf" in cmd and cmd.rstrip().endswith("--t-en 20000")
+    assert {"curation/pipeline.py", "jobs/curate.py", "curation/wat.py"} <= set(files)
+    for script in ("submit.sh", "cron-curate.sh"):
+        assert subprocess.run(["bash", "-n", os.path.join(ROOT, "infra", script)]).returncode == 0
