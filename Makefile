@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 SAMPLE_DIR ?= build/sample
 OUT ?= build/curate-out
 TRAIN_OUT ?= build/train-out
+# The sample is tiny: its English head entries occur a few hundred times, so the paper's t_en
+# (170,000) would balance nothing. 40 makes balancing visible; pass SAMPLE_T_EN=170000 for the paper's.
+SAMPLE_T_EN ?= 40
 PYTEST_ARGS ?=
 
 export PYSPARK_PYTHON := $(abspath $(PY))
@@ -42,7 +45,7 @@ lint: install
 curate: install
 	@if [ -f jobs/curate.py ]; then \
 	  $(PY) -m jobs.make_sample --out $(SAMPLE_DIR) && \
-	  $(PY) jobs/curate.py --input '$(SAMPLE_DIR)/wat/*.wat.gz' --metadata $(SAMPLE_DIR)/metadata --output $(OUT); \
+	  $(PY) jobs/curate.py --input '$(SAMPLE_DIR)/wat/*.wat.gz' --metadata $(SAMPLE_DIR)/metadata --output $(OUT) --t-en $(SAMPLE_T_EN); \
 	else echo "The curate job (jobs/curate.py) is not built yet: see issue 4."; fi
 
 metadata: install

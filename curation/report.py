@@ -108,7 +108,8 @@ def svg_bars(items: list[tuple[str, list[float]]], series: list[str], title: str
     """Horizontal grouped bars: one row per label, one bar per series value."""
     if not items:
         return f"<p><em>{_esc(title)}: nothing to show.</em></p>"
-    row_h, bar_h, left, right, top = 8 + 12 * len(series), 11, 170, 90, 28
+    row_h, bar_h, right, top = 8 + 12 * len(series), 11, 90, 28
+    left = min(320, 16 + 7 * max(len(str(label)) for label, _ in items))  # room for the longest label
     height = top + row_h * len(items) + 24
     vmax = max(max(v) for _, v in items) or 1
     plot_w = width - left - right
@@ -239,7 +240,8 @@ def render_html(rep: Mapping) -> str:
           x["head_entries"], x["tail_proportion"], x["total_count"], round(x["expected_count_after"]),
           x["count_after"], x["max_count"], x["max_count_after"]] for x in matched]))
     parts.append("<h2>Reject reasons</h2>")
-    parts.append(svg_bars([(k, [v]) for k, v in list(rep["reject_reasons"].items())[:40]], ["records"],
+    reasons = sorted(rep["reject_reasons"].items(), key=lambda kv: (-kv[1], kv[0]))[:40]
+    parts.append(svg_bars([(k, [v]) for k, v in reasons], ["records"],
                           "rejected / skipped by stage:reason"))
     parts.append("</body></html>")
     return "\n".join(parts)
