@@ -112,7 +112,8 @@ def main(argv=None) -> dict:
 
     from curation.curate_config import CurateConfig
     from curation.sample_data import LANGUAGE_CODES, generate_alt_texts, write_sample_metadata
-    from jobs.curate import build_spark, run
+    from curation.curate_run import APP_NAME, run
+    from curation.runs import build_spark
 
     work = args.workdir or tempfile.mkdtemp(prefix="bench-curate-")
     os.makedirs(work, exist_ok=True)
@@ -145,7 +146,7 @@ def main(argv=None) -> dict:
                            extra_spark_conf={"spark.driver.memory": "4g", "spark.ui.enabled": "false",
                                              **dict(kv.split("=", 1) for kv in args.conf)})
         t = time.perf_counter()
-        spark = build_spark(cfg)
+        spark = build_spark(APP_NAME, cfg.master, cfg.extra_spark_conf)
         session_s = time.perf_counter() - t
         runs = []
         for label in (["cold", "warm"] if args.warm else ["cold"]):

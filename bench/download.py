@@ -6,7 +6,7 @@
 What it measures, in one run on the same source images (~500 KB JPEGs, distinct URLs):
   1. decode+resize only: curation.images.process_image on bytes in memory (Pillow draft mode);
   2. the same without draft mode (full decode, then resize), to show what draft buys;
-  3. the task pipeline: jobs.download.download_records (curation.fetch thread pool + process_image
+  3. the task pipeline: curation.download_shards.download_records (curation.fetch thread pool + process_image
      + row building) fetching every URL from a ThreadingHTTPServer in a separate process, so the
      server's CPU is not counted;
   4. 1 and 3 again with the `box` (area-average) resize filter instead of the default bicubic.
@@ -106,7 +106,7 @@ def decode_rate(sources: list[bytes], n: int, size: int, draft: bool, resample: 
 
 
 def fetch_rate(base: str, n: int, size: int, threads: int, resample: str = "bicubic") -> dict:
-    from jobs.download import download_records
+    from curation.download_shards import download_records
 
     cfg = DownloadConfig(allow_loopback=True, image_size=size, threads=threads, per_host_concurrency=threads,
                          total_timeout=60, read_timeout=30, retries=0, resample=resample)

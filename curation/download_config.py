@@ -2,14 +2,17 @@
 
 Defaults are what a polite, safe crawler of the open web should use; tests and benchmarks
 override them (short timeouts, loopback allowed). One dataclass so that a run's manifest
-records exactly the settings it used, and a JSON file or CLI flags can override any field.
+records exactly the settings it used, and a JSON file or CLI flags (curation.config_cli, from
+the field help texts below) can override any field.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
+
+from curation import config_cli
+from curation.config_cli import option
 
 DEFAULT_USER_AGENT = "worldclip-img-downloader/0.1 (MetaCLIP 2 data curation; respects per-host limits)"
 
@@ -17,34 +20,37 @@ DEFAULT_USER_AGENT = "worldclip-img-downloader/0.1 (MetaCLIP 2 data curation; re
 @dataclass(frozen=True)
 class DownloadConfig:
     # --- HTTP ---
-    user_agent: str = DEFAULT_USER_AGENT
-    connect_timeout: float = 5.0  # seconds to open a TCP (+TLS) connection
-    read_timeout: float = 10.0  # seconds of silence allowed between received bytes
-    total_timeout: float = 30.0  # wall-clock cap of one attempt (headers + whole body), per hop
-    max_redirects: int = 5
-    max_bytes: int = 16 * 1024 * 1024  # response body cap, checked on Content-Length and while reading
-    retries: int = 2  # extra attempts after a transient failure (5xx, 429, timeout, reset)
-    backoff_base: float = 0.5  # seconds; attempt k waits base * 2**k * (0.5 + jitter), jitter from a hash
-    backoff_max: float = 10.0
-    threads: int = 32  # concurrent fetches per Spark task
-    per_host_concurrency: int = 4  # politeness: simultaneous requests to one host per task
-    check_content_type: bool = True  # refuse text/html etc. before reading the body
+    user_agent: str = option(DEFAULT_USER_AGENT, help="User-Agent header of every request")
+    connect_timeout: float = option(5.0, help="seconds to open a TCP (+TLS) connection")
+    read_timeout: float = option(10.0, help="seconds of silence allowed between received bytes")
+    total_timeout: float = option(30.0, aliases=("--timeout",),
+                                  help="wall-clock cap of one attempt (headers + whole body), per hop")
+    max_redirects: int = option(5, help="redirects followed (each hop is checked again)")
+    max_bytes: int = option(16 * 1024 * 1024, help="response body cap, checked on Content-Length and while reading")
+    retries: int = option(2, help="extra attempts after a transient failure (5xx, 429, timeout, reset)")
+    backoff_base: float = option(0.5, help="seconds; attempt k waits base * 2**k * (0.5 + jitter), jitter from a hash")
+    backoff_max: float = option(10.0, help="seconds; cap of one backoff wait")
+    threads: int = option(32, help="concurrent fetches per Spark task")
+    per_host_concurrency: int = option(4, aliases=("--per-host",),
+                                       help="politeness: simultaneous requests to one host per task")
+    check_content_type: bool = option(True, help="refuse text/html etc. before reading the body")
     # --- safety ---
-    allow_loopback: bool = False  # 127.0.0.0/8 and ::1 (tests, a local mirror)
-    allow_private: bool = False  # RFC 1918 / unique-local ranges (an intranet mirror)
     # link-local (169.254/16 incl. cloud metadata), multicast, reserved and unspecified addresses
-    # are always refused; so is any address that is not globally routable unless allowed above.
+    # are always refused; so is any address that is not globally routable unless allowed here.
+    allow_loopback: bool = option(False, help="allow 127.0.0.0/8 and ::1 (tests, local mirrors)")
+    allow_private: bool = option(False, help="allow RFC 1918 / unique-local addresses (an intranet mirror)")
     # --- images ---
-    image_size: int = 256  # shorter side after resize (never upscaled); 224-px crops for training
-    jpeg_quality: int = 90
-    resample: str = "bicubic"  # downscale filter: bicubic, bilinear, box (area average, fastest), lanczos
-    max_image_pixels: int = 40_000_000  # declared width*height above this = decompression bomb
-    min_image_side: int = 1  # smaller images (tracking pixels) are rejected as too_small
+    image_size: int = option(256, help="shorter side of stored images (never upscaled; 224-px crops for training)")
+    jpeg_quality: int = option(90, help="JPEG quality of stored images, 1-100")
+    resample: str = option("bicubic", help="downscale filter: bicubic, bilinear, box (area average, fastest), lanczos")
+    max_image_pixels: int = option(40_000_000, help="declared width*height above this = decompression bomb")
+    min_image_side: int = option(1, help="smaller images (tracking pixels) are rejected as too_small")
     # --- job ---
-    shard_size: int = 10_000  # target URLs per output shard (shards are by uuid hash)
-    row_group_size: int = 1_000
-    dedup: bool = True  # drop exact duplicate images (same sha256) within the run, keep smallest uuid
-    crash_after_shard: int = -1  # testing hook: raise after this shard's Parquet is published (-1: off)
+    shard_size: int = option(10_000, help="target URLs per output shard (shards are by uuid hash)")
+    row_group_size: int = option(1_000, help="Parquet row group size of the image shards")
+    dedup: bool = option(True, help="drop exact duplicate images (same sha256) within the run, keep smallest uuid")
+    crash_after_shard: int = option(-1, cli=False,
+                                    help="testing hook: raise after this shard's Parquet is published (-1: off)")
 
     def __post_init__(self):
         if self.max_redirects < 0 or self.retries < 0:
@@ -61,20 +67,16 @@ class DownloadConfig:
             raise ValueError("timeouts must be positive")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return config_cli.to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "DownloadConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown download config keys: {unknown}")
-        return cls(**d)
+        return config_cli.from_dict(cls, d)
 
     @classmethod
     def from_json(cls, path: str) -> "DownloadConfig":
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        """A JSON object of fields, or a file with them under a "download" key (`_` keys are notes)."""
+        return config_cli.load_json(cls, path, section="download")
 
     def replace(self, **changes) -> "DownloadConfig":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -39,8 +39,14 @@ def code_version(files: Iterable[str]) -> str:
     return f"{git or 'nogit'}+src.{h.hexdigest()[:12]}"
 
 
-def build_spark(app_name: str, master: str | None = None, conf: Mapping[str, object] | None = None):
-    """The job's SparkSession: local[*] by default, whatever spark-submit says when submitted."""
+def build_spark(app_name: str, master: str | None = None, conf: Mapping[str, object] | None = None,
+                local_conf: Mapping[str, object] | None = None):
+    """The job's SparkSession: local[*] by default, whatever spark-submit says when submitted.
+
+    `conf` is always applied; `local_conf` only when this process starts Spark itself (not under
+    spark-submit), for defaults such as driver memory that spark-submit/spark-defaults own on a
+    cluster. `conf` wins over `local_conf`.
+    """
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
@@ -55,6 +61,8 @@ def build_spark(app_name: str, master: str | None = None, conf: Mapping[str, obj
     elif not submitted:
         builder = builder.master("local[*]")
     builder = builder.config("spark.python.worker.reuse", "true")
+    for key, value in ({} if submitted else local_conf or {}).items():
+        builder = builder.config(key, str(value))
     for key, value in (conf or {}).items():
         builder = builder.config(key, str(value))
     spark = builder.getOrCreate()

@@ -19,9 +19,9 @@ if ROOT not in sys.path:
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 
+from curation import runs  # noqa: E402
 from metadata.download import OMW_URL, WIKIMEDIA, Downloader, Item, dump_items, pageview_items  # noqa: E402
 
 
@@ -70,9 +70,7 @@ def main(argv=None) -> int:
     report = {"out": args.out, "files": len(results), "by_status": by_status,
               "bytes": sum(r.bytes for r in results), "results": [dataclasses.asdict(r) for r in results]}
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "_DOWNLOAD_REPORT.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, sort_keys=True)
-        f.write("\n")
+    runs.write_json(os.path.join(args.out, "_DOWNLOAD_REPORT.json"), report)
     print(f"downloads -> {args.out}: {len(results)} files, {by_status}, {report['bytes']} bytes")
     for r in results:
         if r.status == "failed":

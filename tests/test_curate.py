@@ -26,7 +26,7 @@ from curation.metadata_dir import MetadataDir
 from curation.sample_data import write_sample
 from curation.urls import image_uuid, normalize_url
 from curation.wat import encode_warc_record, gzip_member, iter_wat_events, write_wat
-from jobs.curate import InjectedFailure, input_id, plan_inputs, run
+from curation.curate_run import InjectedFailure, input_id, plan_inputs, run
 
 pytestmark = pytest.mark.spark
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

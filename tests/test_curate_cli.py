@@ -11,7 +11,9 @@ import pytest
 
 from curation.balance import T_EN_CLIP400M, T_EN_METACLIP2
 from curation.curate_config import CurateConfig, add_arguments, config_from_args
-from jobs.curate import expand_inputs, n_files, output_lock, tidy_spark_dir
+from curation.curate_run import expand_inputs, n_files, reject_chunks
+from curation.curate_stages import uuid_range
+from curation.runs import output_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,12 +59,16 @@ def test_expand_inputs_globs_dirs_and_list_files(tmp_path):
         expand_inputs([str(tmp_path / "missing.wat.gz")])
 
 
-def test_file_count_and_spark_dir_tidying(tmp_path):
+def test_file_count_uuid_buckets_and_reject_chunks():
     assert (n_files(0, 10), n_files(10, 10), n_files(11, 10)) == (1, 1, 2)
-    for name in ("part-00001-abc-c000.snappy.parquet", ".part-00001-abc-c000.snappy.parquet.crc", "_SUCCESS"):
-        (tmp_path / name).write_bytes(b"x")
-    assert tidy_spark_dir(str(tmp_path)) == ["part-00001.parquet"]
-    assert sorted(os.listdir(tmp_path)) == ["part-00001.parquet"]
+    assert uuid_range(0, 1) == (None, None)
+    ranges = [uuid_range(k, 3) for k in range(3)]
+    assert ranges == [(None, "555555"), ("555555", "aaaaaa"), ("aaaaaa", None)]
+    # every uuid falls in exactly one bucket
+    for u in ("000000" + "0" * 18, "555554" + "f" * 18, "555555" + "0" * 18, "ffffff" + "f" * 18):
+        assert sum((lo is None or u >= lo) and (hi is None or u < hi) for lo, hi in ranges) == 1
+    assert reject_chunks(["a", "b", "c", "d"], {"a": 3, "c": 1, "d": 2}, 2) == [["a", "c"], ["d"]]
+    assert reject_chunks(["a"], {}, 1) == [[]]
 
 
 def test_output_lock_is_exclusive_and_restores_an_output_cut_between_renames(tmp_path):
@@ -71,11 +77,11 @@ def test_output_lock_is_exclusive_and_restores_an_output_cut_between_renames(tmp
     old.mkdir()
     (old / "_SUCCESS").write_bytes(b"")
     (tmp_path / ".out.staging-run2").mkdir()
-    with output_lock(str(out)):
+    with output_lock(str(out), "curate"):
         assert (out / "_SUCCESS").exists()  # the previous complete output is back
         assert sorted(os.listdir(tmp_path)) == [".out.lock", "out"]
         with pytest.raises(RuntimeError, match="another curate run"):
-            with output_lock(str(out)):
+            with output_lock(str(out), "curate"):
                 pass
 
 

@@ -1,4 +1,4 @@
-"""jobs/download.py end to end: real local Spark, real loopback HTTP server with hostile cases.
+"""The download run (curation.download_run / download_shards, jobs/download.py) end to end: real local Spark, real loopback HTTP server with hostile cases.
 
 Every URL must end as an image row or a counted failure reason; shards are readable by
 pyarrow, decode with Pillow and join back to curated/ by uuid; a crash midway plus a rerun
@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from test_fetch import HostileServer, make_jpeg, standard_images
 
+from curation import download_run, download_shards
 from curation.download_config import DownloadConfig
 from curation.schemas import CURATED, IMAGES, MATCHED
 from curation.urls import image_uuid
@@ -109,7 +110,7 @@ def clean_run(spark, server, tmp_path_factory):
     base = tmp_path_factory.mktemp("dl")
     curated = write_curated(str(base / "curated"), _urls(server))
     out = str(base / "images")
-    report = download.run(spark, str(base / "curated"), out, CFG, progress=False, log=lambda *_: None)
+    report = download_run.run(spark, str(base / "curated"), out, CFG, progress=False, log=lambda *_: None)
     return curated, out, report
 
 
@@ -167,7 +168,7 @@ def test_shards_read_with_pyarrow_decode_with_pillow_and_join_back(clean_run):
 def test_rerun_of_a_complete_output_changes_nothing(spark, clean_run):
     curated, out, report = clean_run
     before = {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out) if n.endswith(".parquet")}
-    again = download.run(spark, os.path.join(os.path.dirname(out), "curated"), out, CFG, progress=False,
+    again = download_run.run(spark, os.path.join(os.path.dirname(out), "curated"), out, CFG, progress=False,
                          log=lambda *_: None)
     assert again["shards_run"] == 0 and again["succeeded"] == report["succeeded"]
     after = {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out) if n.endswith(".parquet")}
@@ -186,11 +187,11 @@ def test_crash_midway_then_rerun_gives_the_clean_result(spark, server, clean_run
     src = os.path.join(os.path.dirname(clean_out), "curated")
     out = str(tmp_path / "images")
     with pytest.raises(Exception, match="crash_after_shard"):
-        download.run(spark, src, out, CFG.replace(crash_after_shard=3), progress=False, log=lambda *_: None)
+        download_run.run(spark, src, out, CFG.replace(crash_after_shard=3), progress=False, log=lambda *_: None)
     assert not os.path.exists(os.path.join(out, "_SUCCESS"))
     assert os.path.exists(os.path.join(out, "shard-00003.parquet"))  # written, but not marked complete
     assert not os.path.exists(os.path.join(out, "_stats", "shard-00003.json"))
-    report = download.run(spark, src, out, CFG, progress=False, log=lambda *_: None)
+    report = download_run.run(spark, src, out, CFG, progress=False, log=lambda *_: None)
     assert report["shards_run"] >= 1 and report["accounting_ok"]
     assert os.path.exists(os.path.join(out, "_SUCCESS"))
     assert _rows(out) == _rows(clean_out)
@@ -206,17 +207,17 @@ def test_retry_failed_recovers_transient_failures(spark, server, tmp_path):
     cfg = CFG.replace(dedup=False)
     server.flaky_ok = False
     try:
-        first = download.run(spark, src, out, cfg, progress=False, log=lambda *_: None)
+        first = download_run.run(spark, src, out, cfg, progress=False, log=lambda *_: None)
     finally:
         server.flaky_ok = True
     assert first["failures"] == {"http_5xx": 3, "http_404": 1} and first["succeeded"] == 3
-    second = download.run(spark, src, out, cfg, retry_failed=True, progress=False, log=lambda *_: None)
+    second = download_run.run(spark, src, out, cfg, retry_failed=True, progress=False, log=lambda *_: None)
     assert second["retried_urls"] == 4 and second["shards_run"] == 0
     assert second["failures"] == {"http_404": 1} and second["succeeded"] == 6 and second["accounting_ok"]
     rows = _rows(out)
     assert set(rows) == {image_uuid(u) for u in urls[:-1]}
     # a second retry finds only the 404 and changes nothing else
-    third = download.run(spark, src, out, cfg, retry_failed=True, retry_reasons=frozenset({"http_404"}),
+    third = download_run.run(spark, src, out, cfg, retry_failed=True, retry_reasons=frozenset({"http_404"}),
                          progress=False, log=lambda *_: None)
     assert third["retried_urls"] == 1 and _rows(out) == rows
 
@@ -230,7 +231,7 @@ def test_matched_input_keeps_all_texts(spark, server, tmp_path):
          "lang": "en", "entry_ids": [j]} for j in range(i + 1)]} for i, u in enumerate(urls)]
     pq.write_table(pa.Table.from_pylist(rows, schema=MATCHED), os.path.join(src, "part-0.parquet"))
     out = str(tmp_path / "images")
-    report = download.run(spark, src, out, CFG.replace(shard_size=100), progress=False, log=lambda *_: None)
+    report = download_run.run(spark, src, out, CFG.replace(shard_size=100), progress=False, log=lambda *_: None)
     assert report["input_kind"] == "matched" and report["succeeded"] == 4 and report["shards"] == 1
     got = {r["uuid"]: r["texts"] for r in pq.read_table(out).to_pylist()}
     for r in rows:
@@ -248,9 +249,25 @@ def test_cli_flags_build_the_config():
         download.config_from_args(download.build_parser().parse_args(["--input", "i", "--output", "o", "--set", "nope=1"]))
 
 
+def test_cli_keeps_every_historic_flag_and_reads_a_config_file(tmp_path, capsys):
+    path = tmp_path / "dl.json"
+    path.write_text(json.dumps({"_comment": "a note", "download": {"threads": 5, "image_size": 128, "dedup": False}}))
+    args = download.build_parser().parse_args(
+        ["--input", "in", "--output", "out", "--config", str(path), "--shard-size", "7", "--per-host", "2",
+         "--image-size", "96", "--jpeg-quality", "80", "--max-bytes", "1000", "--retries", "0", "--timeout", "1.5",
+         "--user-agent", "ua/1", "--allow-private", "--set", "threads=9", "--set", "shard_size=3"])
+    cfg = download.config_from_args(args)
+    assert cfg == DownloadConfig(threads=9, image_size=96, dedup=False, shard_size=7, per_host_concurrency=2,
+                                 jpeg_quality=80, max_bytes=1000, retries=0, total_timeout=1.5, user_agent="ua/1",
+                                 allow_private=True)  # file < --set < named flags
+    with pytest.raises(SystemExit):  # a bad value is a usage error before Spark starts
+        download.main(["--input", "i", "--output", "o", "--set", "jpeg_quality=101"])
+    assert "jpeg_quality must be in [1, 100]" in capsys.readouterr().err
+
+
 def test_shard_of_is_stable():
-    assert [download.shard_of(u, 7) for u in ("a", "b", "c")] == [download.shard_of(u, 7) for u in ("a", "b", "c")]
-    assert {download.shard_of(str(i), 4) for i in range(100)} == {0, 1, 2, 3}
+    assert [download_shards.shard_of(u, 7) for u in ("a", "b", "c")] == [download_shards.shard_of(u, 7) for u in ("a", "b", "c")]
+    assert {download_shards.shard_of(str(i), 4) for i in range(100)} == {0, 1, 2, 3}
 
 
 def test_output_on_s3(spark, server, s3_bucket, tmp_path):
@@ -261,7 +278,7 @@ def test_output_on_s3(spark, server, s3_bucket, tmp_path):
     src = str(tmp_path / "curated")
     write_curated(src, urls)
     out = f"s3://{s3_bucket}/run1/images"
-    report = download.run(spark, src, out, CFG.replace(shard_size=4), progress=False, log=lambda *_: None)
+    report = download_run.run(spark, src, out, CFG.replace(shard_size=4), progress=False, log=lambda *_: None)
     assert report["succeeded"] == 6 and report["failures"] == {"http_404": 1, "duplicate": 1} and report["shards"] == 2
     s3 = boto3.client("s3")
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="run1/images/")["Contents"])
@@ -269,7 +286,7 @@ def test_output_on_s3(spark, server, s3_bucket, tmp_path):
     body = s3.get_object(Bucket=s3_bucket, Key="run1/images/shard-00000.parquet")["Body"].read()
     table = pq.read_table(io.BytesIO(body))
     assert table.schema.equals(IMAGES, check_metadata=False)
-    again = download.run(spark, src, out, CFG.replace(shard_size=4), progress=False, log=lambda *_: None)
+    again = download_run.run(spark, src, out, CFG.replace(shard_size=4), progress=False, log=lambda *_: None)
     assert again["shards_run"] == 0 and again["succeeded"] == 6
 
 
@@ -279,10 +296,10 @@ def test_dedup_pass_across_shards_is_idempotent_without_spark(server, tmp_path):
     a, dup, b = (f"{server.base}/img/{n}" for n in ("a.jpg", "dup.jpg", "b.jpg"))
     shard0 = [("u3", a, [{"text": "x"}]), ("u5", b, [{"text": "y"}]), ("u5", b, [{"text": "again"}])]
     shard1 = [("u1", dup, [{"text": "z"}]), ("u4", f"{server.base}/status/404", [{"text": "w"}])]
-    s0 = download.run_shard(out, 0, shard0, CFG)
-    s1 = download.run_shard(out, 1, shard1, CFG)
+    s0 = download_shards.run_shard(out, 0, shard0, CFG)
+    s1 = download_shards.run_shard(out, 1, shard1, CFG)
     assert s0["failures"] == {"duplicate_uuid": 1} and s1["failures"] == {"http_404": 1}
-    first = download.dedup_pass(out, 2, CFG)
+    first = download_shards.dedup_pass(out, 2, CFG)
     assert first == {"duplicates": 1, "shards_rewritten": 1}
     assert _rows(out).keys() == {"u1", "u5"}  # u3 (same bytes as u1) dropped from shard 0
     dups = pq.read_table(os.path.join(out, "_dedup", "duplicates.parquet")).to_pylist()
@@ -291,5 +308,5 @@ def test_dedup_pass_across_shards_is_idempotent_without_spark(server, tmp_path):
     assert stats0["failures"] == {"duplicate": 1, "duplicate_uuid": 1} and stats0["succeeded"] == 1
     assert stats0["attempted"] == 3
     snapshot = {n: open(os.path.join(out, n), "rb").read() for n in sorted(os.listdir(out)) if n.endswith(".parquet")}
-    assert download.dedup_pass(out, 2, CFG) == {"duplicates": 1, "shards_rewritten": 0}
+    assert download_shards.dedup_pass(out, 2, CFG) == {"duplicates": 1, "shards_rewritten": 0}
     assert snapshot == {n: open(os.path.join(out, n), "rb").read() for n in snapshot}

@@ -121,3 +121,29 @@ def test_example_config_file_loads():
     assert cfg.unigram_max == 251_465
 
 
+
+
+def test_config_rejects_bad_values_at_construction():
+    with pytest.raises(ValueError, match="unknown sources"):
+        MetadataConfig(sources=("wordnet", "wiktionary"))
+    with pytest.raises(ValueError, match="expected int"):
+        MetadataConfig.from_dict({"unigram_max": "10"})
+    assert MetadataConfig.from_dict({"sources": ["number"]}).sources == ("number",)
+
+
+def test_job_flags_file_and_set_build_the_config(tmp_path, capsys):
+    from pathlib import Path
+
+    from jobs import build_metadata
+
+    infra = str(Path(__file__).resolve().parents[1] / "infra" / "metadata.json")
+    args = build_metadata.parse_args(
+        ["--output", str(tmp_path / "m"), "--config", infra, "--bigram-min-pmi", "5", "--lowercase",
+         "--unigram-top-fraction", "0.2", "--title-max", "9", "--set", "title_max=3", "--set", "max_pages_per_dump=30",
+         "--segmenters", "zh=jieba", "--sources", "wordnet,number"])
+    cfg = build_metadata.make_config(args)
+    assert cfg == MetadataConfig(bigram_min_pmi=5.0, lowercase=True, unigram_top_fraction=0.2, title_max=9,
+                                 max_pages_per_dump=30, segmenters={"zh": "jieba"}, sources=("wordnet", "number"))
+    with pytest.raises(SystemExit):  # invalid values are usage errors, before Spark starts
+        build_metadata.main(["--output", str(tmp_path / "m"), "--title-top-fraction", "2"])
+    assert "title_top_fraction must be in [0, 1]" in capsys.readouterr().err

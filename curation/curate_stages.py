@@ -1,0 +1,277 @@
+"""Task bodies of the curate job that read and write their own Parquet files (no Spark import).
+
+Why: Spark's JVM side costs more per row than the whole LID + matching loop when every text
+crosses into the JVM, is converted to rows, written, read back, shuffled as a wide row and
+sorted. Here Spark only schedules tasks and carries tiny rows (a stats document per input,
+(lang, entry_id, count) pairs per bucket); the texts stay in Arrow inside the Python workers:
+
+  1. `input_task`: one input -> `<state>/input_id=<id>/texts.parquet` (matched texts sorted by
+     uuid, small row groups), `rejects.parquet`, then `stats.json` (its completion marker).
+  2. `group_task`: bucket k = a uuid range (uuids are uniform hex) -> reads that range of every
+     input's texts (row-group pruning on the sorted uuid column), keeps identical texts of an
+     image once, writes `matched/part-k.parquet` and yields per-language entry counts; task k
+     also writes `rejects/part-k.parquet` for its share of the inputs.
+  3. `curate_task`: matched/part-k -> `curated/part-k.parquet` (pipeline.curate_batches) and
+     the curated counts.
+
+Files are written under a temporary name and renamed, so a retried or speculative task
+leaves exactly one complete file. The number of buckets and the uuid ranges depend only on
+the data, so any partitioning of the inputs gives byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid as uuidlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curation import pipeline
+from curation.schemas import COUNTS, CURATED, MATCHED, MATCHED_TEXT, REJECTS
+
+TEXTS_FILE = "texts.parquet"
+REJECTS_FILE = "rejects.parquet"
+STATS_FILE = "stats.json"
+STATE_ROW_GROUP = 8192  # rows per row group of an input's texts: the unit a bucket read can skip
+
+STATE_TEXTS = pa.schema([pipeline.STAGE1.field(n) for n in
+                         ("uuid", "url", "text", "source", "page_url", "lid", "lid_prob", "lang", "entry_ids")])
+# Identical texts of an image are kept once: the first of this order (the smallest detail wins).
+TEXT_ORDER = [("uuid", "ascending"), ("text", "ascending"), ("source", "ascending"),
+              ("page_url", "ascending"), ("url", "ascending")]
+REJECT_ORDER = [(n, "ascending") for n in REJECTS.names]
+
+INPUT_RESULT_DDL = "input_id string, stats string"
+# what group_task and curate_task report: kind in entry | lang_texts | images | texts_in | rejects | curated
+RESULT_DDL = "kind string, lang string, entry_id int, count long"
+RESULT = pa.schema([("kind", pa.string()), ("lang", pa.string()), ("entry_id", pa.int32()), ("count", pa.int64())])
+UUID_PREFIX = 6  # hex digits of the uuid that place it in a bucket
+_SPAN = 16 ** UUID_PREFIX
+
+
+def write_parquet(table: pa.Table, path: str, **kw) -> None:
+    """Write under a unique temporary name, then rename: readers and retries see whole files only."""
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{uuidlib.uuid4().hex[:8]}"
+    try:
+        pq.write_table(table, tmp, **kw)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_json(path: str, doc: dict) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}-{uuidlib.uuid4().hex[:8]}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def input_state_dir(state_dir: str, input_id: str) -> str:
+    return os.path.join(state_dir, f"input_id={input_id}")
+
+
+# --- 1. per input ------------------------------------------------------------------------------
+
+
+def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, url_col: str = "URL",
+                  text_col: str = "TEXT", batch_size: int = 4096, min_lid_prob: float = 0.0,
+                  count_only: Sequence[str] = ()) -> dict:
+    """Parse -> LID -> match one input (pipeline.Stage1) and store its state; returns its stats."""
+    stage = pipeline.Stage1(input_id, path, res, batch_size, min_lid_prob, count_only)
+    table = pa.Table.from_batches(
+        list(stage.run(pipeline.iter_input_events(path, fmt, url_col, text_col))), schema=pipeline.STAGE1)
+    kind = table.column("kind")
+    texts = table.filter(pc.equal(kind, "text")).select(STATE_TEXTS.names).sort_by(TEXT_ORDER)
+    rejects = table.filter(pc.equal(kind, "reject")).select(REJECTS.names).sort_by(REJECT_ORDER)
+    out = input_state_dir(state_dir, input_id)
+    os.makedirs(out, exist_ok=True)
+    write_parquet(texts.cast(STATE_TEXTS), os.path.join(out, TEXTS_FILE), row_group_size=STATE_ROW_GROUP)
+    write_parquet(rejects.cast(REJECTS), os.path.join(out, REJECTS_FILE))
+    stats = {**stage.stats(), "texts": texts.num_rows, "reject_rows": rejects.num_rows}
+    _write_json(os.path.join(out, STATS_FILE), stats)  # last: the state of this input is complete
+    return stats
+
+
+def read_input_stats(state_dir: str, input_id: str) -> dict | None:
+    path = os.path.join(input_state_dir(state_dir, input_id), STATS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def input_task(batches: Iterable[pa.RecordBatch], *, state_dir: str, metadata: str, lid_model: str | None,
+               url_col: str, text_col: str, batch_size: int, min_lid_prob: float, count_only: Sequence[str],
+               max_loaded: int = 16, cache_dir: str | None = None) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: (path, input_id, format) rows -> one (input_id, stats JSON) row per input."""
+    res = pipeline.worker_resources(metadata, lid_model, max_loaded, cache_dir)
+    for batch in batches:
+        d = batch.to_pydict()
+        for path, iid, fmt in zip(d["path"], d["input_id"], d["format"], strict=True):
+            stats = process_input(path, iid, fmt, state_dir, res, url_col=url_col, text_col=text_col,
+                                  batch_size=batch_size, min_lid_prob=min_lid_prob, count_only=count_only)
+            yield pa.RecordBatch.from_pydict({"input_id": [iid], "stats": [json.dumps(stats, sort_keys=True)]})
+
+
+# --- 2. per uuid bucket: matched/, counts, rejects/ ------------------------------------------------
+
+
+def uuid_range(k: int, buckets: int) -> tuple[str | None, str | None]:
+    """[lo, hi) of bucket k as uuid prefixes (None = unbounded): equal shares of the hex space."""
+    lo = format(k * _SPAN // buckets, f"0{UUID_PREFIX}x") if k > 0 else None
+    hi = format((k + 1) * _SPAN // buckets, f"0{UUID_PREFIX}x") if k + 1 < buckets else None
+    return lo, hi
+
+
+def read_bucket(files: Sequence[str], lo: str | None, hi: str | None) -> pa.Table:
+    """The texts with lo <= uuid < hi of every file (row groups outside the range are not read)."""
+    filters = [f for f in (("uuid", ">=", lo) if lo else None, ("uuid", "<", hi) if hi else None) if f]
+    tables = [pq.read_table(f, filters=filters or None, schema=STATE_TEXTS) for f in files]
+    if not tables:
+        return STATE_TEXTS.empty_table()
+    return pa.concat_tables(tables)
+
+
+def _adjacent_equal(arr: pa.Array) -> np.ndarray:
+    """x[i] == x[i - 1] for i >= 1 (bool, length n - 1)."""
+    n = len(arr)
+    if n < 2:
+        return np.zeros(max(n - 1, 0), dtype=bool)
+    return pc.equal(arr.slice(1), arr.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+
+
+def _col(table: pa.Table, name: str) -> pa.Array:
+    return table.column(name).combine_chunks()
+
+
+def group_texts(texts: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """(matched rows: one per image with its texts sorted and unique; those unique texts, flat)."""
+    t = texts.sort_by(TEXT_ORDER)
+    if t.num_rows == 0:
+        return MATCHED.empty_table(), t
+    dup = _adjacent_equal(_col(t, "uuid")) & _adjacent_equal(_col(t, "text"))
+    if dup.any():
+        t = t.filter(pa.array(np.concatenate([[True], ~dup])))
+    n = t.num_rows
+    uuid = _col(t, "uuid")
+    starts = np.flatnonzero(np.concatenate([[True], ~_adjacent_equal(uuid)]))
+    offsets = pa.array(np.append(starts, n).astype(np.int32), pa.int32())
+    struct = pa.StructArray.from_arrays([_col(t, f.name) for f in MATCHED_TEXT], fields=list(MATCHED_TEXT))
+    idx = pa.array(starts, pa.int64())
+    matched = pa.Table.from_arrays([uuid.take(idx), _col(t, "url").take(idx),
+                                    pa.ListArray.from_arrays(offsets, struct)], schema=MATCHED)
+    return matched, t
+
+
+def entry_counts(langs: pa.Array | pa.ChunkedArray, entry_ids: pa.Array | pa.ChunkedArray
+                 ) -> tuple[dict[str, int], pa.Table]:
+    """(texts per language, COUNTS rows: how many texts contain each (lang, entry_id)), sorted."""
+    if isinstance(langs, pa.ChunkedArray):
+        langs = langs.combine_chunks()
+    if isinstance(entry_ids, pa.ChunkedArray):
+        entry_ids = entry_ids.combine_chunks()
+    if len(langs) == 0:
+        return {}, COUNTS.empty_table()
+    enc = pc.dictionary_encode(langs)
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    names = enc.dictionary.to_pylist()
+    per_lang = np.bincount(codes, minlength=len(names))
+    lengths = pc.list_value_length(entry_ids).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(entry_ids).to_numpy(zero_copy_only=False).astype(np.int64)
+    keys, counts = np.unique((np.repeat(codes, lengths) << 32) | values, return_counts=True)
+    key_lang = keys >> 32
+    lang_order = np.argsort(np.array(names, dtype=object), kind="stable")  # sort rows by language name
+    rank = np.empty_like(lang_order)
+    rank[lang_order] = np.arange(len(names))
+    order = np.lexsort((keys & 0xFFFFFFFF, rank[key_lang]))
+    table = pa.Table.from_arrays(
+        [pa.array([names[i] for i in key_lang[order].tolist()], pa.string()),
+         pa.array((keys[order] & 0xFFFFFFFF).astype(np.int32), pa.int32()),
+         pa.array(counts[order].astype(np.int64), pa.int64())], schema=COUNTS)
+    return {names[i]: int(c) for i, c in enumerate(per_lang.tolist()) if c}, table
+
+
+def _result(kind: str, lang: Sequence[str], entry_id: Sequence[int], count: Sequence[int]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [pa.array([kind] * len(lang), pa.string()), pa.array(lang, pa.string()),
+         pa.array(entry_id, pa.int32()), pa.array(count, pa.int64())], schema=RESULT)
+
+
+def _counts_result(kind: str, counts: pa.Table) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [pa.array([kind] * counts.num_rows, pa.string()), *(counts.column(n).combine_chunks() for n in COUNTS.names)],
+        schema=RESULT)
+
+
+def part_name(k: int) -> str:
+    return f"part-{k:05d}.parquet"
+
+
+def group_bucket(k: int, buckets: int, texts_files: Sequence[str], matched_dir: str) -> list[pa.RecordBatch]:
+    """Bucket k of every input -> matched/part-k; result rows: entry counts, texts per language, totals."""
+    lo, hi = uuid_range(k, buckets)
+    texts = read_bucket(texts_files, lo, hi)
+    matched, unique = group_texts(texts)
+    write_parquet(matched, os.path.join(matched_dir, part_name(k)))
+    per_lang, counts = entry_counts(unique.column("lang"), unique.column("entry_ids"))
+    langs = sorted(per_lang)
+    return [
+        _counts_result("entry", counts),
+        _result("lang_texts", langs, [-1] * len(langs), [per_lang[x] for x in langs]),
+        _result("images", [""], [-1], [matched.num_rows]),
+        _result("texts_in", [""], [-1], [texts.num_rows]),
+    ]
+
+
+def write_rejects_part(k: int, rejects_files: Sequence[str], rejects_dir: str) -> int:
+    """The reject rows of some inputs, sorted -> rejects/part-k; returns the row count."""
+    tables = [pq.read_table(f, schema=REJECTS) for f in rejects_files]
+    table = pa.concat_tables(tables).sort_by(REJECT_ORDER) if tables else REJECTS.empty_table()
+    write_parquet(table, os.path.join(rejects_dir, part_name(k)))
+    return table.num_rows
+
+
+def group_task(batches: Iterable[pa.RecordBatch], *, buckets: int, state_dir: str, input_ids,
+               reject_chunks, matched_dir: str, rejects_dir: str) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body over task ids: task k groups bucket k (k < buckets) and writes reject part k
+    (k < len(reject_chunks)). `input_ids` / `reject_chunks` may be Spark broadcasts."""
+    ids = input_ids.value if hasattr(input_ids, "value") else input_ids
+    chunks = reject_chunks.value if hasattr(reject_chunks, "value") else reject_chunks
+    texts_files = [os.path.join(input_state_dir(state_dir, i), TEXTS_FILE) for i in ids]
+    for batch in batches:
+        for k in batch.column(0).to_pylist():
+            if k < buckets:
+                yield from group_bucket(k, buckets, texts_files, matched_dir)
+            if k < len(chunks):
+                files = [os.path.join(input_state_dir(state_dir, i), REJECTS_FILE) for i in chunks[k]]
+                yield _result("rejects", [""], [-1], [write_rejects_part(k, files, rejects_dir)])
+
+
+# --- 3. per matched file: curated/ ---------------------------------------------------------------
+
+
+def curate_part(k: int, matched_dir: str, curated_dir: str, probs_by_lang: Mapping[str, np.ndarray], seed: int,
+                epoch: int = 0) -> list[pa.RecordBatch]:
+    """matched/part-k -> curated/part-k (same uuid order); result rows: curated counts and rows."""
+    matched = pq.read_table(os.path.join(matched_dir, part_name(k)), schema=MATCHED)
+    out = list(pipeline.curate_batches(matched.to_batches(), probs_by_lang=probs_by_lang, seed=seed, epoch=epoch))
+    curated = pa.Table.from_batches(out, schema=CURATED)
+    write_parquet(curated, os.path.join(curated_dir, part_name(k)))
+    _per_lang, counts = entry_counts(curated.column("lang"), curated.column("entry_ids"))
+    return [_counts_result("entry", counts), _result("curated", [""], [-1], [curated.num_rows])]
+
+
+def curate_task(batches: Iterable[pa.RecordBatch], *, matched_dir: str, curated_dir: str, probs_by_lang,
+                seed: int, epoch: int = 0) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body over task ids; `probs_by_lang` may be a Spark broadcast."""
+    probs = probs_by_lang.value if hasattr(probs_by_lang, "value") else probs_by_lang
+    for batch in batches:
+        for k in batch.column(0).to_pylist():
+            yield from curate_part(k, matched_dir, curated_dir, probs, seed, epoch)

@@ -1,0 +1,298 @@
+"""The image shards of a download run: layout, one shard's download, the run-wide dedup pass.
+
+Layout of an images directory (local path or s3://, everything through curation.storage, every
+file written atomically):
+    shard-XXXXX.parquet          schema curation.schemas.IMAGES, rows sorted by uuid
+    _stats/shard-XXXXX.json      attempted, succeeded, failures by reason; written last = shard done
+    _failed/shard-XXXXX.parquet  uuid, url, reason, detail of each failed URL (for --retry-failed)
+    _dedup/duplicates.parquet    images dropped as exact duplicates (same sha256) of a smaller uuid
+    _PLAN.json                   number of shards, fixed by the first run (resume keeps it)
+    _MANIFEST.json, then _SUCCESS
+Side files live in `_`-prefixed subdirectories, so pyarrow and Spark read the directory, and a
+`<dir>/*.parquet` glob (training.data) lists, the image shards alone.
+
+Every uuid goes to shard blake2b(uuid) % num_shards (num_shards = ceil(rows / shard_size) on the
+first run), so the shards are a pure function of the input, whatever the Spark partitioning.
+Nothing here imports Spark: curation.download_run runs `run_shard` inside Spark tasks.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import os
+import time
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation import storage
+from curation.download_config import DownloadConfig
+from curation.fetch import Fetcher, fetch_many
+from curation.images import process_image
+from curation.runs import read_json, write_json
+from curation.schemas import IMAGES
+
+PLAN = "_PLAN.json"
+MANIFEST = "_MANIFEST.json"
+DUPLICATES = "_dedup/duplicates.parquet"
+STATS_DIR = "_stats"
+FAILED_DIR = "_failed"
+FAILED = pa.schema([("uuid", pa.string()), ("url", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
+DUPS = pa.schema([("uuid", pa.string()), ("sha256", pa.string()), ("kept_uuid", pa.string()), ("shard", pa.int32())])
+NOT_RETRIED = frozenset({"duplicate", "duplicate_uuid"})
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by the `crash_after_shard` testing hook."""
+
+
+# --- sharding and names ------------------------------------------------------------------------
+
+
+def shard_of(uuid: str, num_shards: int) -> int:
+    """Stable shard of a uuid: blake2b, independent of Spark partitioning and Python's hash seed."""
+    h = hashlib.blake2b(uuid.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(h, "little") % num_shards
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:05d}"
+
+
+def shard_uri(out: str, k: int) -> str:
+    return storage.join(out, f"{shard_name(k)}.parquet")
+
+
+def stats_uri(out: str, k: int) -> str:
+    return storage.join(out, STATS_DIR, f"{shard_name(k)}.json")
+
+
+def failed_uri(out: str, k: int) -> str:
+    return storage.join(out, FAILED_DIR, f"{shard_name(k)}.parquet")
+
+
+# --- Parquet I/O (through curation.storage, every file atomic) --------------------------------------
+
+
+def write_table(uri: str, table: pa.Table, row_group_size: int = 1000) -> int:
+    with storage.open_write(uri) as f:
+        pq.write_table(table, f, row_group_size=row_group_size, compression="zstd" if table.num_rows else None)
+        return f.tell()
+
+
+def read_table(uri: str, columns=None) -> pa.Table:
+    with storage.open_read(uri) as f:
+        return pq.read_table(f, columns=columns)
+
+
+# --- records: one input row -> (uuid, url, texts) ---------------------------------------------------
+
+
+def curated_texts(text, lang, entry_ids) -> list[dict]:
+    """The one MATCHED_TEXT struct of a curated row (curated/ keeps only the sampled text)."""
+    return [{"text": text, "source": None, "page_url": None, "lid": None, "lid_prob": None, "lang": lang,
+             "entry_ids": list(entry_ids) if entry_ids is not None else []}]
+
+
+def row_to_record(row, kind: str) -> tuple[str, str, list[dict]]:
+    if kind == "curated":
+        return row["uuid"], row["url"], curated_texts(row["text"], row["lang"], row["entry_ids"])
+    texts = []
+    for t in row["texts"] or []:
+        d = t.asDict() if hasattr(t, "asDict") else dict(t)
+        d["entry_ids"] = list(d.get("entry_ids") or [])
+        texts.append(d)
+    return row["uuid"], row["url"], texts
+
+
+# --- one shard ------------------------------------------------------------------------------------
+
+
+def download_records(records, config: DownloadConfig, fetcher: Fetcher | None = None):
+    """(image rows sorted by uuid, failures [(uuid, url, reason, detail)], info) for (uuid, url, texts) records.
+
+    Every record ends as a row or a failure; a repeated uuid is fetched once (`duplicate_uuid`).
+    """
+    own = fetcher is None
+    fetcher = fetcher or Fetcher(config)
+    process = functools.partial(process_image, image_size=config.image_size, jpeg_quality=config.jpeg_quality,
+                                max_pixels=config.max_image_pixels, min_side=config.min_image_side,
+                                resample=config.resample)
+    by_uuid: dict[str, tuple[str, list]] = {}
+    failures = []
+    for uuid, url, texts in sorted(records, key=lambda r: (r[0], r[1] or "")):
+        if uuid in by_uuid:
+            failures.append((uuid, url, "duplicate_uuid", None))
+        else:
+            by_uuid[uuid] = (url, texts)
+    rows = []
+    info = Counter()
+    try:
+        items = [(u, url) for u, (url, _) in by_uuid.items() if url]
+        failures.extend((u, url, "bad_url", "no url") for u, (url, _) in by_uuid.items() if not url)
+        for uuid, res, img, reason in fetch_many(fetcher, items, process, threads=config.threads):
+            info["fetch_attempts"] += res.attempts
+            if res.body is not None:
+                info["bytes_downloaded"] += len(res.body)
+            url, texts = by_uuid[uuid]
+            if reason is not None:
+                failures.append((uuid, url, reason, res.detail))
+                continue
+            rows.append({"uuid": uuid, "url": url, "image": img.data, "width": img.width, "height": img.height,
+                         "original_size": img.original_size, "sha256": img.sha256, "texts": texts})
+    finally:
+        if own:
+            fetcher.close()
+    rows.sort(key=lambda r: r["uuid"])
+    failures.sort(key=lambda f: (f[0], f[2]))
+    return rows, failures, info
+
+
+def _images_table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=IMAGES)
+
+
+def _failed_table(failures) -> pa.Table:
+    keep = [f for f in failures if f[2] not in NOT_RETRIED]
+    cols = list(zip(*keep, strict=True)) if keep else [[], [], [], []]
+    return pa.table([pa.array(c, pa.string()) for c in cols], schema=FAILED)
+
+
+def run_shard(out: str, shard: int, records, config: DownloadConfig, retry: bool = False) -> dict:
+    """Download one shard and publish its files: Parquet, failed list, then stats (= done).
+
+    With `retry`, `records` are the shard's failed ones: new images are merged into the
+    existing Parquet by uuid (idempotent if interrupted and rerun).
+    """
+    t0 = time.monotonic()
+    rows, failures, info = download_records(records, config)
+    table = _images_table(rows)
+    counts = Counter(f[2] for f in failures)
+    attempted = len(records)
+    extra = {}
+    if retry:
+        old = read_table(shard_uri(out, shard))
+        old_stats = read_json(stats_uri(out, shard))
+        present = set(old.column("uuid").to_pylist())
+        new = table.filter(pa.array([u not in present for u in table.column("uuid").to_pylist()], pa.bool_()))
+        table = pa.concat_tables([old, new]).sort_by("uuid")
+        now_ok = set(table.column("uuid").to_pylist())
+        old_failed = read_table(failed_uri(out, shard)).to_pylist()
+        retried = {r[0] for r in records}
+        still = {f[0]: f for f in failures if f[2] not in NOT_RETRIED}
+        merged = [tuple(r.values()) for r in old_failed if r["uuid"] not in retried and r["uuid"] not in now_ok]
+        merged += [f for u, f in still.items() if u not in now_ok]
+        failures = sorted(merged, key=lambda f: (f[0], f[2]))
+        counts = Counter(f[2] for f in failures)
+        for reason in NOT_RETRIED:
+            if old_stats["failures"].get(reason):
+                counts[reason] = old_stats["failures"][reason]
+        attempted = old_stats["attempted"]
+        extra = {"retried": len(records), "recovered": len(new), "runs": old_stats.get("runs", 1) + 1}
+    bytes_written = write_table(shard_uri(out, shard), table, config.row_group_size)
+    if config.crash_after_shard == shard:
+        raise InjectedCrash(f"crash_after_shard hook: shard {shard} written, its stats not")
+    write_table(failed_uri(out, shard), _failed_table(failures))
+    stats = {
+        "shard": shard,
+        "attempted": attempted,
+        "succeeded": table.num_rows,
+        "failures": dict(sorted(counts.items())),
+        "bytes_downloaded": info["bytes_downloaded"],
+        "bytes_written": bytes_written,
+        "fetch_attempts": info["fetch_attempts"],
+        "seconds": round(time.monotonic() - t0, 3),
+        **extra,
+    }
+    if stats["succeeded"] + sum(counts.values()) != attempted:
+        raise AssertionError(f"shard {shard}: accounting broken: {stats}")
+    write_json(stats_uri(out, shard), stats)  # last: its presence means the shard is complete
+    return stats
+
+
+# --- duplicates across the run -------------------------------------------------------------------
+
+
+def dedup_pass(out: str, num_shards: int, config: DownloadConfig) -> dict:
+    """Drop exact duplicate images (same sha256) across all shards, keeping the smallest uuid.
+
+    Idempotent and crash-safe: the list of dropped images is published first, then every shard
+    that still holds a dropped uuid is rewritten, then stats are corrected; a rerun redoes only
+    what is missing. The smallest uuid of a hash group is never dropped, so later runs (e.g.
+    --retry-failed bringing a smaller uuid) only ever add to the list.
+    """
+    parts = []
+    for k in range(num_shards):
+        t = read_table(shard_uri(out, k), columns=["uuid", "sha256"])
+        parts.append(t.append_column("shard", pa.array([k] * t.num_rows, pa.int32())))
+    current = pa.concat_tables(parts) if parts else pa.table({"uuid": [], "sha256": [], "shard": []})
+    dups_uri = storage.join(out, DUPLICATES)
+    prev = read_table(dups_uri).to_pylist() if storage.exists(dups_uri) else []
+    uuids = current.column("uuid").to_pylist()
+    shas = current.column("sha256").to_pylist()
+    shards = current.column("shard").to_pylist()
+    keep: dict[str, str] = {}
+    for u, s in zip(uuids, shas, strict=True):
+        if s not in keep or u < keep[s]:
+            keep[s] = u
+    dropped = {d["uuid"]: d for d in prev}
+    for u, s, k in zip(uuids, shas, shards, strict=True):
+        if keep[s] != u:
+            dropped[u] = {"uuid": u, "sha256": s, "kept_uuid": keep[s], "shard": k}
+    for d in dropped.values():
+        d["kept_uuid"] = keep.get(d["sha256"], d["kept_uuid"])
+    doc = sorted(dropped.values(), key=lambda d: d["uuid"])
+    if doc != prev:
+        write_table(dups_uri, pa.Table.from_pylist(doc, schema=DUPS))
+    per_shard = Counter(d["shard"] for d in doc)
+    to_drop: dict[int, set] = {}
+    for u, k in zip(uuids, shards, strict=True):
+        if u in dropped:
+            to_drop.setdefault(k, set()).add(u)
+    for k, drop in sorted(to_drop.items()):
+        t = read_table(shard_uri(out, k))
+        mask = pa.array([u not in drop for u in t.column("uuid").to_pylist()], pa.bool_())
+        write_table(shard_uri(out, k), t.filter(mask), config.row_group_size)
+    for k in range(num_shards):
+        st = read_json(stats_uri(out, k))
+        want = per_shard.get(k, 0)
+        if st["failures"].get("duplicate", 0) != want or k in to_drop:
+            with storage.open_read(shard_uri(out, k)) as f:
+                rows = pq.read_metadata(f).num_rows
+            st["failures"] = {r: c for r, c in st["failures"].items() if r != "duplicate"}
+            if want:
+                st["failures"]["duplicate"] = want
+            st["failures"] = dict(sorted(st["failures"].items()))
+            st["succeeded"] = rows
+            if rows + sum(st["failures"].values()) != st["attempted"]:
+                raise AssertionError(f"shard {k}: accounting broken after dedup: {st}")
+            write_json(stats_uri(out, k), st)
+    return {"duplicates": len(doc), "shards_rewritten": len(to_drop)}
+
+
+# --- resume state ----------------------------------------------------------------------------------
+
+
+def completed_shards(out: str, num_shards: int) -> set[int]:
+    """Shards whose stats file exists (one listing, not one request per shard)."""
+    names = {os.path.basename(u) for u in storage.list_files(storage.join(out, STATS_DIR))}
+    return {k for k in range(num_shards) if f"{shard_name(k)}.json" in names}
+
+
+def load_or_make_plan(out: str, input_uri: str, n_rows: int, config: DownloadConfig) -> dict:
+    """The run's plan (`_PLAN.json`): the shard count is fixed by the first run, so resumes agree."""
+    uri = storage.join(out, PLAN)
+    if storage.exists(uri):
+        plan = read_json(uri)
+        if plan["input_rows"] != n_rows:
+            raise ValueError(
+                f"{out} was started on an input of {plan['input_rows']} rows, the input now has {n_rows}: "
+                "write to a new output directory (shards are fixed by the first run)")
+        return plan
+    plan = {"num_shards": max(1, math.ceil(n_rows / config.shard_size)), "input": input_uri, "input_rows": n_rows,
+            "shard_size": config.shard_size, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_json(uri, plan)
+    return plan
