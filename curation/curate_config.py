@@ -38,9 +38,9 @@ class CurateConfig:
     # --- execution ---
     master: str | None = None  # None: spark-submit's master, else local[*]
     partitions: int = 0  # tasks the inputs are spread over; 0: one per input file (capped at 10,000)
-    shuffle_partitions: int = 0  # 0: keep the session's spark.sql.shuffle.partitions
+    shuffle_partitions: int = 0  # 0: keep the session's spark.sql.shuffle.partitions (set for the run's SQL, if any)
     batch_size: int = 4096  # texts per LID/matching batch inside a task
-    arrow_batch_rows: int = 10_000  # rows per Arrow batch between the JVM and Python
+    arrow_batch_rows: int = 10_000  # spark.sql.execution.arrow.maxRecordsPerBatch during the run
     max_loaded_automata: int = 16  # per Python worker; least recently used ones are dropped
     # output files = ceil(rows / rows_per_file), a pure function of the data; also the parallelism
     # of grouping texts per image

@@ -27,12 +27,10 @@ import time
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from curation import curate_stages, pipeline, report, runs, storage
 from curation.curate_config import CurateConfig
 from curation.metadata_dir import MANIFEST as METADATA_MANIFEST
-from curation.schemas import COUNTS
 
 JOB = "curate"
 APP_NAME = "worldclip-curate"
@@ -193,75 +191,54 @@ def _check_hook(cfg: CurateConfig, phase: str) -> None:
         raise InjectedFailure(f"fail_after={phase!r}: injected failure (testing hook)")
 
 
-def _sum_results(df) -> pa.Table:
-    """Sum the (kind, lang, entry_id, count) rows of the tasks per key (narrow rows only)."""
-    from pyspark.sql import functions as F
-
-    return (df.groupBy("kind", "lang", "entry_id").agg(F.sum("count").cast("long").alias("count"))
-            .toArrow().sort_by([("kind", "ascending"), ("lang", "ascending"), ("entry_id", "ascending")]))
-
-
-def _of_kind(results: pa.Table, kind: str) -> pa.Table:
-    return results.filter(pc.equal(results.column("kind"), kind))
+def _merged(rdd) -> dict:
+    """The sum of the task results of an RDD (summed in the executors, tree-wise, then here)."""
+    if rdd.getNumPartitions() > 1:
+        return rdd.treeReduce(curate_stages.merge_results, depth=2)
+    return functools.reduce(curate_stages.merge_results, rdd.collect(), curate_stages.new_result())
 
 
-def _total(results: pa.Table, kind: str) -> int:
-    return int(pc.sum(_of_kind(results, kind).column("count")).as_py() or 0)
-
-
-def _counts_table(results: pa.Table) -> pa.Table:
-    rows = _of_kind(results, "entry")
-    return pa.Table.from_arrays([rows.column("lang"), rows.column("entry_id").cast(pa.int32()), rows.column("count")],
-                                schema=COUNTS)
-
-
-# --- the phases -------------------------------------------------------------------------------------
+# --- the phases (RDDs of task ids: no SQL planning, no rows for the JVM to convert) -----------------
 
 
 def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: str) -> dict[str, dict]:
     """Phase 1 on Spark: per-input state files; returns {input_id: stats}."""
-    rows = pa.table({
-        "path": new_inputs,
-        "input_id": [input_id(p) for p in new_inputs],
-        "format": [pipeline.input_format(p, cfg.input_format) for p in new_inputs],
-    }, schema=pipeline.INPUTS_SCHEMA)
+    rows = [(p, input_id(p), pipeline.input_format(p, cfg.input_format)) for p in new_inputs]
     tasks = cfg.partitions or min(len(new_inputs), 10_000)
     os.makedirs(state_dir, exist_ok=True)
     body = functools.partial(
-        curate_stages.input_task, state_dir=state_dir, metadata=cfg.metadata, lid_model=cfg.lid_model,
+        curate_stages.input_partition, state_dir=state_dir, metadata=cfg.metadata, lid_model=cfg.lid_model,
         url_col=cfg.url_col, text_col=cfg.text_col, batch_size=cfg.batch_size, min_lid_prob=cfg.min_lid_prob,
         count_only=tuple(cfg.count_only_reasons), max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir)
-    got = (spark.createDataFrame(rows).repartition(tasks)
-           .mapInArrow(body, curate_stages.INPUT_RESULT_DDL).toArrow().to_pydict())
-    return {iid: json.loads(s) for iid, s in zip(got["input_id"], got["stats"], strict=True)}
+    return dict(spark.sparkContext.parallelize(rows, tasks).mapPartitions(body).collect())
 
 
 def group_and_count(spark, state_dir: str, ids: list[str], buckets: int, chunks: list[list[str]],
-                    matched_dir: str, rejects_dir: str) -> pa.Table:
-    """Phase 2 on Spark: matched/ and rejects/ files; returns the summed result rows."""
+                    matched_dir: str, rejects_dir: str) -> dict:
+    """Phase 2 on Spark: matched/ and rejects/ files; returns the summed task results."""
     os.makedirs(matched_dir, exist_ok=True)
     os.makedirs(rejects_dir, exist_ok=True)
     sc = spark.sparkContext
     ids_bc, chunks_bc = sc.broadcast(ids), sc.broadcast(chunks)
     tasks = max(buckets, len(chunks))
-    body = functools.partial(curate_stages.group_task, buckets=buckets, state_dir=state_dir, input_ids=ids_bc,
+    body = functools.partial(curate_stages.group_partition, buckets=buckets, state_dir=state_dir, input_ids=ids_bc,
                              reject_chunks=chunks_bc, matched_dir=matched_dir, rejects_dir=rejects_dir)
     try:
-        return _sum_results(spark.range(tasks, numPartitions=tasks).mapInArrow(body, curate_stages.RESULT_DDL))
+        return _merged(sc.parallelize(range(tasks), tasks).mapPartitions(body))
     finally:
         ids_bc.unpersist()
         chunks_bc.unpersist()
 
 
-def sample_curated(spark, buckets: int, matched_dir: str, curated_dir: str, probs_by_lang: dict,
-                   seed: int) -> pa.Table:
-    """Phase 3 on Spark: curated/ files (epoch 0); returns the summed result rows."""
+def sample_curated(spark, buckets: int, matched_dir: str, curated_dir: str, probs_by_lang: dict, seed: int) -> dict:
+    """Phase 3 on Spark: curated/ files (epoch 0); returns the summed task results."""
     os.makedirs(curated_dir, exist_ok=True)
-    bc = spark.sparkContext.broadcast(probs_by_lang)
-    body = functools.partial(curate_stages.curate_task, matched_dir=matched_dir, curated_dir=curated_dir,
+    sc = spark.sparkContext
+    bc = sc.broadcast(probs_by_lang)
+    body = functools.partial(curate_stages.curate_partition, matched_dir=matched_dir, curated_dir=curated_dir,
                              probs_by_lang=bc, seed=seed, epoch=0)
     try:
-        return _sum_results(spark.range(buckets, numPartitions=buckets).mapInArrow(body, curate_stages.RESULT_DDL))
+        return _merged(sc.parallelize(range(buckets), buckets).mapPartitions(body))
     finally:
         bc.unpersist()
 
@@ -312,13 +289,18 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         os.makedirs(staging)
         state_dir = os.path.join(staging, STATE, "texts")
         reused, new_inputs, ledger = plan_inputs(inputs, read_previous_ledger(output), fingerprint, cfg.incremental)
-        for iid in reused:
-            link_tree(curate_stages.input_state_dir(os.path.join(output, STATE, "texts"), iid),
-                      curate_stages.input_state_dir(state_dir, iid))
+        previous_state = os.path.join(output, STATE, "texts")
+        for iid in list(reused):
+            if curate_stages.read_input_stats(previous_state, iid) is None:  # incomplete state: read it again
+                reused.remove(iid)
+                new_inputs.append(ledger[iid]["path"])
+                continue
+            link_tree(curate_stages.input_state_dir(previous_state, iid), curate_stages.input_state_dir(state_dir, iid))
         progress(f"curate: {len(inputs)} inputs ({len(reused)} reused from the previous output, "
                  f"{len(new_inputs)} to read), metadata {meta_version}, {len(languages)} languages, t_en={cfg.t_en:,}")
         t = time.time()
         per_input = process_inputs(spark, cfg, new_inputs, state_dir) if new_inputs else {}
+        new_inputs_ids = list(per_input)
         for iid in reused:
             per_input[iid] = curate_stages.read_input_stats(state_dir, iid)
         missing = [iid for iid in ids if per_input.get(iid) is None]
@@ -342,18 +324,18 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         # 2. matched/ and rejects/ (one task per uuid bucket), entry counts
         matched_dir = os.path.join(staging, "matched")
         grouped = group_and_count(spark, state_dir, ids, buckets, chunks, matched_dir, os.path.join(staging, "rejects"))
-        images = _total(grouped, "images")
-        if _total(grouped, "texts_in") != matched_texts_in or _total(grouped, "rejects") != reject_rows:
-            raise RuntimeError("grouping read a different number of texts or rejects than stage 1 stored")
-        lang_rows = _of_kind(grouped, "lang_texts").to_pydict()
-        matched_by_lang = dict(zip(lang_rows["lang"], (int(c) for c in lang_rows["count"]), strict=True))
+        totals = grouped["totals"]
+        images = int(totals.get("images", 0))
+        if totals.get("texts_in", 0) != matched_texts_in or totals.get("rejects", 0) != reject_rows:
+            raise RuntimeError(f"grouping read other numbers of texts/rejects than stage 1 stored: {totals}")
+        matched_by_lang = {lang: int(n) for lang, n in sorted(grouped["lang_texts"].items())}
         unique_texts = sum(matched_by_lang.values())
         acct.add("group", matched_texts_in, unique_texts, {"duplicate_text": matched_texts_in - unique_texts})
         t = mark("group_matched", t)
         _check_hook(cfg, "matched")
 
         # 3. counts -> thresholds -> entry probabilities -> curated
-        counts = _counts_table(grouped)
+        counts = curate_stages.counts_table(grouped)
         write_table_files(counts, os.path.join(staging, "counts"), n_files(counts.num_rows, cfg.rows_per_file))
         counts_by_lang, thresholds, probs_by_lang = pipeline.balance_counts(
             counts, num_entries, cfg.t_en, cfg.en_lang, matched_by_lang)
@@ -368,9 +350,9 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
 
         sampled = sample_curated(spark, buckets, matched_dir, os.path.join(staging, "curated"),
                                  {k: probs_by_lang[k] for k in matched_by_lang}, cfg.seed)
-        curated_rows = _total(sampled, "curated")
+        curated_rows = int(sampled["totals"].get("curated", 0))
         acct.add("sample", images, curated_rows, {"not_sampled": images - curated_rows})
-        curated_counts = pipeline.dense_counts(_counts_table(sampled), num_entries)
+        curated_counts = pipeline.dense_counts(curate_stages.counts_table(sampled), num_entries)
         t = mark("curated", t)
         _check_hook(cfg, "outputs")
 
@@ -396,6 +378,11 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             "rows": rows,
             "accounting": acct.to_dict(),
             "timings_s": timings,
+            # CPU of the Python task bodies (not worker start-up, not the JVM): where the work is
+            "task_cpu_seconds": {
+                "inputs": round(sum(per_input[i].get("cpu_seconds", 0.0) for i in new_inputs_ids), 3),
+                "group": round(totals.get("cpu_seconds_group", 0.0), 3),
+                "curate": round(sampled["totals"].get("cpu_seconds_curate", 0.0), 3)},
             "spark": {"version": spark.version, "master": spark.sparkContext.master,
                       "default_parallelism": spark.sparkContext.defaultParallelism},
             "stage1_fingerprint": fingerprint,

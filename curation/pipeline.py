@@ -1,11 +1,12 @@
 """Per-partition stages of the curate job, on plain Python/Arrow values (no Spark import).
 
-Stage 1, per input file (`Stage1`, run by `stage1_batches` inside mapInArrow): read events
-(curation.wat) -> LID in batches -> Aho-Corasick match per language (texts queued per
-language) -> Arrow batches of matched texts, reject rows and one stats row. Then Spark groups
-texts per image (jobs/curate.py), `balance_counts` turns counts into t_lang and entry
-probabilities, and `curate_batches` draws the offline sample: one hash-picked text per image,
-kept with 1 - prod(1 - prob[e]).
+Stage 1, per input file (`Stage1`, driven by curation.curate_stages.process_input): read
+events (curation.wat), or column chunks for Parquet tables (`table_pair_chunks`) -> LID in
+batches -> Aho-Corasick match per language (texts queued per language) -> Arrow batches of
+matched texts, reject rows and one stats row. Then texts are grouped per image
+(curation.curate_stages), `balance_counts` turns counts into t_lang and entry probabilities,
+and `curate_batches` draws the offline sample: one hash-picked text per image, kept with
+1 - prod(1 - prob[e]).
 
 Everything an executor loads (LID model, metadata automata) is cached per Python worker
 process (`worker_resources`), automata LRU-bounded, so a task pays for loading once. Every
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curation import balance
 from curation.schemas import CURATED, ENTRY_IDS
@@ -151,8 +153,8 @@ def worker_resources(metadata: str, lid_model: str | None, max_loaded: int = 16,
 
 # --- stage 1: one input file -> matched texts, rejects, stats -----------------------------------
 
-# Internal state of the job (per input under <output>/_state/texts/input_id=...): one schema
-# for the three kinds of rows so that one Spark write stores them together.
+# What Stage1 yields: one schema for the three kinds of rows (texts, rejects, the stats row);
+# curation.curate_stages splits them into the per-input state files.
 STAGE1 = pa.schema(
     [
         ("input_id", pa.string()),
@@ -171,12 +173,6 @@ STAGE1 = pa.schema(
         ("detail", pa.string()),
     ]
 )
-STAGE1_DDL = (
-    "input_id string, kind string, uuid string, url string, text string, source string, page_url string, "
-    "lid string, lid_prob float, lang string, entry_ids array<int>, stage string, reason string, detail string"
-)
-INPUTS_SCHEMA = pa.schema([("path", pa.string()), ("input_id", pa.string()), ("format", pa.string())])
-INPUTS_DDL = "path string, input_id string, format string"
 
 
 def input_format(path: str, fmt: str = "auto") -> str:
@@ -243,16 +239,20 @@ def identify(texts: Sequence[str], resources: WorkerResources, min_lid_prob: flo
 
 
 class Stage1:
-    """Turns the events of one input into STAGE1 record batches (texts, rejects, a final stats row).
+    """Turns the events (or column chunks) of one input into STAGE1 record batches: texts,
+    rejects and a final stats row.
 
-    Texts are identified in batches of `batch_size`, then queued per language and matched when
-    a language's queue holds `batch_size` texts (or the queues together hold `max_queued`, then
-    the longest one goes): an automaton is loaded for a full batch of its language, never once
-    per small group, so an LRU of a few automata suffices however many languages an input mixes.
+    Pairs are held column-wise and identified in batches of `batch_size` (one fastText call),
+    then queued per language as Arrow slices and matched when a language's queue holds
+    `batch_size` texts (or the queues together hold `max_queued`, then the longest one goes):
+    an automaton is loaded for a full batch of its language, never once per small group, so an
+    LRU of a few automata suffices however many languages an input mixes.
     """
 
     def __init__(self, input_id: str, source: str, resources: WorkerResources, batch_size: int = 4096,
                  min_lid_prob: float = 0.0, count_only: Iterable[str] = (), max_queued: int | None = None):
+        from curation.wat import EventCounter
+
         self.input_id = input_id
         self.source = source
         self.res = resources
@@ -261,55 +261,84 @@ class Stage1:
         self.min_lid_prob = min_lid_prob
         self.count_only = frozenset(count_only)
         self.acct = StageAccounting()
+        self.counter = EventCounter()
         self.lid_langs: Counter = Counter()
         self.matched_langs: Counter = Counter()
-        self.queues: dict[str, list[tuple[dict, str, float]]] = {}
+        self.queues: dict[str, list[pa.Table]] = {}
+        self.queued_by_lang: Counter = Counter()
         self.queued = 0
+        self.rejects: list[tuple[str, str, str]] = []
 
-    def _identify(self, pairs: list[dict]) -> Iterator[pa.RecordBatch]:
-        labels, probs, langs, reasons = identify(
-            [p["text"] for p in pairs], self.res, self.min_lid_prob)
-        lang_list = langs.tolist()
-        self.lid_langs.update(lang_list)
-        rejected = Counter(r for r in reasons if r is not None)
-        self.acct.add("lid", len(pairs), len(pairs) - sum(rejected.values()), rejected)
-        for pair, label, prob, lang, reason in zip(pairs, labels.tolist(), probs.tolist(), lang_list, reasons,
-                                                   strict=True):
-            if reason is None:
-                queue = self.queues.setdefault(lang, [])
-                queue.append((pair, label, prob))
-                self.queued += 1
-                if len(queue) >= self.batch_size:
-                    yield from self._match(lang)
+    # --- LID, queues, matching ---
+
+    def _identify(self, cols: dict[str, list]) -> Iterator[pa.RecordBatch]:
+        texts = cols["text"]
+        n = len(texts)
+        if not n:
+            return
+        # what `identify` decides, per language group rather than per text
+        labels, probs, langs = self.res.lid.predict_arrays(texts)
+        by_lang: dict[str, list[int]] = {}
+        for i, lang in enumerate(langs.tolist()):
+            by_lang.setdefault(lang, []).append(i)
+        rejected: Counter = Counter()
+        for lang in list(by_lang):
+            self.lid_langs[lang] += len(by_lang[lang])
+            if lang not in self.res.languages:
+                rejected["no_metadata_lang"] += len(by_lang.pop(lang))
+            elif self.min_lid_prob > 0:
+                sure = [i for i in by_lang[lang] if probs[i] >= self.min_lid_prob]
+                rejected["low_lid_prob"] += len(by_lang[lang]) - len(sure)
+                if sure:
+                    by_lang[lang] = sure
+                else:
+                    del by_lang[lang]
+        self.acct.add("lid", n, n - sum(rejected.values()), rejected)
+        if not by_lang:
+            return
+        table = pa.Table.from_arrays(
+            [pa.array(cols[name], pa.string()) for name in PAIR_COLUMNS]
+            + [pa.array(labels, pa.string()), pa.array(probs, pa.float32())],
+            names=[*PAIR_COLUMNS, "lid", "lid_prob"])
+        langs_in_order = sorted(by_lang)
+        order = [i for lang in langs_in_order for i in by_lang[lang]]
+        if order != list(range(n)):
+            table = table.take(pa.array(order, pa.int64()))  # one take, then a zero-copy slice per language
+        start = 0
+        for lang in langs_in_order:
+            m = len(by_lang[lang])
+            self.queues.setdefault(lang, []).append(table.slice(start, m))
+            start += m
+            self.queued_by_lang[lang] += m
+            self.queued += m
+            if self.queued_by_lang[lang] >= self.batch_size:
+                yield from self._match(lang)
         while self.queued > self.max_queued:
-            yield from self._match(max(sorted(self.queues), key=lambda k: len(self.queues[k])))
+            yield from self._match(max(sorted(self.queues), key=lambda k: self.queued_by_lang[k]))
 
     def _match(self, lang: str) -> Iterator[pa.RecordBatch]:
         from curation.matcher import match_batch
 
-        queue = self.queues.pop(lang, [])
-        self.queued -= len(queue)
-        if not queue:
+        pieces = self.queues.pop(lang, [])
+        m = self.queued_by_lang.pop(lang, 0)
+        self.queued -= m
+        if not m:
             return
-        found = match_batch(self.res.automaton(lang), [q[0]["text"] for q in queue])
+        table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+        found = match_batch(self.res.automaton(lang), table.column("text").to_pylist())
         keep = [i for i, ids in enumerate(found) if ids.size]
-        self.acct.add("match", len(queue), len(keep), {"no_match": len(queue) - len(keep)})
+        self.acct.add("match", m, len(keep), {"no_match": m - len(keep)})
         if not keep:
             return
         self.matched_langs[lang] += len(keep)
         n = len(keep)
-        rows = [queue[i] for i in keep]
+        kept = table.take(pa.array(keep, pa.int64()))
+        cols = {name: kept.column(name).combine_chunks() for name in kept.column_names}
         yield _column_batch(STAGE1, n, {
-            "input_id": [self.input_id] * n,
-            "kind": ["text"] * n,
-            "uuid": [q[0]["uuid"] for q in rows],
-            "url": [q[0]["url"] for q in rows],
-            "text": [q[0]["text"] for q in rows],
-            "source": [q[0]["source"] for q in rows],
-            "page_url": [q[0]["page_url"] for q in rows],
-            "lid": [q[1] for q in rows],
-            "lid_prob": pa.array([q[2] for q in rows], pa.float32()),
-            "lang": [lang] * n,
+            **cols,
+            "input_id": pa.array([self.input_id] * n, pa.string()),
+            "kind": pa.array(["text"] * n, pa.string()),
+            "lang": pa.array([lang] * n, pa.string()),
             "entry_ids": _list_array([found[i] for i in keep]),
         })
 
@@ -324,6 +353,16 @@ class Stage1:
             "detail": [r[2] for r in rejects],
         })
 
+    def _reject(self, reason: str, detail: str) -> Iterator[pa.RecordBatch]:
+        from curation.wat import RECORD_REJECT_REASONS
+
+        if reason not in self.count_only:
+            stage = "read" if reason in RECORD_REJECT_REASONS else "extract"
+            self.rejects.append((stage, reason, detail))
+            if len(self.rejects) >= self.batch_size:
+                yield self._rejects_batch(self.rejects)
+                self.rejects = []
+
     def stats(self) -> dict:
         return {
             "input": self.source,
@@ -332,54 +371,119 @@ class Stage1:
             "matched_langs": dict(sorted(self.matched_langs.items())),
         }
 
-    def run(self, events: Iterable[tuple[str, object]]) -> Iterator[pa.RecordBatch]:
-        from curation.wat import RECORD_REJECT_REASONS, EventCounter
-
-        counter = EventCounter()
-        pairs: list[dict] = []
-        rejects: list[tuple[str, str, str]] = []
-        count_only = self.count_only
-        for event in events:
-            counter.add(event)
-            kind, value = event
-            if kind == "pair":
-                pairs.append(value)
-                if len(pairs) >= self.batch_size:
-                    yield from self._identify(pairs)
-                    pairs = []
-            elif kind == "reject":
-                reason, detail = value
-                if reason not in count_only:
-                    stage = "read" if reason in RECORD_REJECT_REASONS else "extract"
-                    rejects.append((stage, reason, detail))
-                    if len(rejects) >= self.batch_size:
-                        yield self._rejects_batch(rejects)
-                        rejects = []
-        if pairs:
-            yield from self._identify(pairs)
+    def _finish(self) -> Iterator[pa.RecordBatch]:
         for lang in sorted(self.queues):
             yield from self._match(lang)
-        if rejects:
-            yield self._rejects_batch(rejects)
-        acct = accounting_from_events(counter)
-        self.acct = acct.merge(self.acct)
+        if self.rejects:
+            yield self._rejects_batch(self.rejects)
+            self.rejects = []
+        self.acct = accounting_from_events(self.counter).merge(self.acct)
         yield _column_batch(STAGE1, 1, {
             "input_id": [self.input_id], "kind": ["stats"], "source": [self.source],
             "detail": [json.dumps(self.stats(), sort_keys=True)],
         })
 
+    # --- drivers ---
 
-def stage1_batches(batches: Iterable[pa.RecordBatch], *, metadata: str, lid_model: str | None, url_col: str,
-                   text_col: str, batch_size: int, min_lid_prob: float, count_only: Sequence[str],
-                   max_loaded: int = 16, cache_dir: str | None = None) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: batches of INPUTS_SCHEMA rows (path, input_id, format) -> STAGE1 batches."""
-    res = worker_resources(metadata, lid_model, max_loaded, cache_dir)
-    for batch in batches:
-        d = batch.to_pydict()
-        for path, input_id, fmt in zip(d["path"], d["input_id"], d["format"], strict=True):
-            events = iter_input_events(path, fmt, url_col, text_col)
-            stage = Stage1(input_id, path, res, batch_size, min_lid_prob, count_only)
-            yield from stage.run(events)
+    def run(self, events: Iterable[tuple[str, object]]) -> Iterator[pa.RecordBatch]:
+        """Events of curation.wat (WAT files, JSONL tables)."""
+        counter = self.counter
+        cols: dict[str, list] = {name: [] for name in PAIR_COLUMNS}
+        appends = [(name, cols[name].append) for name in PAIR_COLUMNS]
+        texts = cols["text"]
+        for event in events:
+            counter.add(event)
+            kind, value = event
+            if kind == "pair":
+                for name, append in appends:
+                    append(value[name])
+                if len(texts) >= self.batch_size:
+                    yield from self._identify(cols)
+                    for name in PAIR_COLUMNS:
+                        cols[name].clear()
+            elif kind == "reject":
+                yield from self._reject(*value)
+        yield from self._identify(cols)
+        yield from self._finish()
+
+    def run_columns(self, chunks: Iterable[tuple[dict[str, list], list[tuple[str, str]], int]]
+                    ) -> Iterator[pa.RecordBatch]:
+        """Column chunks (pairs as PAIR_COLUMNS lists, rejects as (reason, detail), records read)."""
+        counter = self.counter
+        for cols, rejects, records in chunks:
+            counter.records += records
+            counter.pairs += len(cols["text"])
+            for reason, detail in rejects:
+                counter.add(("reject", (reason, detail)))
+                yield from self._reject(reason, detail)
+            for start in range(0, len(cols["text"]), self.batch_size):
+                yield from self._identify({k: v[start:start + self.batch_size] for k, v in cols.items()})
+        yield from self._finish()
+
+
+PAIR_COLUMNS = ("uuid", "url", "text", "source", "page_url")
+
+
+def table_pair_chunks(path, url_col: str, text_col: str, chunk_rows: int = 8192
+                      ) -> Iterator[tuple[dict[str, list], list[tuple[str, str]], int]]:
+    """A Parquet url/text table as column chunks for Stage1.run_columns.
+
+    The same records, pairs and rejects as curation.wat.iter_table_events (one row = one record;
+    URL rejects, then text rejects), without one event tuple per row.
+    """
+    import pyarrow.parquet as pq
+
+    from curation.text import clean_alt_text
+    from curation.urls import image_uuid, normalize_url
+    from curation.wat import _text_of, excerpt
+
+    try:
+        pf = pq.ParquetFile(path)
+    except pa.ArrowInvalid as e:  # not a Parquet file, or a corrupt footer
+        yield {name: [] for name in PAIR_COLUMNS}, [("corrupt_table", excerpt(str(e)))], 1
+        return
+    names = pf.schema_arrow.names
+    missing = [c for c in (url_col, text_col) if c not in names]
+    if missing:
+        raise ValueError(f"{path}: no column(s) {missing}; columns are {names}")
+    batches = pf.iter_batches(batch_size=chunk_rows, columns=[url_col, text_col])
+    done = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as e:  # a corrupt page: the rest of the file is unreadable
+            yield {name: [] for name in PAIR_COLUMNS}, [("corrupt_table", excerpt(f"after {done} rows: {e}"))], 1
+            return
+        uuids, urls, texts, rejects = [], [], [], []
+        raw_texts = batch.column(1).to_pylist()
+        if batch.column(1).type not in (pa.string(), pa.large_string()):
+            # valid UTF-8 (an Arrow string column) cannot hold the lone surrogates _text_of replaces
+            raw_texts = [_text_of(t) for t in raw_texts]
+        for url, text in zip(batch.column(0).to_pylist(), raw_texts, strict=True):
+            norm, reason = normalize_url(url)
+            if norm is None:
+                rejects.append((reason, excerpt(url)))
+                continue
+            clean, reason = clean_alt_text(text)
+            if clean is None:
+                rejects.append((reason, excerpt(text)))
+                continue
+            uuids.append(image_uuid(norm))
+            urls.append(norm)
+            texts.append(clean)
+        n = len(texts)
+        done += batch.num_rows
+        yield ({"uuid": uuids, "url": urls, "text": texts, "source": ["table"] * n, "page_url": [""] * n},
+               rejects, batch.num_rows)
+
+
+def run_input(stage: Stage1, path: str, fmt: str, url_col: str, text_col: str) -> Iterator[pa.RecordBatch]:
+    """Stage1 over one input: local Parquet tables column-wise, everything else as events."""
+    if fmt == "parquet" and not path.startswith("s3://"):
+        return stage.run_columns(table_pair_chunks(path, url_col, text_col))
+    return stage.run(iter_input_events(path, fmt, url_col, text_col))
 
 
 def dense_counts(table: pa.Table, num_entries: dict[str, int]) -> dict[str, np.ndarray]:
@@ -418,6 +522,30 @@ def balance_counts(counts: pa.Table, num_entries: Mapping[str, int], t_en: float
 # --- stage 2: the offline sample -----------------------------------------------------------------
 
 
+def keep_probabilities_flat(flat: np.ndarray, lengths: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """balance.keep_probabilities for lists given flat (ids, lengths): the same operations in the
+    same order, so the same floats, without one Python object per list."""
+    n = len(lengths)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.sum() == 0:
+        return np.zeros(n, dtype=np.float64)
+    flat = np.asarray(flat).astype(np.int64, copy=False)
+    if flat.min() < 0 or flat.max() >= len(probs):
+        raise IndexError(f"entry id out of range [0, {len(probs)}): min {flat.min()}, max {flat.max()}")
+    seg = np.repeat(np.arange(n), lengths)
+    order = np.lexsort((flat, seg))
+    flat, seg = flat[order], seg[order]
+    first = np.ones(len(flat), dtype=bool)  # drop repeats of an id within one text
+    first[1:] = (flat[1:] != flat[:-1]) | (seg[1:] != seg[:-1])
+    flat, seg = flat[first], seg[first]
+    with np.errstate(divide="ignore"):
+        log_miss = np.log1p(-np.asarray(probs)[flat].astype(np.float64))  # -inf where prob == 1
+    sums = np.bincount(seg, weights=log_miss, minlength=n)
+    out = -np.expm1(sums)
+    out[lengths == 0] = 0.0
+    return out
+
+
 def curate_batches(batches: Iterable[pa.RecordBatch], *, probs_by_lang: Mapping[str, np.ndarray], seed: int,
                    epoch: int = 0) -> Iterator[pa.RecordBatch]:
     """mapInArrow body over matched/ rows (uuid, url, texts): one picked text per image, kept by hash.
@@ -432,7 +560,8 @@ def curate_batches(batches: Iterable[pa.RecordBatch], *, probs_by_lang: Mapping[
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        uuids = batch.column("uuid").to_pylist()
+        uuid_col = batch.column("uuid")
+        uuids = uuid_col.to_pylist()
         texts_col = batch.column("texts")
         if isinstance(texts_col, pa.ChunkedArray):
             texts_col = texts_col.combine_chunks()
@@ -443,23 +572,27 @@ def curate_batches(batches: Iterable[pa.RecordBatch], *, probs_by_lang: Mapping[
         idx = balance.pick_index(uuids, n, seed, epoch)
         rows = offsets[:-1] + idx
         has = n > 0
-        rows_taken = pa.array(rows[has], pa.int64())
-        chosen = flat.take(rows_taken)
-        uuid_has = [u for u, h in zip(uuids, has.tolist(), strict=True) if h]
-        langs = chosen.field("lang").to_pylist()
+        if has.all():
+            uuid_has = uuids
+        else:
+            uuid_has = [u for u, h in zip(uuids, has.tolist(), strict=True) if h]
+            uuid_col = uuid_col.filter(pa.array(has))
+        chosen = flat.take(pa.array(rows[has], pa.int64()))
+        enc = pc.dictionary_encode(chosen.field("lang"))
+        codes = enc.indices.to_numpy(zero_copy_only=False)
         id_lists = chosen.field("entry_ids")
         id_offsets = id_lists.offsets.to_numpy()
         id_values = id_lists.values.to_numpy(zero_copy_only=False)
         keep_probs = np.zeros(len(uuid_has), dtype=np.float64)
-        by_lang: dict[str, list[int]] = {}
-        for i, lang in enumerate(langs):
-            by_lang.setdefault(lang, []).append(i)
-        for lang, members in by_lang.items():
+        for code, lang in enumerate(enc.dictionary.to_pylist()):
             probs = probs_by_lang.get(lang)
             if probs is None:
                 raise KeyError(f"no entry probabilities for language {lang!r}")
-            lists = [id_values[id_offsets[i]:id_offsets[i + 1]] for i in members]
-            keep_probs[members] = balance.keep_probabilities(lists, probs)
+            members = np.flatnonzero(codes == code)
+            starts, lengths = id_offsets[:-1][members], np.diff(id_offsets)[members]
+            # the ids of the members' lists, in order: start of each list repeated + position in it
+            pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            keep_probs[members] = keep_probabilities_flat(id_values[np.repeat(starts, lengths) + pos], lengths, probs)
         keep = balance.keep_decisions(uuid_has, keep_probs, seed, epoch)
         if not keep.any():
             continue
@@ -468,7 +601,7 @@ def curate_batches(batches: Iterable[pa.RecordBatch], *, probs_by_lang: Mapping[
         kept = chosen.take(sel)
         yield pa.RecordBatch.from_arrays(
             [
-                pa.array([uuid_has[i] for i in sel.to_pylist()], pa.string()),
+                uuid_col.take(sel),
                 urls.take(sel),
                 kept.field("text"),
                 kept.field("lang"),

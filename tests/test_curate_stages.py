@@ -1,0 +1,157 @@
+"""curation.curate_stages and the column-wise table path of curation.pipeline, without Spark:
+per-input state files, uuid buckets, grouping, counts and their merging."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curation import curate_stages, pipeline
+from curation.sample_data import write_sample
+from curation.wat import EventCounter, iter_table_events
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    return write_sample(tmp_path_factory.mktemp("stages-sample"), seed=5, files=3, pages_per_file=30)
+
+
+@pytest.fixture(scope="module")
+def resources(sample):
+    return pipeline.worker_resources(sample["metadata"], None, max_loaded=4)
+
+
+@pytest.fixture(scope="module")
+def state(sample, resources, tmp_path_factory):
+    """Stage-1 state of the sample's WAT files: (state dir, input ids, stats)."""
+    d = str(tmp_path_factory.mktemp("state"))
+    ids, stats = [], {}
+    for k, path in enumerate(sample["wat_files"]):
+        iid = f"i{k}"
+        stats[iid] = curate_stages.process_input(path, iid, "wat", d, resources, batch_size=16,
+                                                 count_only=("no_match", "not_response"))
+        ids.append(iid)
+    return d, ids, stats
+
+
+def test_table_columns_equal_the_event_path(tmp_path, resources):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({
+        "URL": ["https://ex.com/a.jpg", "ftp://x/y.jpg", "https://ex.com/b.jpg", "https://ex.com/c.jpg", None,
+                "https://ex.com/a.jpg"],
+        "TEXT": ["dog and cat", "dog", "", None, "a house", "the dog and the cat"]}), path)
+    chunks = list(pipeline.table_pair_chunks(str(path), "URL", "TEXT", chunk_rows=4))
+    events = list(iter_table_events(str(path), "URL", "TEXT"))
+    pairs = [v for k, v in events if k == "pair"]
+    got = [dict(zip(cols, row, strict=True)) for cols, _r, _n in chunks for row in zip(*cols.values(), strict=True)]
+    assert got == [{k: p[k] for k in pipeline.PAIR_COLUMNS} for p in pairs]
+    assert [r for _c, rejects, _n in chunks for r in rejects] == [v for k, v in events if k == "reject"]
+    assert sum(n for _c, _r, n in chunks) == sum(1 for k, _ in events if k == "record")
+    # the whole stage: same stats either way
+    a = pipeline.Stage1("i", str(path), resources, batch_size=2)
+    b = pipeline.Stage1("i", str(path), resources, batch_size=2)
+    ta = pa.Table.from_batches(list(a.run_columns(iter(chunks))), schema=pipeline.STAGE1)
+    tb = pa.Table.from_batches(list(b.run(iter(events))), schema=pipeline.STAGE1)
+    assert a.stats() == b.stats() and all(s["balanced"] for s in a.stats()["accounting"].values())
+    key = lambda r: (r["kind"], r["uuid"] or "", r["text"] or "", r["reason"] or "")  # noqa: E731
+    assert sorted(ta.to_pylist(), key=key) == sorted(tb.to_pylist(), key=key)
+    assert EventCounter().update(events).as_dict()["pairs"] == len(pairs) == 2
+
+
+def test_input_state_is_sorted_by_uuid_and_complete(state):
+    d, ids, stats = state
+    for iid in ids:
+        texts = pq.read_table(f"{d}/input_id={iid}/{curate_stages.TEXTS_FILE}")
+        uuids = texts.column("uuid").to_pylist()
+        assert uuids == sorted(uuids) and texts.num_rows == stats[iid]["texts"] > 0
+        assert curate_stages.read_input_stats(d, iid) == json.loads(json.dumps(stats[iid]))
+        assert pq.read_table(f"{d}/input_id={iid}/{curate_stages.REJECTS_FILE}").num_rows == stats[iid]["reject_rows"]
+    assert curate_stages.read_input_stats(d, "nope") is None
+
+
+def _read_parts(d, n):
+    return [r for k in range(n) for r in pq.read_table(f"{d}/{curate_stages.part_name(k)}").to_pylist()]
+
+
+def test_buckets_partition_the_images_and_merge_to_the_one_bucket_result(state, tmp_path):
+    d, ids, stats = state
+    files = [f"{d}/input_id={i}/{curate_stages.TEXTS_FILE}" for i in ids]
+    one, three = tmp_path / "one", tmp_path / "three"
+    one.mkdir()
+    three.mkdir()
+    r1 = curate_stages.group_bucket(0, 1, files, str(one))
+    parts = [curate_stages.group_bucket(k, 3, files, str(three)) for k in range(3)]
+    merged = parts[0]
+    for p in parts[1:]:
+        merged = curate_stages.merge_results(merged, p)
+    rows1, rows3 = _read_parts(one, 1), _read_parts(three, 3)
+    assert rows1 == rows3 and len(rows1) == r1["totals"]["images"] == merged["totals"]["images"]
+    assert [r["uuid"] for r in rows1] == sorted(r["uuid"] for r in rows1)  # globally sorted across parts
+    assert r1["totals"]["texts_in"] == sum(s["texts"] for s in stats.values())
+    assert curate_stages.counts_table(merged).equals(curate_stages.counts_table(r1))
+    assert merged["lang_texts"] == r1["lang_texts"]
+    # counts = texts containing each entry, over unique (uuid, text)
+    expect = Counter((t["lang"], e) for r in rows1 for t in r["texts"] for e in t["entry_ids"])
+    got = curate_stages.counts_table(r1).to_pylist()
+    assert {(x["lang"], x["entry_id"]): x["count"] for x in got} == dict(expect)
+    assert [(x["lang"], x["entry_id"]) for x in got] == sorted(expect)
+    for r in rows1:
+        texts = [t["text"] for t in r["texts"]]
+        assert texts == sorted(set(texts))
+
+
+def test_group_texts_keeps_identical_texts_once_and_empty_input():
+    rows = [("b" * 24, "u2", "x", "alt"), ("a" * 24, "u1", "y", "title"), ("a" * 24, "u1", "y", "alt"),
+            ("a" * 24, "u1", "x", "alt")]
+    t = pa.Table.from_pylist([{"uuid": u, "url": url, "text": x, "source": s, "page_url": "", "lid": "en",
+                               "lid_prob": 0.5, "lang": "en", "entry_ids": [1]} for u, url, x, s in rows],
+                             schema=curate_stages.STATE_TEXTS)
+    matched, unique = curate_stages.group_texts(t)
+    got = [(r["uuid"][0], [(x["text"], x["source"]) for x in r["texts"]]) for r in matched.to_pylist()]
+    assert got == [("a", [("x", "alt"), ("y", "alt")]), ("b", [("x", "alt")])] and unique.num_rows == 3
+    empty, _ = curate_stages.group_texts(curate_stages.STATE_TEXTS.empty_table())
+    assert empty.num_rows == 0
+    assert curate_stages.entry_counts(pa.array([], pa.string()), pa.array([], pa.list_(pa.int32()))) == \
+        curate_stages.new_result()
+
+
+def test_merge_results_sums_exactly():
+    a = curate_stages.new_result(images=2)
+    a["counts"]["en"] = (np.array([1, 5], np.int32), np.array([3, 2**40], np.int64))
+    b = curate_stages.new_result(images=1, curated=4)
+    b["counts"]["en"] = (np.array([0, 5], np.int32), np.array([1, 1], np.int64))
+    b["counts"]["de"] = (np.array([2], np.int32), np.array([7], np.int64))
+    m = curate_stages.merge_results(a, b)
+    assert m["totals"] == {"images": 3, "curated": 4}
+    assert curate_stages.counts_table(m).to_pylist() == [
+        {"lang": "de", "entry_id": 2, "count": 7}, {"lang": "en", "entry_id": 0, "count": 1},
+        {"lang": "en", "entry_id": 1, "count": 3}, {"lang": "en", "entry_id": 5, "count": 2**40 + 1}]
+
+
+def test_uuid_order_is_the_string_order():
+    rng = np.random.default_rng(3)
+    uuids = ["%024x" % int(x) for x in rng.integers(0, 2**62, 500)] + ["0" * 24, "f" * 24, "0" * 24]
+    arr = pa.array(uuids).slice(1)  # a sliced array: offsets do not start at 0
+    order = curate_stages.uuid_order(arr)
+    assert [arr[i].as_py() for i in order] == sorted(uuids[1:])
+    odd = pa.array(["b", "a", "ccc"])
+    assert curate_stages.uuid_order(odd).tolist() == [1, 0, 2]
+
+
+def test_stage1_lid_decisions_equal_identify(sample, resources):
+    """Stage1 groups LID decisions per language; they must equal pipeline.identify text by text."""
+    events = [e for path in sample["wat_files"] for e in pipeline.iter_input_events(path, "wat", "URL", "TEXT")]
+    texts = [v["text"] for k, v in events if k == "pair"]
+    for min_prob in (0.0, 0.9):
+        stage = pipeline.Stage1("i", "x", resources, batch_size=32, min_lid_prob=min_prob)
+        list(stage.run(iter(events)))
+        _l, _p, _langs, reasons = pipeline.identify(texts, resources, min_prob)
+        lid = stage.stats()["accounting"]["lid"]
+        assert lid["rejected"] == dict(Counter(r for r in reasons if r is not None))
+        assert lid["out"] == sum(r is None for r in reasons) and lid["balanced"]
+    assert lid["rejected"]["low_lid_prob"] > 0
