@@ -102,6 +102,22 @@ def pad_entry(entry: str) -> str:
     return f"{left}{core}{right}"
 
 
+def _already_clean(text: str) -> bool:
+    """True when cleaning would return `text` unchanged: the common case, decided in C calls.
+
+    isprintable() is False for every control, format, surrogate and separator character
+    except the ASCII space, which covers what the control and whitespace rules would touch.
+    """
+    return (
+        bool(text)
+        and text.isprintable()
+        and text[0] != " "
+        and text[-1] != " "
+        and "  " not in text
+        and (text.isascii() or ("\ufffd" not in text and unicodedata.is_normalized("NFC", text)))
+    )
+
+
 def clean_alt_text(raw: object, max_chars: int = MAX_TEXT_CHARS) -> tuple[str | None, str | None]:
     """Normalise raw alt-text: NFC, control/zero-width characters dropped, whitespace runs collapsed.
 
@@ -116,6 +132,8 @@ def clean_alt_text(raw: object, max_chars: int = MAX_TEXT_CHARS) -> tuple[str | 
         return None, "not_text"
     if len(raw) > 4 * max_chars + 1024:  # cheap early exit before normalising megabytes
         return None, "text_too_long"
+    if _already_clean(raw):
+        return (raw, None) if len(raw) <= max_chars else (None, "text_too_long")
     text = unicodedata.normalize("NFC", raw)
     text = text.replace("\ufffd", " ")
     text = _CONTROL_RE.sub(" ", text)

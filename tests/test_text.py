@@ -163,3 +163,25 @@ def test_clean_properties(raw):
     assert len(text) <= 40
     assert clean_alt_text(text, max_chars=40) == (text, None)  # idempotent
     assert unicodedata.is_normalized("NFC", text)
+
+
+def _clean_reference(raw: str, max_chars: int = MAX_TEXT_CHARS):
+    """The cleaning rules spelled out step by step, without the fast path."""
+    import re
+    import unicodedata
+
+    text = unicodedata.normalize("NFC", raw).replace("\ufffd", " ")
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]", " ", text)
+    text = re.sub(r"\s+", " ", text).strip()
+    if not text:
+        return None, "empty_text"
+    if len(text) > max_chars:
+        return None, "text_too_long"
+    return text, None
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab Z.,\t\n\r\x00\x7f\x85\u00a0\u200b\u2028\ufeff\ufffdé\u0301e東ไ  ")), max_size=30))
+def test_clean_alt_text_fast_path_equals_the_rules(raw):
+    assert clean_alt_text(raw) == _clean_reference(raw)
+    assert clean_alt_text(raw, max_chars=5) == _clean_reference(raw, max_chars=5)
