@@ -13,6 +13,7 @@ Per-field options live in the field's metadata (see `option`):
     repeat   tuple/list/dict fields: the flag may be repeated, each use adds one item
              (dict items as KEY=VALUE, merged over the file's dict)
     cli      False: no flag (still settable from the JSON file and --set)
+    metavar  the value's name in --help (default: derived from the type, e.g. INT)
 
 Types understood (after resolving `from __future__` annotations): int, float, bool, str,
 tuple[...] / list[...] (items coerced to the element type), dict, and `X | None` of those.
@@ -37,9 +38,12 @@ SIMPLE = (bool, int, float, str)
 
 def option(default: Any = dataclasses.MISSING, *, help: str | None = None,
            default_factory: Any = dataclasses.MISSING, flags: Iterable[str] | None = None,
-           aliases: Iterable[str] = (), repeat: bool = False, cli: bool = True) -> Any:
+           aliases: Iterable[str] = (), repeat: bool = False, cli: bool = True,
+           metavar: str | None = None) -> Any:
     """`dataclasses.field` with the command-line options of this module in its metadata."""
     meta: dict[str, Any] = {"help": help, "aliases": tuple(aliases), "repeat": repeat, "cli": cli}
+    if metavar is not None:
+        meta["metavar"] = metavar
     if flags is not None:
         meta["flags"] = tuple(flags)
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
@@ -154,6 +158,11 @@ def json_value(ft: FieldType, value, name: str):
         if isinstance(value, str):  # one item given without brackets
             value = [value]
         ok = isinstance(value, list | tuple)
+        if ok and ft.item is not None:  # items of tuple[str, ...] etc. are checked like fields
+            try:
+                value = [json_value(FieldType(ft.item), x, name) for x in value]
+            except ValueError:
+                ok = False
         value = ft.base(value) if ok else value
     else:
         ok = isinstance(value, dict)
@@ -224,6 +233,16 @@ def _label(cls) -> str:
 # --- argparse -----------------------------------------------------------------------------------
 
 
+class _ExplicitNone:
+    """A flag given as `none`/`null`: unlike argparse's default None it overrides the file's value."""
+
+    def __repr__(self) -> str:
+        return "None"
+
+
+EXPLICIT_NONE = _ExplicitNone()
+
+
 class _Converter:
     """argparse `type=` for one field (argparse prints the message of ArgumentTypeError)."""
 
@@ -232,9 +251,10 @@ class _Converter:
 
     def __call__(self, text: str):
         try:
-            return parse_value(self.ft, text, self.name)
+            value = parse_value(self.ft, text, self.name)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
+        return EXPLICIT_NONE if value is None else value
 
 
 def flags_of(field: dataclasses.Field) -> tuple[str, ...]:
@@ -280,11 +300,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, *, exclude: Itera
             item = FieldType(ft.item or str) if ft.base is not dict else None
             conv = _Converter(item, f.name) if item else _pair
             group.add_argument(*flags, dest=f.name, action="append", default=None, type=conv,
-                               metavar="KEY=VALUE" if ft.base is dict else type_name(item).upper(),
+                               metavar=f.metadata.get("metavar")
+                               or ("KEY=VALUE" if ft.base is dict else type_name(item).upper()),
                                help=help_text)
         else:
             group.add_argument(*flags, dest=f.name, type=_Converter(ft, f.name), default=None,
-                               metavar=type_name(ft).split()[0].upper(), help=help_text)
+                               metavar=f.metadata.get("metavar") or type_name(ft).split()[0].upper(),
+                               help=help_text)
     return group
 
 
@@ -324,6 +346,9 @@ def overrides_from_args(cls, args: argparse.Namespace, base=None) -> dict:
     for name, ft in types_.items():
         value = getattr(args, name, None)
         if value is None:
+            continue
+        if value is EXPLICIT_NONE:
+            changes[name] = None
             continue
         if fields[name].metadata.get("repeat") and ft.base is dict:
             merged = dict(getattr(base, name, None) or {}) if name not in changes else dict(changes[name])

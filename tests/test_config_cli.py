@@ -147,3 +147,35 @@ def test_unsupported_field_type_is_reported():
 
     with pytest.raises(TypeError, match="unsupported type"):
         config_cli.add_config_arguments(argparse.ArgumentParser(), Odd)
+
+
+def test_metavar_option_names_the_value_in_help():
+    @dataclass(frozen=True)
+    class Paths:
+        out: str = option("", metavar="DIR", help="where to write")
+        src: tuple[str, ...] = option((), flags=("--src",), repeat=True, metavar="PATH")
+        n: int = 1
+
+    p = argparse.ArgumentParser()
+    config_cli.add_config_arguments(p, Paths)
+    text = p.format_help()
+    assert "--out DIR" in text and "--src PATH" in text and "--n INT" in text
+    args = p.parse_args(["--out", "o", "--src", "a", "--src", "b"])
+    assert config_cli.config_from_args(Paths, args) == Paths(out="o", src=("a", "b"))
+
+
+def test_list_items_are_type_checked_in_json():
+    assert config_cli.from_dict(DemoConfig, {"ids": [1, 2], "langs": "de"}) == DemoConfig(ids=(1, 2), langs=("de",))
+    with pytest.raises(ValueError, match="expected list of int"):
+        config_cli.from_dict(DemoConfig, {"ids": [1, "2"]})
+    with pytest.raises(ValueError, match="expected list of str"):
+        config_cli.from_dict(DemoConfig, {"langs": ["en", None]})
+    assert config_cli.from_dict(DemoConfig, {"table": [1, "x"]}).table == [1, "x"]  # untyped list: as is
+
+
+def test_none_flag_overrides_a_value_from_the_file(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"model": "file.bin"}))
+    assert _cfg(["--config", str(path)]).model == "file.bin"
+    assert _cfg(["--config", str(path), "--model", "null"]).model is None
+    assert _cfg(["--config", str(path), "--set", "model=none"]).model is None

@@ -46,6 +46,76 @@ def test_defaults_are_the_paper_and_flags_override_a_json_file(tmp_path):
 def test_example_config_loads():
     cfg = CurateConfig.from_json(os.path.join(ROOT, "infra", "curate.json"))
     assert cfg.t_en == T_EN_METACLIP2 and cfg.inputs and cfg.metadata.startswith("s3://")
+    # the way infra/submit.sh and cron-curate.sh pass it: --config plus a few flags
+    cfg = _parse(["--config", os.path.join(ROOT, "infra", "curate.json"), "--t-en", "20000", "--conf", "a=b"])
+    assert (cfg.t_en, cfg.shuffle_partitions, cfg.input_format) == (20000, 4000, "wat")
+    assert cfg.extra_spark_conf == {"a": "b"} and cfg.cache_dir == "/mnt/local/worldclip-cache"
+    cfg.validate_for_run()
+
+
+def test_every_flag_and_the_config_file_rules(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"_comment": "note", "inputs": ["f1", "f2"], "t_en": 900, "incremental": False,
+                                "lid_model": "m.ftz", "extra_spark_conf": {"a": "file", "b": "file"}}))
+    cfg = _parse(["--config", str(path), "--conf", "b=flag", "--conf", "c=x=y"])
+    assert cfg.inputs == ("f1", "f2") and cfg.t_en == 900 and cfg.incremental is False
+    assert cfg.extra_spark_conf == {"a": "file", "b": "flag", "c": "x=y"}  # --conf merges over the file
+    cfg = _parse(["--config", str(path), "-i", "x", "--input", "y", "--incremental", "--lid-model", "none",
+                  "--metadata", "m", "--output", "o", "--input-format", "parquet", "--url-col", "u",
+                  "--text-col", "t", "--en-lang", "de", "--min-lid-prob", "0.5", "--master", "local[2]",
+                  "--partitions", "3", "--shuffle-partitions", "4", "--batch-size", "5", "--arrow-batch-rows", "6",
+                  "--max-loaded-automata", "7", "--rows-per-file", "8", "--cache-dir", "c", "--fail-after", "stage1",
+                  "--set", "count_only_reasons=no_match"])
+    assert cfg == CurateConfig(inputs=("x", "y"), metadata="m", output="o", input_format="parquet", url_col="u",
+                               text_col="t", t_en=900, en_lang="de", min_lid_prob=0.5, lid_model=None,
+                               master="local[2]", partitions=3, shuffle_partitions=4, batch_size=5,
+                               arrow_batch_rows=6, max_loaded_automata=7, rows_per_file=8,
+                               count_only_reasons=("no_match",), incremental=True, cache_dir="c",
+                               fail_after="stage1", extra_spark_conf={"a": "file", "b": "file"})
+    # the same fields under a "curate" key of a shared file
+    (tmp_path / "all.json").write_text(json.dumps({"curate": {"t_en": 7}, "download": {"threads": 1}}))
+    assert _parse(["--config", str(tmp_path / "all.json")]).t_en == 7
+
+
+def test_clip400m_against_t_en_from_flags_set_and_file(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"t_en": 500}))
+    assert _parse(["--config", str(path), "--clip400m"]).t_en == T_EN_CLIP400M  # the flag beats the file
+    assert _parse(["--clip400m", "--t-en", str(T_EN_CLIP400M)]).t_en == T_EN_CLIP400M
+    with pytest.raises(ValueError, match="disagree"):
+        _parse(["--clip400m", "--set", "t_en=5"])
+    with pytest.raises(ValueError, match="disagree"):
+        _parse(["--t-en", "5", "--clip400m"])
+
+
+@pytest.mark.parametrize("doc, match", [
+    ({"t_en": "170000"}, "expected int"),
+    ({"incremental": "no"}, "expected bool"),
+    ({"inputs": ["a", 1]}, "expected list of str"),
+    ({"extra_spark_conf": ["a=b"]}, "expected object"),
+    ({"input_format": "csv"}, "input_format must be one of"),
+    ({"t_enn": 1}, "unknown curate config keys"),
+])
+def test_bad_config_files_name_the_file(tmp_path, doc, match):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=match) as e:
+        _parse(["--config", str(path)])
+    assert str(path) in str(e.value)
+
+
+def test_bad_flags_are_argparse_errors_and_help_lists_every_flag(capsys):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for argv in (["--conf", "novalue"], ["--t-en", "many"], ["--inputs", "x"], ["--count-only-reasons", "x"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+    assert "KEY=VALUE" in capsys.readouterr().err
+    text = parser.format_help()
+    for flag in ("--config FILE", "--input PATH_OR_GLOB, -i PATH_OR_GLOB", "--clip400m", "--conf KEY=VALUE",
+                 "--incremental, --no-incremental", "--t-en INT", "--set KEY=VALUE", "--fail-after PHASE"):
+        assert flag in text
+    assert "(default: 170000)" in text and "count-only" not in text
 
 
 def test_expand_inputs_globs_dirs_and_list_files(tmp_path):
