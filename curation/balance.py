@@ -90,11 +90,21 @@ def keep_probabilities(entry_id_lists: Iterable[Sequence[int]], probs: np.ndarra
     sort, and the miss probabilities summed in log space per text.
     """
     lists = [ids.ravel() if isinstance(ids, np.ndarray) else np.asarray(ids, dtype=np.int64) for ids in entry_id_lists]
-    n = len(lists)
-    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=n)
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    flat = np.concatenate(lists) if lengths.sum() else np.zeros(0, dtype=np.int64)
+    return keep_probabilities_flat(flat, lengths, probs)
+
+
+def keep_probabilities_flat(flat: np.ndarray, lengths: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """keep_probabilities for lists given flat: ids of all texts concatenated, plus each text's length.
+
+    The Arrow form of a list column (values + offsets), so Spark batches need no Python list per text.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n = len(lengths)
     if lengths.sum() == 0:
         return np.zeros(n, dtype=np.float64)
-    flat = np.concatenate(lists).astype(np.int64, copy=False)
+    flat = np.asarray(flat).astype(np.int64, copy=False)
     if flat.min() < 0 or flat.max() >= len(probs):
         raise IndexError(f"entry id out of range [0, {len(probs)}): min {flat.min()}, max {flat.max()}")
     seg = np.repeat(np.arange(n), lengths)

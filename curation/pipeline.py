@@ -431,30 +431,13 @@ def table_pair_chunks(path, url_col: str, text_col: str, chunk_rows: int = 8192
     The same records, pairs and rejects as curation.wat.iter_table_events (one row = one record;
     URL rejects, then text rejects), without one event tuple per row.
     """
-    import pyarrow.parquet as pq
-
     from curation.text import clean_alt_text
     from curation.urls import image_uuid, normalize_url
-    from curation.wat import _text_of, excerpt
+    from curation.wat import _text_of, excerpt, parquet_url_text_batches
 
-    try:
-        pf = pq.ParquetFile(path)
-    except pa.ArrowInvalid as e:  # not a Parquet file, or a corrupt footer
-        yield {name: [] for name in PAIR_COLUMNS}, [("corrupt_table", excerpt(str(e)))], 1
-        return
-    names = pf.schema_arrow.names
-    missing = [c for c in (url_col, text_col) if c not in names]
-    if missing:
-        raise ValueError(f"{path}: no column(s) {missing}; columns are {names}")
-    batches = pf.iter_batches(batch_size=chunk_rows, columns=[url_col, text_col])
-    done = 0
-    while True:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except pa.ArrowInvalid as e:  # a corrupt page: the rest of the file is unreadable
-            yield {name: [] for name in PAIR_COLUMNS}, [("corrupt_table", excerpt(f"after {done} rows: {e}"))], 1
+    for batch in parquet_url_text_batches(path, url_col, text_col, chunk_rows):
+        if isinstance(batch, tuple):  # ('corrupt_table', detail): one record lost, then the file ends
+            yield {name: [] for name in PAIR_COLUMNS}, [batch], 1
             return
         uuids, urls, texts, rejects = [], [], [], []
         raw_texts = batch.column(1).to_pylist()
@@ -474,7 +457,6 @@ def table_pair_chunks(path, url_col: str, text_col: str, chunk_rows: int = 8192
             urls.append(norm)
             texts.append(clean)
         n = len(texts)
-        done += batch.num_rows
         yield ({"uuid": uuids, "url": urls, "text": texts, "source": ["table"] * n, "page_url": [""] * n},
                rejects, batch.num_rows)
 
@@ -520,30 +502,6 @@ def balance_counts(counts: pa.Table, num_entries: Mapping[str, int], t_en: float
 
 
 # --- stage 2: the offline sample -----------------------------------------------------------------
-
-
-def keep_probabilities_flat(flat: np.ndarray, lengths: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """balance.keep_probabilities for lists given flat (ids, lengths): the same operations in the
-    same order, so the same floats, without one Python object per list."""
-    n = len(lengths)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if lengths.sum() == 0:
-        return np.zeros(n, dtype=np.float64)
-    flat = np.asarray(flat).astype(np.int64, copy=False)
-    if flat.min() < 0 or flat.max() >= len(probs):
-        raise IndexError(f"entry id out of range [0, {len(probs)}): min {flat.min()}, max {flat.max()}")
-    seg = np.repeat(np.arange(n), lengths)
-    order = np.lexsort((flat, seg))
-    flat, seg = flat[order], seg[order]
-    first = np.ones(len(flat), dtype=bool)  # drop repeats of an id within one text
-    first[1:] = (flat[1:] != flat[:-1]) | (seg[1:] != seg[:-1])
-    flat, seg = flat[first], seg[first]
-    with np.errstate(divide="ignore"):
-        log_miss = np.log1p(-np.asarray(probs)[flat].astype(np.float64))  # -inf where prob == 1
-    sums = np.bincount(seg, weights=log_miss, minlength=n)
-    out = -np.expm1(sums)
-    out[lengths == 0] = 0.0
-    return out
 
 
 def curate_batches(batches: Iterable[pa.RecordBatch], *, probs_by_lang: Mapping[str, np.ndarray], seed: int,
@@ -592,7 +550,7 @@ def curate_batches(batches: Iterable[pa.RecordBatch], *, probs_by_lang: Mapping[
             starts, lengths = id_offsets[:-1][members], np.diff(id_offsets)[members]
             # the ids of the members' lists, in order: start of each list repeated + position in it
             pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            keep_probs[members] = keep_probabilities_flat(id_values[np.repeat(starts, lengths) + pos], lengths, probs)
+            keep_probs[members] = balance.keep_probabilities_flat(id_values[np.repeat(starts, lengths) + pos], lengths, probs)
         keep = balance.keep_decisions(uuid_has, keep_probs, seed, epoch)
         if not keep.any():
             continue

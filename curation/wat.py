@@ -371,15 +371,19 @@ def iter_table_events(
         yield from _jsonl_events(path, url_col, text_col)
 
 
-def _parquet_events(path, url_col: str, text_col: str, batch_size: int) -> Iterator[tuple[str, object]]:
+def parquet_url_text_batches(path, url_col: str, text_col: str, batch_size: int):
+    """(url, text) record batches of a Parquet table, then at most one ('corrupt_table', detail) string
+    pair when the file or a page is unreadable (the rest of the file is then lost and counted once).
+
+    Shared by the event path (_parquet_events) and the column path of curation.pipeline.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(path)
     except pa.ArrowInvalid as e:  # not a Parquet file, or a corrupt footer
-        yield "record", None
-        yield "reject", ("corrupt_table", excerpt(str(e)))
+        yield ("corrupt_table", excerpt(str(e)))
         return
     names = pf.schema_arrow.names
     missing = [c for c in (url_col, text_col) if c not in names]
@@ -393,14 +397,20 @@ def _parquet_events(path, url_col: str, text_col: str, batch_size: int) -> Itera
         except StopIteration:
             return
         except pa.ArrowInvalid as e:  # a corrupt page: the rest of the file is unreadable
-            yield "record", None
-            yield "reject", ("corrupt_table", excerpt(f"after {done} rows: {e}"))
+            yield ("corrupt_table", excerpt(f"after {done} rows: {e}"))
             return
-        urls = batch.column(0).to_pylist()
-        texts = batch.column(1).to_pylist()
-        for url, text in zip(urls, texts, strict=True):
+        done += batch.num_rows
+        yield batch
+
+
+def _parquet_events(path, url_col: str, text_col: str, batch_size: int) -> Iterator[tuple[str, object]]:
+    for batch in parquet_url_text_batches(path, url_col, text_col, batch_size):
+        if isinstance(batch, tuple):
+            yield "record", None
+            yield "reject", batch
+            return
+        for url, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
             yield from _row_events(url, text)
-        done += len(urls)
 
 
 def _jsonl_events(path, url_col: str, text_col: str) -> Iterator[tuple[str, object]]:

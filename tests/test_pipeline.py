@@ -210,13 +210,15 @@ def test_balance_counts_covers_every_metadata_language():
         pipeline.dense_counts(pa.table({"lang": ["xx"], "entry_id": [0], "count": [1]}), {"en": 1})
 
 
-def test_keep_probabilities_flat_is_balance_keep_probabilities_exactly():
+def test_keep_probabilities_flat_equals_the_per_text_definition():
     rng = np.random.default_rng(11)
     probs = rng.uniform(0, 1, 50).astype(np.float32)
     probs[[3, 7]] = 1.0
     lists = [rng.integers(0, 50, int(rng.integers(0, 6))) for _ in range(400)]  # repeats and empty lists
     lengths = np.array([len(x) for x in lists])
     flat = np.concatenate(lists)
-    assert np.array_equal(pipeline.keep_probabilities_flat(flat, lengths, probs), balance.keep_probabilities(lists, probs))
+    expected = [balance.keep_probability(ids, probs) for ids in lists]  # 1 - prod(1 - p), text by text
+    assert balance.keep_probabilities_flat(flat, lengths, probs) == pytest.approx(expected, abs=1e-12)
+    assert np.array_equal(balance.keep_probabilities_flat(flat, lengths, probs), balance.keep_probabilities(lists, probs))
     with pytest.raises(IndexError):
-        pipeline.keep_probabilities_flat(np.array([50]), np.array([1]), probs)
+        balance.keep_probabilities_flat(np.array([50]), np.array([1]), probs)
