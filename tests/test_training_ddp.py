@@ -87,6 +87,9 @@ def _loss_worker(rank: int, world: int, init_file: str, local_loss: bool, out_di
     loss = ContrastiveLoss(local_loss=local_loss)(img, txt, torch.tensor(5.0))
     loss.backward()
     torch.save({"loss": loss.detach(), "gi": img.grad, "gt": txt.grad}, f"{out_dir}/r{rank}.pt")
+    # both ranks leave the backward collectives before either tears gloo down: a rank that
+    # destroys its group while the other still talks to it aborts ("terminate called ...")
+    dist.barrier()
     dist.destroy_process_group()
 
 
