@@ -31,6 +31,7 @@ propagate (the task is retried) so that no data is silently lost.
 
 from __future__ import annotations
 
+import filecmp
 import gzip
 import hashlib
 import io
@@ -639,7 +640,10 @@ def write_wat(path: str | os.PathLike, pages: Iterable[dict], warcinfo: bool = T
         for index, page in enumerate(pages):
             f.write(gzip_member(wat_record_bytes(page, filename, index)))
             count += 1
-    os.replace(tmp, path)
+    if os.path.isfile(path) and filecmp.cmp(tmp, path, shallow=False):
+        os.unlink(tmp)  # unchanged: keep the old file (and its mtime) so incremental reruns reuse it
+    else:
+        os.replace(tmp, path)
     return count
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -382,3 +383,15 @@ def test_minimal_stream_object():
     data, expected = bad_wat_bytes()
     records = per_record(iter_wat_events(_ReadOnly(data), "stream"))
     assert [outcome(r) for r in records] == expected
+
+
+def test_rewriting_identical_wat_keeps_the_file_so_incremental_reruns_reuse_it(tmp_path):
+    pages = [{"page_url": PAGE, "links": [{"url": "/a.jpg", "alt": "Hund"}]}]
+    path = tmp_path / "s.wat.gz"
+    write_wat(path, pages)
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    write_wat(path, pages)
+    assert path.stat().st_mtime_ns == 1_000_000_000, "identical content must not touch the file"
+    write_wat(path, pages + [{"page_url": PAGE, "links": [{"url": "/b.jpg", "alt": "Katze"}]}])
+    assert path.stat().st_mtime_ns != 1_000_000_000, "changed content replaces the file"
+    assert not list(tmp_path.glob("*.tmp-*"))
