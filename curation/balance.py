@@ -56,7 +56,12 @@ def entry_probabilities(counts: np.ndarray, t: float) -> np.ndarray:
 
 
 def language_thresholds(counts_by_lang: dict[str, np.ndarray], t_en: float, en: str = "en") -> dict[str, dict]:
-    """Per language: t, p and totals. English uses t_en itself; others use p_to_t(p)."""
+    """Per language: t, p and totals. English uses t_en itself; others use p_to_t(p).
+
+    `drops_language` marks the paper's degenerate case: p so small that the closest cumulative
+    share is a zero count, so t = 0 and every matched text of the language gets probability 0.
+    It does not happen at web scale; on small inputs the job warns about it.
+    """
     if en not in counts_by_lang:
         raise ValueError(f"no counts for the reference language {en!r}: cannot derive the tail proportion")
     p = tail_proportion(counts_by_lang[en], t_en)
@@ -71,6 +76,7 @@ def language_thresholds(counts_by_lang: dict[str, np.ndarray], t_en: float, en: 
             "total_count": int(c.sum()),
             "entries": int(c.size),
             "matched_entries": int((c > 0).sum()),
+            "drops_language": bool(t == 0 and c.sum() > 0),
         }
     return out
 

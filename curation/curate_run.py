@@ -376,6 +376,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             "code_version": code,
             "inputs": {"count": len(inputs), "reused": len(reused), "read": len(new_inputs), "paths": inputs},
             "rows": rows,
+            "languages_dropped_by_t0": sorted(k for k, v in thresholds.items() if v["drops_language"]),
             "accounting": acct.to_dict(),
             "timings_s": timings,
             # CPU of the Python task bodies (not worker start-up, not the JVM): where the work is
@@ -409,6 +410,10 @@ def print_summary(manifest: dict, output: str, progress=print) -> None:
     if en is not None and en < manifest["config"]["t_en"]:
         progress(f"note: every English entry count (max {en:,}) is below t_en={manifest['config']['t_en']:,}, so p = 1 "
                  "and nothing is balanced; on a small input try a smaller --t-en")
+    dropped = manifest.get("languages_dropped_by_t0")
+    if dropped:
+        progress(f"warning: t_lang = 0 drops every text of {', '.join(dropped)}: English's tail proportion p is "
+                 "closer to 0 than to these languages' smallest count share (input too small for this t_en)")
     progress(f"outputs: {output}")
     for name in ("matched", "curated", "counts", "entry_probs", "thresholds.json", "rejects"):
         progress(f"  {name:<16} {os.path.join(output, name)}")

@@ -141,6 +141,7 @@ def test_language_thresholds(en_counts, others, t_en):
         assert row["total_count"] == sum(c)
         assert row["entries"] == len(c)
         assert row["matched_entries"] == sum(1 for x in c if x > 0)
+        assert row["drops_language"] == (t == 0 and sum(c) > 0)
         if c and sum(c) and lang != "en":
             assert t in c
 
@@ -155,6 +156,11 @@ def test_language_thresholds_edge_cases():
     out = language_thresholds({"en": np.array([10, 20]), "th": np.zeros(4, dtype=np.int64), "xx": np.array([])}, 15)
     assert out["th"]["t"] == 0 and out["th"]["total_count"] == 0 and out["th"]["matched_entries"] == 0
     assert out["xx"]["t"] == 0 and out["xx"]["entries"] == 0
+    assert not out["th"]["drops_language"] and not out["en"]["drops_language"]
+    # p ~ 0.001 is closer to the zero counts' share (0) than to 5/10: t = 0 drops all of de's texts
+    out = language_thresholds({"en": np.array([1, 1000]), "de": np.array([0, 0, 5, 5])}, t_en=2)
+    assert out["de"]["t"] == 0 and out["de"]["drops_language"]
+    assert entry_probabilities(np.array([0, 0, 5, 5]), 0).tolist() == [1.0, 1.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="'en'"):
         language_thresholds({"de": np.array([1])}, 10)
 
