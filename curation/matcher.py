@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from operator import itemgetter
 
 import ahocorasick
 import numpy as np
 
-from curation.text import pad_entry, spacing
+from curation.text import pad_entry, spacing, spacing_joined
 
 EMPTY_IDS = np.zeros(0, dtype=np.int32)
+_INT32_MAX = 2**31 - 1
 _value = itemgetter(1)  # (end_index, entry_id) -> entry_id
 
 
@@ -88,14 +90,64 @@ def match_ids(automaton: ahocorasick.Automaton, text: str) -> np.ndarray:
     return np.fromiter(sorted(found), dtype=np.int32, count=len(found))
 
 
+# Texts per automaton pass of match_batch (bounds the joined string, ~100 KB for alt-texts).
+_JOIN_TEXTS = 4096
+
+
 def match_batch(automaton: ahocorasick.Automaton, texts: Iterable[str]) -> list[np.ndarray]:
     """match_ids for each text of a batch.
 
-    The ids of the whole batch go into one int32 array and each text gets a slice (view) of
-    it: one numpy conversion per batch instead of one per text (~20% faster on short texts).
+    The spaced texts are joined by "\n" (text.spacing_joined) and scanned in one automaton
+    pass: no key contains "\n", so no match crosses a text boundary and the automaton is back
+    at its root at each text's start. Hits are assigned to texts by position, then sorted and
+    de-duplicated per text in numpy; each text gets a slice (view) of one int32 array per pass.
+    About 1.5x faster than one iter() and one set per text on short alt-texts.
     """
     if automaton.kind != ahocorasick.AHOCORASICK:
         return [EMPTY_IDS for _ in texts]
+    if not isinstance(texts, list):
+        texts = list(texts)
+    if len(texts) <= _JOIN_TEXTS:
+        return _match_joined(automaton, texts)
+    out: list[np.ndarray] = []
+    for start in range(0, len(texts), _JOIN_TEXTS):
+        out.extend(_match_joined(automaton, texts[start:start + _JOIN_TEXTS]))
+    return out
+
+
+def _match_joined(automaton: ahocorasick.Automaton, texts: list[str]) -> list[np.ndarray]:
+    n = len(texts)
+    joined = spacing_joined(texts)
+    if joined is None:
+        return _match_each(automaton, texts)
+    # (end, id) pairs, flattened in C
+    flat = np.fromiter(chain.from_iterable(automaton.iter(joined)), dtype=np.int64)
+    if not flat.size:
+        return [EMPTY_IDS] * n
+    ends, values = flat[0::2], flat[1::2]
+    lo, hi = int(values.min()), int(values.max())
+    if lo < 0 or hi > _INT32_MAX:  # not ids this module stores: the general path
+        return _match_each(automaton, texts)
+    # text of each hit = number of separators before its end (ends index code points)
+    chars = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    text_of = np.searchsorted(np.flatnonzero(chars == 10), ends)
+    width = hi + 1
+    keys = np.sort(text_of * width + values)  # by text, then id
+    if keys.size > 1:  # drop duplicates (np.unique is hash-based and slower in numpy >= 2.3)
+        first = np.empty(keys.size, dtype=bool)
+        first[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=first[1:])
+        keys = keys[first]
+    owner = keys // width
+    ids = (keys - owner * width).astype(np.int32)
+    bounds = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner, minlength=n), out=bounds[1:])
+    b = bounds.tolist()
+    return [ids[s:e] if e > s else EMPTY_IDS for s, e in zip(b[:-1], b[1:], strict=True)]
+
+
+def _match_each(automaton: ahocorasick.Automaton, texts: Iterable[str]) -> list[np.ndarray]:
+    """match_batch one text at a time (texts spacing_joined refuses)."""
     it = automaton.iter
     flat: list[int] = []
     ends: list[int] = []

@@ -209,8 +209,9 @@ def iter_input_events(path: str, fmt: str, url_col: str, text_col: str) -> Itera
     yield from wat.iter_table_events(path, url_col, text_col, fmt)
 
 
-def _list_array(lists: Sequence[np.ndarray]) -> pa.Array:
-    lengths = np.fromiter((len(x) for x in lists), dtype=np.int32, count=len(lists))
+def _list_array(lists: Sequence[np.ndarray], lengths: np.ndarray | None = None) -> pa.Array:
+    if lengths is None:
+        lengths = np.fromiter((len(x) for x in lists), dtype=np.int32, count=len(lists))
     offsets = np.zeros(len(lists) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
     values = np.concatenate(lists).astype(np.int32, copy=False) if len(lists) else np.zeros(0, np.int32)
@@ -264,7 +265,7 @@ class Stage1:
         self.counter = EventCounter()
         self.lid_langs: Counter = Counter()
         self.matched_langs: Counter = Counter()
-        self.queues: dict[str, list[pa.Table]] = {}
+        self.queues: dict[str, list[tuple[pa.Table, list[str]]]] = {}
         self.queued_by_lang: Counter = Counter()
         self.queued = 0
         self.rejects: list[tuple[str, str, str]] = []
@@ -276,38 +277,45 @@ class Stage1:
         n = len(texts)
         if not n:
             return
-        # what `identify` decides, per language group rather than per text
+        # what `identify` decides, per language group rather than per text (grouped in numpy)
         labels, probs, langs = self.res.lid.predict_arrays(texts)
-        by_lang: dict[str, list[int]] = {}
-        for i, lang in enumerate(langs.tolist()):
-            by_lang.setdefault(lang, []).append(i)
+        encoded = pa.array(langs, pa.string()).dictionary_encode()
+        names = encoded.dictionary.to_pylist()
+        sorted_names = sorted(names)
+        rank = {lang: i for i, lang in enumerate(sorted_names)}
+        group = np.array([rank[lang] for lang in names], dtype=np.int64)[
+            encoded.indices.to_numpy(zero_copy_only=False)]  # per text: index into sorted_names
+        for lang, c in zip(sorted_names, np.bincount(group, minlength=len(names)).tolist(), strict=True):
+            self.lid_langs[lang] += c
+        known = self.res.languages
+        dropped = np.array([lang not in known for lang in sorted_names], dtype=bool)[group]
         rejected: Counter = Counter()
-        for lang in list(by_lang):
-            self.lid_langs[lang] += len(by_lang[lang])
-            if lang not in self.res.languages:
-                rejected["no_metadata_lang"] += len(by_lang.pop(lang))
-            elif self.min_lid_prob > 0:
-                sure = [i for i in by_lang[lang] if probs[i] >= self.min_lid_prob]
-                rejected["low_lid_prob"] += len(by_lang[lang]) - len(sure)
-                if sure:
-                    by_lang[lang] = sure
-                else:
-                    del by_lang[lang]
+        rejected["no_metadata_lang"] = int(dropped.sum())
+        if self.min_lid_prob > 0:
+            low = ~dropped & ~(probs >= self.min_lid_prob)
+            rejected["low_lid_prob"] = int(low.sum())
+            dropped |= low
         self.acct.add("lid", n, n - sum(rejected.values()), rejected)
-        if not by_lang:
+        kept = np.flatnonzero(~dropped)
+        if not kept.size:
             return
+        order = kept[np.argsort(group[kept], kind="stable")]  # by language, input order within
+        per_lang = np.bincount(group[order], minlength=len(names)).tolist()
         table = pa.Table.from_arrays(
             [pa.array(cols[name], pa.string()) for name in PAIR_COLUMNS]
             + [pa.array(labels, pa.string()), pa.array(probs, pa.float32())],
             names=[*PAIR_COLUMNS, "lid", "lid_prob"])
-        langs_in_order = sorted(by_lang)
-        order = [i for lang in langs_in_order for i in by_lang[lang]]
-        if order != list(range(n)):
+        if order.size == n and not (order[1:] < order[:-1]).any():
+            ordered_texts = list(texts)  # `cols` lists are reused by the caller
+        else:
             table = table.take(pa.array(order, pa.int64()))  # one take, then a zero-copy slice per language
+            ordered_texts = [texts[i] for i in order.tolist()]
         start = 0
-        for lang in langs_in_order:
-            m = len(by_lang[lang])
-            self.queues.setdefault(lang, []).append(table.slice(start, m))
+        for lang, m in zip(sorted_names, per_lang, strict=True):
+            if not m:
+                continue
+            # the texts stay Python strings next to their Arrow rows (matching needs them as str)
+            self.queues.setdefault(lang, []).append((table.slice(start, m), ordered_texts[start:start + m]))
             start += m
             self.queued_by_lang[lang] += m
             self.queued += m
@@ -324,22 +332,28 @@ class Stage1:
         self.queued -= m
         if not m:
             return
-        table = pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
-        found = match_batch(self.res.automaton(lang), table.column("text").to_pylist())
-        keep = [i for i, ids in enumerate(found) if ids.size]
-        self.acct.add("match", m, len(keep), {"no_match": m - len(keep)})
-        if not keep:
+        if len(pieces) > 1:
+            table = pa.concat_tables([p[0] for p in pieces])
+            texts = [t for p in pieces for t in p[1]]
+        else:
+            table, texts = pieces[0]
+        found = match_batch(self.res.automaton(lang), texts)
+        sizes = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+        keep = np.flatnonzero(sizes)
+        n = int(keep.size)
+        self.acct.add("match", m, n, {"no_match": m - n})
+        if not n:
             return
-        self.matched_langs[lang] += len(keep)
-        n = len(keep)
+        self.matched_langs[lang] += n
         kept = table.take(pa.array(keep, pa.int64()))
         cols = {name: kept.column(name).combine_chunks() for name in kept.column_names}
+        keep_list = keep.tolist()
         yield _column_batch(STAGE1, n, {
             **cols,
             "input_id": pa.array([self.input_id] * n, pa.string()),
             "kind": pa.array(["text"] * n, pa.string()),
             "lang": pa.array([lang] * n, pa.string()),
-            "entry_ids": _list_array([found[i] for i in keep]),
+            "entry_ids": _list_array([found[i] for i in keep_list], sizes[keep].astype(np.int32)),
         })
 
     def _rejects_batch(self, rejects: list[tuple[str, str, str]]) -> pa.RecordBatch:
@@ -431,8 +445,8 @@ def table_pair_chunks(path, url_col: str, text_col: str, chunk_rows: int = 8192
     The same records, pairs and rejects as curation.wat.iter_table_events (one row = one record;
     URL rejects, then text rejects), without one event tuple per row.
     """
-    from curation.text import clean_alt_text
-    from curation.urls import image_uuid, normalize_url
+    from curation.text import MAX_TEXT_CHARS, _already_clean, clean_alt_text
+    from curation.urls import canonical_flags, image_uuid, normalize_url
     from curation.wat import _text_of, excerpt, parquet_url_text_batches
 
     for batch in parquet_url_text_batches(path, url_col, text_col, chunk_rows):
@@ -440,22 +454,32 @@ def table_pair_chunks(path, url_col: str, text_col: str, chunk_rows: int = 8192
             yield {name: [] for name in PAIR_COLUMNS}, [batch], 1
             return
         uuids, urls, texts, rejects = [], [], [], []
+        add_uuid, add_url, add_text, add_reject = uuids.append, urls.append, texts.append, rejects.append
         raw_texts = batch.column(1).to_pylist()
         if batch.column(1).type not in (pa.string(), pa.large_string()):
             # valid UTF-8 (an Arrow string column) cannot hold the lone surrogates _text_of replaces
             raw_texts = [_text_of(t) for t in raw_texts]
-        for url, text in zip(batch.column(0).to_pylist(), raw_texts, strict=True):
-            norm, reason = normalize_url(url)
-            if norm is None:
-                rejects.append((reason, excerpt(url)))
-                continue
-            clean, reason = clean_alt_text(text)
-            if clean is None:
-                rejects.append((reason, excerpt(text)))
-                continue
-            uuids.append(image_uuid(norm))
-            urls.append(norm)
-            texts.append(clean)
+        url_col_ = batch.column(0)
+        # the common cases decided without a call: canonical URLs (flagged per column in C)
+        # and alt-texts clean_alt_text would return unchanged; the rest as before
+        for url, text, canonical in zip(url_col_.to_pylist(), raw_texts, canonical_flags(url_col_), strict=True):
+            if canonical:
+                norm = url
+            else:
+                norm, reason = normalize_url(url)
+                if norm is None:
+                    add_reject((reason, excerpt(url)))
+                    continue
+            if text.__class__ is str and len(text) <= MAX_TEXT_CHARS and _already_clean(text):
+                clean = text
+            else:
+                clean, reason = clean_alt_text(text)
+                if clean is None:
+                    add_reject((reason, excerpt(text)))
+                    continue
+            add_uuid(image_uuid(norm))
+            add_url(norm)
+            add_text(clean)
         n = len(texts)
         yield ({"uuid": uuids, "url": urls, "text": texts, "source": ["table"] * n, "page_url": [""] * n},
                rejects, batch.num_rows)

@@ -31,6 +31,11 @@ from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import idna
 
+try:  # the OpenSSL constructor itself: same digest, less call overhead (one call per image link)
+    from _hashlib import openssl_sha224 as _sha224
+except ImportError:  # Python built without OpenSSL
+    _sha224 = hashlib.sha224
+
 MAX_URL_CHARS = 2048
 URL_REJECT_REASONS = ("unsupported_scheme", "data_uri", "invalid_url", "url_too_long")
 
@@ -49,6 +54,11 @@ _HOST_RE = re.compile(r"^[a-z0-9_.\-]+$|^\[[0-9a-f:.]+\]$")
 # "/." (possible dot segment). Anything else takes the slow path, which gives the same result.
 _CANONICAL_RE = re.compile(
     r"^(https?)://[a-z0-9_\-]+(?:\.[a-z0-9_\-]+)*(?::(\d{1,5}))?/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*(?:\?[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)?$"
+)
+# The same test without the port, for whole Arrow columns (RE2, where "$" is the end of the
+# text only; Python's "$" also matches before a final "\n", which then takes the slow path).
+_CANONICAL_NO_PORT_RE2 = (
+    r"^https?://[a-z0-9_\-]+(?:\.[a-z0-9_\-]+)*/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*(?:\?[A-Za-z0-9\-._~!$&'()*+,;=:@/?]*)?$"
 )
 # A cheap cap before any parsing: no valid result can come from a longer input.
 _MAX_RAW_CHARS = 4 * MAX_URL_CHARS
@@ -125,6 +135,23 @@ def _is_canonical(url: str) -> bool:
     return port is None or (int(port) != _DEFAULT_PORTS[m.group(1)] and 0 < int(port) < 65536)
 
 
+def canonical_flags(urls) -> list[bool]:
+    """Per URL of an Arrow string array: True where normalize_url(url) is (url, None) for sure.
+
+    Decided in C for a whole column (the fast path of normalize_url, for URLs without a
+    port); False means "not known" (nulls, ports, anything else): call normalize_url.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(urls.type) or pa.types.is_large_string(urls.type)):
+        return [False] * len(urls)
+    ok = pc.and_kleene(pc.match_substring_regex(urls, _CANONICAL_NO_PORT_RE2),
+                       pc.invert(pc.match_substring(urls, "/.")))
+    ok = pc.and_kleene(ok, pc.less_equal(pc.utf8_length(urls), MAX_URL_CHARS))
+    return pc.fill_null(ok, False).to_pylist()
+
+
 def _normalize(url: str, base: str | None) -> tuple[str | None, str | None]:
     """The full normalisation (normalize_url without its fast path for canonical URLs)."""
     if len(url) > _MAX_RAW_CHARS:
@@ -191,4 +218,4 @@ def _normalize(url: str, base: str | None) -> tuple[str | None, str | None]:
 
 def image_uuid(normalized_url: str) -> str:
     """First 24 hex characters of sha224(normalised URL, UTF-8), MetaCLIP's image key."""
-    return hashlib.sha224(normalized_url.encode("utf-8")).hexdigest()[:24]
+    return _sha224(normalized_url.encode()).hexdigest()[:24]  # str.encode() is UTF-8
