@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import ipaddress
 import logging
 import os
 import socket
@@ -25,6 +24,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from curation.fetch import address_refusal
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +70,23 @@ class Result:
 
 
 def check_host(url: str, allow_private: bool = False) -> None:
-    """Refuse non-http(s) URLs and hosts that resolve to non-public addresses."""
+    """Refuse non-http(s) URLs and hosts that resolve to non-public addresses.
+
+    The address policy is the download job's (curation.fetch.address_refusal): allow_private
+    admits private and loopback addresses, link-local (cloud metadata) never.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RefusedAddress(f"{url}: only http(s) URLs with a host are fetched")
-    if allow_private:
-        return
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
     except socket.gaierror as exc:
         raise DownloadError(f"{url}: cannot resolve {parts.hostname}: {exc}") from exc
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
-        if not ip.is_global:
-            raise RefusedAddress(f"{url}: {parts.hostname} resolves to non-public {ip}; pass allow_private to fetch it")
+        why = address_refusal(info[4][0], allow_loopback=allow_private, allow_private=allow_private)
+        if why:
+            raise RefusedAddress(f"{url}: {parts.hostname} resolves to non-public {info[4][0]} ({why}); "
+                                 "pass allow_private to fetch private or loopback hosts")
 
 
 def parse_sums(text: str) -> dict[str, str]:
