@@ -177,3 +177,19 @@ class Matcher:
 
     def match(self, texts: Iterable[str]) -> list[np.ndarray]:
         return match_batch(self.automaton, texts)
+
+
+def automaton_digest(automaton: ahocorasick.Automaton) -> str:
+    """sha256 of an automaton's sorted (key, entry id) pairs.
+
+    pyahocorasick's saved file embeds memory addresses and padding, so the bytes of two saves of
+    the same entries differ; this digest does not, so reruns are compared by it.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    if automaton.kind == ahocorasick.AHOCORASICK:
+        for key, value in sorted(automaton.items()):
+            h.update(key.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00%d\x00" % value)
+    return h.hexdigest()

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.matcher import build_automaton, load_automaton, save_automaton
+from curation.matcher import automaton_digest, build_automaton, load_automaton, save_automaton
 from curation.schemas import METADATA_ENTRIES
 
 MANIFEST = "manifest.json"
@@ -56,7 +56,8 @@ def write_language(root: str | os.PathLike, lang: str, entries: Sequence[str], s
     pq.write_table(table, tmp, compression="zstd", write_statistics=False, store_schema=True)
     os.replace(tmp, entries_path)
     ac_path = os.path.join(root, "automata", f"{lang}.ac")
-    save_automaton(build_automaton(entries), ac_path)
+    automaton = build_automaton(entries)
+    save_automaton(automaton, ac_path)
     return {
         "entries": len(entries),
         "by_source": dict(sorted(Counter(sources).items())),
@@ -64,6 +65,8 @@ def write_language(root: str | os.PathLike, lang: str, entries: Sequence[str], s
             f"entries/{lang}.parquet": file_sha256(entries_path),
             f"automata/{lang}.ac": file_sha256(ac_path),
         },
+        # the .ac bytes differ between saves of the same automaton; its content does not
+        "automaton_content_sha256": automaton_digest(automaton),
     }
 
 

@@ -221,7 +221,6 @@ def build(spark, inputs: BuildInputs, output: str, config: MetadataConfig | None
 def _write_one(root: str, lang: str, sources: dict, config: MetadataConfig, counts: dict, rank_by: str | None) -> dict:
     entries, srcs, merge_stats = merge_language(sources, config)
     info = write_language(root, lang, entries, srcs)
-    info["automaton_content_sha256"] = automaton_content_digest(os.path.join(root, "automata", f"{lang}.ac"))
     lang_counts = counts["languages"].get(lang, {})
     info["merge"] = merge_stats
     info["wikipedia"] = lang_counts.get("wikipedia", {})
@@ -229,29 +228,6 @@ def _write_one(root: str, lang: str, sources: dict, config: MetadataConfig, coun
     info["tokenizer"] = lang_counts.get("tokenizer")
     info["titles_ranked_by"] = rank_by if "wiki_title" in merge_stats else None
     return info
-
-
-def automaton_content_digest(path: str) -> str:
-    """sha256 of an automaton's sorted (key, entry id) pairs.
-
-    pyahocorasick's saved file embeds memory addresses and padding, so its bytes (and the file
-    sha256 in the manifest) differ between two builds of the same entries; this digest does not,
-    so it is what reruns are compared by.
-    """
-    import ahocorasick
-
-    from curation.matcher import load_automaton
-
-    h = hashlib.sha256()
-    try:
-        automaton = load_automaton(path)
-    except ValueError:  # an automaton without entries is never "finished"
-        return h.hexdigest()
-    if automaton.kind == ahocorasick.AHOCORASICK:
-        for key, value in sorted(automaton.items()):
-            h.update(key.encode("utf-8", "surrogatepass"))
-            h.update(b"\x00%d\x00" % value)
-    return h.hexdigest()
 
 
 def _collect_stats(rows) -> dict:
