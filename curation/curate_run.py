@@ -191,9 +191,14 @@ def _check_hook(cfg: CurateConfig, phase: str) -> None:
         raise InjectedFailure(f"fail_after={phase!r}: injected failure (testing hook)")
 
 
+# Up to this many task results are merged in the driver; more are tree-reduced in the executors
+# (each extra reduce stage costs the JVM more than merging a few dozen results here).
+DRIVER_MERGE_MAX = 64
+
+
 def _merged(rdd) -> dict:
-    """The sum of the task results of an RDD (summed in the executors, tree-wise, then here)."""
-    if rdd.getNumPartitions() > 1:
+    """The sum of the task results of an RDD (tree-reduced in the executors when there are many)."""
+    if rdd.getNumPartitions() > DRIVER_MERGE_MAX:
         return rdd.treeReduce(curate_stages.merge_results, depth=2)
     return functools.reduce(curate_stages.merge_results, rdd.collect(), curate_stages.new_result())
 

@@ -205,10 +205,12 @@ class LanguageIdentifier:
             # pybind refuses str with lone surrogates (not UTF-8 encodable); scrub, retry once
             return model.f.multilinePredict([_scrub_utf8(s) for s in lines], k, 0.0, "strict")
 
-    def predict_arrays(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Columnar top-1 prediction: (labels object array, float32 probabilities, langs object array).
+    def predict_indices(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Top-1 prediction as label indices: (int32 index into `label_table()`, float32 probabilities).
 
-        Empty or whitespace-only texts get ('', 0.0, 'other').
+        The columnar core of predict_arrays: no per-text Python objects are made for the result,
+        so callers that group by language stay in numpy. Empty or whitespace-only texts get the
+        last index (label '', language 'other') and probability 0.0.
         """
         texts = self._as_list(texts)
         n = len(texts)
@@ -226,13 +228,28 @@ class LanguageIdentifier:
             except IndexError:  # a text without any prediction (defensive; slower path)
                 idx[start:stop] = [index[lab[0]] if lab else none for lab in labels]
                 probs[start:stop] = [p[0] if len(p) else 0.0 for p in chunk_probs]
-            # empty / whitespace-only: no real prediction (rare, so found after the batch call)
-            for j, t in enumerate(chunk):
-                if not t or t.isspace():
-                    idx[start + j] = none
-                    probs[start + j] = 0.0
+            # empty / whitespace-only: no real prediction (rare; one C-level scan finds whether any)
+            if not all(chunk) or any(map(str.isspace, chunk)):
+                for j, t in enumerate(chunk):
+                    if not t or t.isspace():
+                        idx[start + j] = none
+                        probs[start + j] = 0.0
         np.minimum(probs, 1.0, out=probs)  # hierarchical softmax can exceed 1 by rounding
-        return model.short[idx], probs, model.langs[idx]
+        return idx, probs
+
+    def label_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(short labels, metadata languages) as object arrays indexed by predict_indices' indices."""
+        model = self._model
+        return model.short, model.langs
+
+    def predict_arrays(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Columnar top-1 prediction: (labels object array, float32 probabilities, langs object array).
+
+        Empty or whitespace-only texts get ('', 0.0, 'other').
+        """
+        idx, probs = self.predict_indices(texts)
+        short, langs = self.label_table()
+        return short[idx], probs, langs[idx]
 
     def predict(self, texts: Sequence[str]) -> list[tuple[str, float, str]]:
         """Top-1 (label, probability, metadata language) per text, e.g. ('zh', 0.98, 'zh')."""

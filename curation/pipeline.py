@@ -20,6 +20,8 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import compress
 
 import numpy as np
 import pyarrow as pa
@@ -269,26 +271,37 @@ class Stage1:
         self.queued_by_lang: Counter = Counter()
         self.queued = 0
         self.rejects: list[tuple[str, str, str]] = []
+        self.fill: dict[str, str] = {}  # constant columns a column input does not carry
+        self._langs = None
 
     # --- LID, queues, matching ---
 
-    def _identify(self, cols: dict[str, list]) -> Iterator[pa.RecordBatch]:
-        texts = cols["text"]
+    def _lang_tables(self):
+        """Per LID label index: the rank of its metadata language among the model's (sorted)
+        languages; those names; and per rank whether the metadata has it."""
+        if self._langs is None:
+            short, langs = self.res.lid.label_table()
+            names = sorted(set(langs.tolist()))
+            rank = {lang: i for i, lang in enumerate(names)}
+            self._langs = (np.array([rank[lang] for lang in langs.tolist()], dtype=np.int64), names,
+                           np.array([lang not in self.res.languages for lang in names], dtype=bool),
+                           pa.array(short.tolist(), pa.string()))
+        return self._langs
+
+    def _identify(self, cols: Mapping[str, object], texts: list[str]) -> Iterator[pa.RecordBatch]:
+        """LID of one batch; the kept texts are queued per language (cols: PAIR_COLUMNS as Arrow
+        arrays or lists, any subset that includes "url"; texts: the text column as str)."""
         n = len(texts)
         if not n:
             return
-        # what `identify` decides, per language group rather than per text (grouped in numpy)
-        labels, probs, langs = self.res.lid.predict_arrays(texts)
-        encoded = pa.array(langs, pa.string()).dictionary_encode()
-        names = encoded.dictionary.to_pylist()
-        sorted_names = sorted(names)
-        rank = {lang: i for i, lang in enumerate(sorted_names)}
-        group = np.array([rank[lang] for lang in names], dtype=np.int64)[
-            encoded.indices.to_numpy(zero_copy_only=False)]  # per text: index into sorted_names
-        for lang, c in zip(sorted_names, np.bincount(group, minlength=len(names)).tolist(), strict=True):
-            self.lid_langs[lang] += c
-        known = self.res.languages
-        dropped = np.array([lang not in known for lang in sorted_names], dtype=bool)[group]
+        # what `identify` decides, per language group rather than per text (in numpy)
+        idx, probs = self.res.lid.predict_indices(texts)
+        rank_of_label, names, unknown, label_strings = self._lang_tables()
+        group = rank_of_label[idx]  # per text: index into names (sorted)
+        per_name = np.bincount(group, minlength=len(names))
+        for r in np.flatnonzero(per_name).tolist():
+            self.lid_langs[names[r]] += int(per_name[r])
+        dropped = unknown[group]
         rejected: Counter = Counter()
         rejected["no_metadata_lang"] = int(dropped.sum())
         if self.min_lid_prob > 0:
@@ -300,20 +313,19 @@ class Stage1:
         if not kept.size:
             return
         order = kept[np.argsort(group[kept], kind="stable")]  # by language, input order within
-        per_lang = np.bincount(group[order], minlength=len(names)).tolist()
-        table = pa.Table.from_arrays(
-            [pa.array(cols[name], pa.string()) for name in PAIR_COLUMNS]
-            + [pa.array(labels, pa.string()), pa.array(probs, pa.float32())],
-            names=[*PAIR_COLUMNS, "lid", "lid_prob"])
+        per_lang = np.bincount(group[order], minlength=len(names))
+        arrays = {name: (v if isinstance(v, pa.Array) else pa.array(v, pa.string())) for name, v in cols.items()}
+        arrays["lid"] = label_strings.take(pa.array(idx))
+        arrays["lid_prob"] = pa.array(probs, pa.float32())
+        table = pa.Table.from_pydict(arrays)
         if order.size == n and not (order[1:] < order[:-1]).any():
-            ordered_texts = list(texts)  # `cols` lists are reused by the caller
+            ordered_texts = list(texts)  # the caller may reuse its lists
         else:
             table = table.take(pa.array(order, pa.int64()))  # one take, then a zero-copy slice per language
-            ordered_texts = [texts[i] for i in order.tolist()]
+            ordered_texts = list(map(texts.__getitem__, order.tolist()))
         start = 0
-        for lang, m in zip(sorted_names, per_lang, strict=True):
-            if not m:
-                continue
+        for r in np.flatnonzero(per_lang).tolist():
+            lang, m = names[r], int(per_lang[r])
             # the texts stay Python strings next to their Arrow rows (matching needs them as str)
             self.queues.setdefault(lang, []).append((table.slice(start, m), ordered_texts[start:start + m]))
             start += m
@@ -325,7 +337,7 @@ class Stage1:
             yield from self._match(max(sorted(self.queues), key=lambda k: self.queued_by_lang[k]))
 
     def _match(self, lang: str) -> Iterator[pa.RecordBatch]:
-        from curation.matcher import match_batch
+        from curation.matcher import match_batch_flat
 
         pieces = self.queues.pop(lang, [])
         m = self.queued_by_lang.pop(lang, 0)
@@ -333,27 +345,36 @@ class Stage1:
         if not m:
             return
         if len(pieces) > 1:
-            table = pa.concat_tables([p[0] for p in pieces])
+            table = pa.concat_tables([p[0] for p in pieces]).combine_chunks()
             texts = [t for p in pieces for t in p[1]]
         else:
             table, texts = pieces[0]
-        found = match_batch(self.res.automaton(lang), texts)
-        sizes = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+        ids, bounds = match_batch_flat(self.res.automaton(lang), texts)
+        sizes = np.diff(bounds)
         keep = np.flatnonzero(sizes)
         n = int(keep.size)
         self.acct.add("match", m, n, {"no_match": m - n})
         if not n:
             return
         self.matched_langs[lang] += n
-        kept = table.take(pa.array(keep, pa.int64()))
+        kept = table if n == m else table.take(pa.array(keep, pa.int64()))
         cols = {name: kept.column(name).combine_chunks() for name in kept.column_names}
-        keep_list = keep.tolist()
+        if "uuid" not in cols:  # hashed only for texts that matched (a column input's URLs)
+            from curation.urls import image_uuids
+
+            cols["uuid"] = pa.array(image_uuids(cols["url"].to_pylist()), pa.string())
+        for name, value in self.fill.items():
+            if name not in cols:
+                cols[name] = pa.repeat(pa.scalar(value, pa.string()), n)
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(sizes[keep], out=offsets[1:])
         yield _column_batch(STAGE1, n, {
             **cols,
-            "input_id": pa.array([self.input_id] * n, pa.string()),
-            "kind": pa.array(["text"] * n, pa.string()),
-            "lang": pa.array([lang] * n, pa.string()),
-            "entry_ids": _list_array([found[i] for i in keep_list], sizes[keep].astype(np.int32)),
+            "input_id": pa.repeat(pa.scalar(self.input_id, pa.string()), n),
+            "kind": pa.repeat(pa.scalar("text", pa.string()), n),
+            "lang": pa.repeat(pa.scalar(lang, pa.string()), n),
+            # ids of the texts without a match are empty, so the flat ids are exactly the kept lists
+            "entry_ids": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(ids, pa.int32())),
         })
 
     def _rejects_batch(self, rejects: list[tuple[str, str, str]]) -> pa.RecordBatch:
@@ -412,77 +433,151 @@ class Stage1:
                 for name, append in appends:
                     append(value[name])
                 if len(texts) >= self.batch_size:
-                    yield from self._identify(cols)
+                    yield from self._identify(cols, texts)
                     for name in PAIR_COLUMNS:
                         cols[name].clear()
             elif kind == "reject":
                 yield from self._reject(*value)
-        yield from self._identify(cols)
+        yield from self._identify(cols, texts)
         yield from self._finish()
 
-    def run_columns(self, chunks: Iterable[tuple[dict[str, list], list[tuple[str, str]], int]]
-                    ) -> Iterator[pa.RecordBatch]:
-        """Column chunks (pairs as PAIR_COLUMNS lists, rejects as (reason, detail), records read)."""
+    def run_columns(self, chunks: Iterable[PairChunk]) -> Iterator[pa.RecordBatch]:
+        """Column chunks (table_pair_chunks): pairs as Arrow columns plus their texts as str."""
         counter = self.counter
-        for cols, rejects, records in chunks:
-            counter.records += records
-            counter.pairs += len(cols["text"])
-            for reason, detail in rejects:
+        for chunk in chunks:
+            counter.records += chunk.records
+            counter.pairs += len(chunk.texts)
+            for reason, detail in chunk.rejects:
                 counter.add(("reject", (reason, detail)))
                 yield from self._reject(reason, detail)
-            for start in range(0, len(cols["text"]), self.batch_size):
-                yield from self._identify({k: v[start:start + self.batch_size] for k, v in cols.items()})
+            self.fill.update(chunk.constants)
+            bs = self.batch_size
+            for start in range(0, len(chunk.texts), bs):
+                yield from self._identify({k: v[start:start + bs] for k, v in chunk.columns.items()},
+                                          chunk.texts[start:start + bs])
         yield from self._finish()
 
 
 PAIR_COLUMNS = ("uuid", "url", "text", "source", "page_url")
 
 
-def table_pair_chunks(path, url_col: str, text_col: str, chunk_rows: int = 8192
-                      ) -> Iterator[tuple[dict[str, list], list[tuple[str, str]], int]]:
-    """A Parquet url/text table as column chunks for Stage1.run_columns.
+@dataclass
+class PairChunk:
+    """Pairs of a column input: Arrow columns (a subset of PAIR_COLUMNS with "url" and "text";
+    a missing "uuid" is hashed after matching), the texts again as str (for LID and matching),
+    the values of the constant columns, the rejects as (reason, detail) and the records read."""
+
+    columns: dict[str, pa.Array]
+    texts: list[str]
+    constants: dict[str, str]
+    rejects: list[tuple[str, str]]
+    records: int
+
+    def rows(self) -> list[dict[str, str]]:
+        """The pairs as PAIR_COLUMNS dicts, as the event path yields them (uuid computed if absent)."""
+        from curation.urls import image_uuids
+
+        cols = {name: col.to_pylist() for name, col in self.columns.items()}
+        if "uuid" not in cols:
+            cols["uuid"] = image_uuids(cols["url"])
+        n = len(self.texts)
+        cols.update({name: [value] * n for name, value in self.constants.items() if name not in cols})
+        return [dict(zip(PAIR_COLUMNS, row, strict=True)) for row in zip(*(cols[c] for c in PAIR_COLUMNS), strict=True)]
+
+
+TABLE_CONSTANTS = {"source": "table", "page_url": ""}
+
+
+def table_pair_chunks(path, url_col: str, text_col: str, chunk_rows: int = 8192) -> Iterator[PairChunk]:
+    """A Parquet url/text table as PairChunks for Stage1.run_columns.
 
     The same records, pairs and rejects as curation.wat.iter_table_events (one row = one record;
-    URL rejects, then text rejects), without one event tuple per row.
+    URL rejects, then text rejects), without one event tuple per row: canonical URLs and clean
+    texts are recognised per column in C and only the other rows take the per-row functions.
     """
-    from curation.text import MAX_TEXT_CHARS, _already_clean, clean_alt_text
-    from curation.urls import canonical_flags, image_uuid, normalize_url
-    from curation.wat import _text_of, excerpt, parquet_url_text_batches
+    from curation.wat import parquet_url_text_batches
 
     for batch in parquet_url_text_batches(path, url_col, text_col, chunk_rows):
         if isinstance(batch, tuple):  # ('corrupt_table', detail): one record lost, then the file ends
-            yield {name: [] for name in PAIR_COLUMNS}, [batch], 1
+            yield PairChunk({"url": pa.array([], pa.string()), "text": pa.array([], pa.string())}, [],
+                            dict(TABLE_CONSTANTS), [batch], 1)
             return
-        uuids, urls, texts, rejects = [], [], [], []
-        add_uuid, add_url, add_text, add_reject = uuids.append, urls.append, texts.append, rejects.append
-        raw_texts = batch.column(1).to_pylist()
-        if batch.column(1).type not in (pa.string(), pa.large_string()):
-            # valid UTF-8 (an Arrow string column) cannot hold the lone surrogates _text_of replaces
-            raw_texts = [_text_of(t) for t in raw_texts]
-        url_col_ = batch.column(0)
-        # the common cases decided without a call: canonical URLs (flagged per column in C)
-        # and alt-texts clean_alt_text would return unchanged; the rest as before
-        for url, text, canonical in zip(url_col_.to_pylist(), raw_texts, canonical_flags(url_col_), strict=True):
-            if canonical:
-                norm = url
-            else:
+        if all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in batch.columns):
+            yield _string_pair_chunk(batch.column(0), batch.column(1), batch.num_rows)
+        else:
+            yield _row_pair_chunk(batch)
+
+
+def _string_pair_chunk(urls: pa.Array, texts: pa.Array, records: int) -> PairChunk:
+    from curation.text import already_clean_mask, clean_alt_text
+    from curation.urls import canonical_flags, normalize_url
+    from curation.wat import excerpt
+
+    urls, texts = urls.cast(pa.string()), texts.cast(pa.string())
+    text_list = texts.to_pylist()
+    canonical = canonical_flags(urls)
+    clean = already_clean_mask(texts, text_list)
+    slow = np.flatnonzero(~(canonical & clean))
+    rejects: list[tuple[str, str]] = []
+    if slow.size:
+        keep = np.ones(len(text_list), dtype=bool)
+        url_fix = np.zeros(len(text_list), dtype=bool)
+        text_fix = np.zeros(len(text_list), dtype=bool)
+        new_urls, new_texts = [], []
+        slow_urls = urls.take(pa.array(slow, pa.int64())).to_pylist()
+        for i, url in zip(slow.tolist(), slow_urls, strict=True):
+            norm = url
+            if not canonical[i]:
                 norm, reason = normalize_url(url)
                 if norm is None:
-                    add_reject((reason, excerpt(url)))
+                    rejects.append((reason, excerpt(url)))
+                    keep[i] = False
                     continue
-            if text.__class__ is str and len(text) <= MAX_TEXT_CHARS and _already_clean(text):
-                clean = text
-            else:
-                clean, reason = clean_alt_text(text)
-                if clean is None:
-                    add_reject((reason, excerpt(text)))
+            if not clean[i]:
+                text = text_list[i]
+                cleaned, reason = clean_alt_text(text)
+                if cleaned is None:
+                    rejects.append((reason, excerpt(text)))
+                    keep[i] = False
                     continue
-            add_uuid(image_uuid(norm))
-            add_url(norm)
-            add_text(clean)
-        n = len(texts)
-        yield ({"uuid": uuids, "url": urls, "text": texts, "source": ["table"] * n, "page_url": [""] * n},
-               rejects, batch.num_rows)
+                if cleaned != text:
+                    text_fix[i] = True
+                    new_texts.append(cleaned)
+                    text_list[i] = cleaned
+            if norm != url:
+                url_fix[i] = True
+                new_urls.append(norm)
+        if new_urls:
+            urls = pc.replace_with_mask(urls, pa.array(url_fix), pa.array(new_urls, pa.string()))
+        if new_texts:
+            texts = pc.replace_with_mask(texts, pa.array(text_fix), pa.array(new_texts, pa.string()))
+        if not keep.all():
+            mask = pa.array(keep)
+            urls, texts = urls.filter(mask), texts.filter(mask)
+            text_list = list(compress(text_list, keep.tolist()))
+    return PairChunk({"url": urls, "text": texts}, text_list, dict(TABLE_CONSTANTS), rejects, records)
+
+
+def _row_pair_chunk(batch: pa.RecordBatch) -> PairChunk:
+    """The per-row path, for tables whose columns are not strings (binary text, numbers...)."""
+    from curation.text import clean_alt_text
+    from curation.urls import normalize_url
+    from curation.wat import _text_of, excerpt
+
+    urls, texts, rejects = [], [], []
+    for url, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+        norm, reason = normalize_url(url)
+        if norm is None:
+            rejects.append((reason, excerpt(url)))
+            continue
+        clean, reason = clean_alt_text(_text_of(text))
+        if clean is None:
+            rejects.append((reason, excerpt(text)))
+            continue
+        urls.append(norm)
+        texts.append(clean)
+    return PairChunk({"url": pa.array(urls, pa.string()), "text": pa.array(texts, pa.string())}, texts,
+                     dict(TABLE_CONSTANTS), rejects, batch.num_rows)
 
 
 def run_input(stage: Stage1, path: str, fmt: str, url_col: str, text_col: str) -> Iterator[pa.RecordBatch]:

@@ -61,6 +61,8 @@ def build_spark(app_name: str, master: str | None = None, conf: Mapping[str, obj
     elif not submitted:
         builder = builder.master("local[*]")
     builder = builder.config("spark.python.worker.reuse", "true")
+    # workers fork from a daemon that has already imported numpy/pyarrow/fastText/our modules
+    builder = builder.config("spark.python.daemon.module", "curation.spark_daemon")
     for key, value in ({} if submitted else local_conf or {}).items():
         builder = builder.config(key, str(value))
     for key, value in (conf or {}).items():

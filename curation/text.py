@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import numpy as np
+
 # MetaCLIP's `spacing`: these are surrounded by spaces; tab/CR/LF become spaces.
 PUNCTS_TO_WRAP = (",", ".", ";", ":", "?", "!", "`")
 CHARS_TO_SPACE = ("\t", "\n", "\r")
@@ -142,6 +144,30 @@ def _already_clean(text: str) -> bool:
         and "  " not in text
         and (text.isascii() or ("\ufffd" not in text and unicodedata.is_normalized("NFC", text)))
     )
+
+
+# An ASCII text that clean_alt_text returns unchanged: printable, no leading/trailing/double space.
+_ASCII_CLEAN_RE2 = r"^[!-~]( ?[!-~])*$"
+
+
+def already_clean_mask(texts, as_list: list) -> np.ndarray:
+    """Per text of an Arrow string array: True where clean_alt_text(text) is (text, None).
+
+    ASCII texts are decided in C for the whole column (_ASCII_CLEAN_RE2 and the length cap);
+    the others by _already_clean on `as_list` (the same texts as Python objects). False means
+    "call clean_alt_text" (nulls included).
+    """
+    import pyarrow.compute as pc
+
+    ascii_ = pc.fill_null(pc.string_is_ascii(texts), False).to_numpy(zero_copy_only=False)
+    ok = pc.and_kleene(pc.match_substring_regex(texts, _ASCII_CLEAN_RE2),
+                       pc.less_equal(pc.binary_length(texts), MAX_TEXT_CHARS))
+    mask = pc.fill_null(ok, False).to_numpy(zero_copy_only=False) & ascii_
+    other = np.flatnonzero(~ascii_)
+    if other.size:
+        mask[other] = [t.__class__ is str and len(t) <= MAX_TEXT_CHARS and _already_clean(t)
+                       for t in map(as_list.__getitem__, other.tolist())]
+    return mask
 
 
 def clean_alt_text(raw: object, max_chars: int = MAX_TEXT_CHARS) -> tuple[str | None, str | None]:

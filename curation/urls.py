@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import idna
+import numpy as np
 
 try:  # the OpenSSL constructor itself: same digest, less call overhead (one call per image link)
     from _hashlib import openssl_sha224 as _sha224
@@ -135,21 +137,22 @@ def _is_canonical(url: str) -> bool:
     return port is None or (int(port) != _DEFAULT_PORTS[m.group(1)] and 0 < int(port) < 65536)
 
 
-def canonical_flags(urls) -> list[bool]:
+def canonical_flags(urls) -> np.ndarray:
     """Per URL of an Arrow string array: True where normalize_url(url) is (url, None) for sure.
 
     Decided in C for a whole column (the fast path of normalize_url, for URLs without a
     port); False means "not known" (nulls, ports, anything else): call normalize_url.
+    A numpy bool array.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if not (pa.types.is_string(urls.type) or pa.types.is_large_string(urls.type)):
-        return [False] * len(urls)
+        return np.zeros(len(urls), dtype=bool)
     ok = pc.and_kleene(pc.match_substring_regex(urls, _CANONICAL_NO_PORT_RE2),
                        pc.invert(pc.match_substring(urls, "/.")))
     ok = pc.and_kleene(ok, pc.less_equal(pc.utf8_length(urls), MAX_URL_CHARS))
-    return pc.fill_null(ok, False).to_pylist()
+    return pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
 
 
 def _normalize(url: str, base: str | None) -> tuple[str | None, str | None]:
@@ -219,3 +222,9 @@ def _normalize(url: str, base: str | None) -> tuple[str | None, str | None]:
 def image_uuid(normalized_url: str) -> str:
     """First 24 hex characters of sha224(normalised URL, UTF-8), MetaCLIP's image key."""
     return _sha224(normalized_url.encode()).hexdigest()[:24]  # str.encode() is UTF-8
+
+
+def image_uuids(normalized_urls: Iterable[str]) -> list[str]:
+    """image_uuid of each URL (one comprehension, no call per URL)."""
+    sha = _sha224
+    return [sha(u.encode()).hexdigest()[:24] for u in normalized_urls]

@@ -290,8 +290,12 @@ def test_input_without_any_match_gives_empty_complete_outputs(spark, sample, tmp
     assert th["p"] == 0.0 and all(v["matched_texts"] == 0 for v in th["languages"].values())
 
 
-def test_many_uuid_buckets_give_the_same_content(spark, sample, baseline, tmp_path):
-    """Small files: several uuid buckets and reject parts, results summed across tasks (treeReduce)."""
+def test_many_uuid_buckets_give_the_same_content(spark, sample, baseline, tmp_path, monkeypatch):
+    """Small files: several uuid buckets and reject parts, results summed across tasks (treeReduce,
+    which large runs use instead of merging in the driver)."""
+    from curation import curate_run
+
+    monkeypatch.setattr(curate_run, "DRIVER_MERGE_MAX", 1)
     out = tmp_path / "buckets"
     manifest = run(_cfg(sample, out, partitions=3, rows_per_file=40), spark, progress=_quiet)
     assert len(glob.glob(str(out / "matched" / "*.parquet"))) >= 3

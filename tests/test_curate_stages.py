@@ -48,10 +48,11 @@ def test_table_columns_equal_the_event_path(tmp_path, resources):
     chunks = list(pipeline.table_pair_chunks(str(path), "URL", "TEXT", chunk_rows=4))
     events = list(iter_table_events(str(path), "URL", "TEXT"))
     pairs = [v for k, v in events if k == "pair"]
-    got = [dict(zip(cols, row, strict=True)) for cols, _r, _n in chunks for row in zip(*cols.values(), strict=True)]
+    got = [row for chunk in chunks for row in chunk.rows()]
     assert got == [{k: p[k] for k in pipeline.PAIR_COLUMNS} for p in pairs]
-    assert [r for _c, rejects, _n in chunks for r in rejects] == [v for k, v in events if k == "reject"]
-    assert sum(n for _c, _r, n in chunks) == sum(1 for k, _ in events if k == "record")
+    assert [r for chunk in chunks for r in chunk.rejects] == [v for k, v in events if k == "reject"]
+    assert sum(chunk.records for chunk in chunks) == sum(1 for k, _ in events if k == "record")
+    assert all(chunk.texts == chunk.columns["text"].to_pylist() for chunk in chunks)
     # the whole stage: same stats either way
     a = pipeline.Stage1("i", str(path), resources, batch_size=2)
     b = pipeline.Stage1("i", str(path), resources, batch_size=2)
@@ -155,3 +156,17 @@ def test_stage1_lid_decisions_equal_identify(sample, resources):
         assert lid["rejected"] == dict(Counter(r for r in reasons if r is not None))
         assert lid["out"] == sum(r is None for r in reasons) and lid["balanced"]
     assert lid["rejected"]["low_lid_prob"] > 0
+
+
+def test_non_string_table_columns_take_the_row_path(tmp_path):
+    """Binary alt-text and large_string URLs: the same pairs and rejects as the event path."""
+    path = tmp_path / "b.parquet"
+    pq.write_table(pa.table({
+        "URL": pa.array(["https://ex.com/a.jpg", "HTTPS://EX.com/b.jpg", "ftp://x/y.jpg"], pa.large_string()),
+        "TEXT": pa.array([b"dog \xff cat", b"  a  house ", b"dog"], pa.binary())}), path)
+    chunks = list(pipeline.table_pair_chunks(str(path), "URL", "TEXT"))
+    events = list(iter_table_events(str(path), "URL", "TEXT"))
+    assert [row for c in chunks for row in c.rows()] == [
+        {k: v[k] for k in pipeline.PAIR_COLUMNS} for kind, v in events if kind == "pair"]
+    assert [r for c in chunks for r in c.rejects] == [v for kind, v in events if kind == "reject"] != []
+    assert [t for c in chunks for t in c.texts] == ["dog cat", "a house"]  # U+FFFD became a space

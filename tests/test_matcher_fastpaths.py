@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from curation import matcher
 from curation.matcher import build_automaton, match_batch, match_ids
 from curation.pipeline import table_pair_chunks
-from curation.text import clean_alt_text, spacing, spacing_joined
+from curation.text import MAX_TEXT_CHARS, already_clean_mask, clean_alt_text, spacing, spacing_joined
 from curation.urls import canonical_flags, image_uuid, normalize_url
 from curation.wat import excerpt
 
@@ -91,8 +91,25 @@ def test_canonical_flags_imply_unchanged(urls):
         if flag:
             assert normalize_url(url) == (url, None)
     long_url = "https://a.com/" + "x" * 3000
-    assert canonical_flags(pa.array(["https://a.com/x", "https://a.com/x\n", long_url])) == [True, False, False]
-    assert canonical_flags(pa.array([1, 2])) == [False, False]
+    assert canonical_flags(pa.array(["https://a.com/x", "https://a.com/x\n", long_url])).tolist() == [True, False, False]
+    assert canonical_flags(pa.array([1, 2])).tolist() == [False, False]
+
+
+@PROPS
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="ab ~!\x7f\x1f\t\n\x00.,", max_size=10),
+                          st.text(alphabet="ab é\u0301\u00a0\u200b\u200e\ufffd", max_size=10)), max_size=30))
+def test_already_clean_mask_is_exact_for_ascii_and_safe_otherwise(texts):
+    mask = already_clean_mask(pa.array(texts, pa.string()), texts)
+    assert mask.dtype == bool and len(mask) == len(texts)
+    for text, flag in zip(texts, mask.tolist(), strict=True):
+        unchanged = clean_alt_text(text) == (text, None)
+        if text is not None and text.isascii():
+            assert flag == unchanged  # decided in C: exact
+        elif flag:
+            assert unchanged  # the others: True only where cleaning changes nothing
+    too_long = "a" * (MAX_TEXT_CHARS + 1)
+    assert already_clean_mask(pa.array([too_long, "é" * (MAX_TEXT_CHARS + 1)]), [too_long, "é" * (MAX_TEXT_CHARS + 1)]
+                              ).tolist() == [False, False]
 
 
 @settings(derandomize=True, max_examples=40, deadline=None)
@@ -117,8 +134,10 @@ def test_table_pair_chunks_equal_per_row_functions(tmp_path_factory, rows):
         urls.append(norm)
         texts.append(clean)
     got = list(table_pair_chunks(str(path), "URL", "TEXT", chunk_rows=7))
-    assert [u for c, _, _ in got for u in c["uuid"]] == uuids
-    assert [u for c, _, _ in got for u in c["url"]] == urls
-    assert [t for c, _, _ in got for t in c["text"]] == texts
-    assert [r for _, rj, _ in got for r in rj] == rejects
-    assert sum(n for _, _, n in got) == len(rows)
+    pairs = [row for chunk in got for row in chunk.rows()]
+    assert [p["uuid"] for p in pairs] == uuids
+    assert [p["url"] for p in pairs] == urls
+    assert [p["text"] for p in pairs] == texts
+    assert [t for chunk in got for t in chunk.texts] == texts  # the str copy LID and matching read
+    assert [r for chunk in got for r in chunk.rejects] == rejects
+    assert sum(chunk.records for chunk in got) == len(rows)
