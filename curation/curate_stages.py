@@ -6,10 +6,11 @@ sorted. Here Spark only schedules tasks (RDD partitions of task ids, no SQL plan
 carries small results (a stats document per input, per-language entry counts per bucket); the
 texts stay in Arrow inside the Python workers:
 
-  1. `process_input`: one input -> `<state>/input_id=<id>/texts.parquet` (matched texts
-     sorted by uuid, small row groups), `rejects.parquet`, then `stats.json` (its completion marker).
+  1. `process_input`: one input -> `<state>/input_id=<id>/texts.arrow` (matched texts
+     sorted by uuid, an Arrow IPC file of small record batches), `rejects.parquet`, then
+     `stats.json` (its completion marker).
   2. `group_bucket`: bucket k = a uuid range (uuids are uniform hex) -> reads that range of
-     every input's texts (row-group pruning on the sorted uuid column), keeps identical texts of an
+     every input's texts (memory-mapped; batches outside the range are skipped), keeps identical texts of an
      image once, writes `matched/part-k.parquet` and returns per-language entry counts; task k
      also writes `rejects/part-k.parquet` for its share of the inputs.
   3. `curate_part`: matched/part-k -> `curated/part-k.parquet` (pipeline.curate_batches) and
@@ -39,10 +40,11 @@ import pyarrow.parquet as pq
 from curation import pipeline
 from curation.schemas import COUNTS, CURATED, MATCHED, MATCHED_TEXT, REJECTS
 
-TEXTS_FILE = "texts.parquet"
+TEXTS_FILE = "texts.arrow"
 REJECTS_FILE = "rejects.parquet"
 STATS_FILE = "stats.json"
-STATE_ROW_GROUP = 8192  # rows per row group of an input's texts: the unit a bucket read can skip
+STATE_BATCH_ROWS = 8192  # rows per record batch of an input's texts: the unit a bucket read can skip
+UUID_RANGES_KEY = b"uuid_ranges"  # schema metadata: [first, last] uuid of each record batch
 
 STATE_TEXTS = pa.schema([pipeline.STAGE1.field(n) for n in
                          ("uuid", "url", "text", "source", "page_url", "lid", "lid_prob", "lang", "entry_ids")])
@@ -52,6 +54,10 @@ TEXT_ORDER = [("uuid", "ascending"), ("text", "ascending"), ("source", "ascendin
 REJECT_ORDER = [(n, "ascending") for n in REJECTS.names]
 # dictionary-encoding the unique columns (uuid, url, text) costs CPU for no gain
 LOW_CARDINALITY = ["source", "page_url", "lid", "lang"]
+
+# matched/ and curated/: dictionary pages only where values repeat (uuid/url/text barely do)
+MATCHED_DICTIONARY = [f"texts.list.element.{name}" for name in LOW_CARDINALITY]
+CURATED_DICTIONARY = ["lang"]
 
 UUID_PREFIX = 6  # hex digits of the uuid that place it in a bucket
 _SPAN = 16 ** UUID_PREFIX
@@ -84,21 +90,23 @@ def input_state_dir(state_dir: str, input_id: str) -> str:
 
 def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, url_col: str = "URL",
                   text_col: str = "TEXT", batch_size: int = 4096, min_lid_prob: float = 0.0,
-                  count_only: Sequence[str] = ()) -> dict:
+                  count_only: Sequence[str] = (), state_compression: str | None = None) -> dict:
     """Parse -> LID -> match one input (pipeline.Stage1) and store its state; returns its stats."""
     cpu0 = time.process_time()
     stage = pipeline.Stage1(input_id, path, res, batch_size, min_lid_prob, count_only)
-    table = pa.Table.from_batches(list(pipeline.run_input(stage, path, fmt, url_col, text_col)),
-                                  schema=pipeline.STAGE1)
-    kind = table.column("kind")
-    texts = table.filter(pc.equal(kind, "text")).select(STATE_TEXTS.names)
+    by_kind: dict[str, list[pa.RecordBatch]] = {"text": [], "reject": [], "stats": []}
+    for batch in pipeline.run_input(stage, path, fmt, url_col, text_col):
+        if batch.num_rows:  # Stage1 yields batches of one kind each
+            by_kind[batch.column("kind")[0].as_py()].append(batch)
+    texts = pa.Table.from_batches(by_kind["text"], schema=pipeline.STAGE1).select(STATE_TEXTS.names)
     # sorted by uuid: a bucket reads only the row groups of its uuid range
     texts = texts.take(pa.array(uuid_order(texts.column("uuid").combine_chunks()), pa.int64()))
-    rejects = table.filter(pc.equal(kind, "reject")).select(REJECTS.names).sort_by(REJECT_ORDER)
+    rejects = pa.Table.from_batches(by_kind["reject"], schema=pipeline.STAGE1).select(REJECTS.names)
+    rejects = rejects.sort_by(REJECT_ORDER)
     out = input_state_dir(state_dir, input_id)
     os.makedirs(out, exist_ok=True)
-    write_parquet(texts.cast(STATE_TEXTS), os.path.join(out, TEXTS_FILE), row_group_size=STATE_ROW_GROUP,
-                  use_dictionary=LOW_CARDINALITY)
+    write_state_texts(texts, os.path.join(out, TEXTS_FILE),
+                      compression=None if state_compression in (None, "none") else state_compression)
     write_parquet(rejects.cast(REJECTS), os.path.join(out, REJECTS_FILE))
     stats = {**stage.stats(), "texts": texts.num_rows, "reject_rows": rejects.num_rows,
              "cpu_seconds": round(time.process_time() - cpu0, 3)}
@@ -138,35 +146,69 @@ def uuid_range(k: int, buckets: int) -> tuple[str | None, str | None]:
     return lo, hi
 
 
-def read_bucket(files: Sequence[str], lo: str | None, hi: str | None) -> pa.Table:
-    """The texts with lo <= uuid < hi of every file.
+def write_state_texts(table: pa.Table, path: str, compression: str | None = None) -> None:
+    """An input's texts (sorted by uuid) as an Arrow IPC file, atomically.
 
-    An input's texts file is sorted by uuid (process_input writes it so): row groups whose uuid
-    statistics lie outside the range are not read, and the range is a slice of the rest. Plain
-    ParquetFile reads, because a filtered dataset read costs milliseconds per call and a bucket
-    task makes one per input.
+    Why IPC and not Parquet: this file is written once and read once by the bucket tasks of the
+    same run (and by incremental reruns); IPC writes at memory speed and is read memory-mapped
+    without decoding, where Parquet's encoding and decoding cost more CPU than grouping itself.
+    `compression` (None, "lz4" or "zstd") trades that CPU for disk. The [first, last] uuid of
+    every record batch is kept in the schema metadata, so a reader skips batches unread.
     """
-    tables = []
-    for path in files:
-        pf = pq.ParquetFile(path)
-        col = pf.schema_arrow.get_field_index("uuid")
-        groups = []
-        for g in range(pf.metadata.num_row_groups):
-            stats = pf.metadata.row_group(g).column(col).statistics
-            if stats is not None and stats.has_min_max and (
-                    (hi is not None and stats.min >= hi) or (lo is not None and stats.max < lo)):
-                continue
-            groups.append(g)
-        if not groups:
-            continue
-        table = pf.read_row_groups(groups, columns=STATE_TEXTS.names, use_threads=False)
-        uuids = table.column("uuid")
-        start = pc.sum(pc.less(uuids, lo)).as_py() or 0 if lo is not None else 0
-        stop = pc.sum(pc.less(uuids, hi)).as_py() or 0 if hi is not None else table.num_rows
-        tables.append(table.slice(start, stop - start))
+    table = table.cast(STATE_TEXTS).combine_chunks()
+    uuids = table.column("uuid")
+    n = table.num_rows
+    ranges = [[uuids[s].as_py(), uuids[min(s + STATE_BATCH_ROWS, n) - 1].as_py()]
+              for s in range(0, n, STATE_BATCH_ROWS)]
+    table = table.replace_schema_metadata({UUID_RANGES_KEY: json.dumps(ranges)})
+    options = pa.ipc.IpcWriteOptions(compression=compression, use_threads=False)
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{uuidlib.uuid4().hex[:8]}"
+    try:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
+            writer.write_table(table, max_chunksize=STATE_BATCH_ROWS)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_state_texts(path: str, lo: str | None = None, hi: str | None = None) -> pa.Table:
+    """The texts with lo <= uuid < hi (None: unbounded) of an input's texts file.
+
+    Memory-mapped: the batches inside the range are not copied, those outside are not read,
+    and the two at the edges are sliced (the file is sorted by uuid).
+    """
+    source = pa.memory_map(path)
+    try:
+        reader = pa.ipc.open_file(source)
+        meta = reader.schema.metadata or {}
+        ranges = json.loads(meta[UUID_RANGES_KEY]) if UUID_RANGES_KEY in meta else None
+        batches = []
+        for i in range(reader.num_record_batches):
+            if ranges is not None:
+                first, last = ranges[i]
+                if (hi is not None and first >= hi) or (lo is not None and last < lo):
+                    continue
+            batch = reader.get_batch(i)
+            if (lo is not None and batch.column(0)[0].as_py() < lo) or \
+                    (hi is not None and batch.column(0)[-1].as_py() >= hi):
+                uuid = batch.column(0)
+                start = pc.sum(pc.less(uuid, lo)).as_py() or 0 if lo is not None else 0
+                stop = pc.sum(pc.less(uuid, hi)).as_py() or 0 if hi is not None else len(uuid)
+                batch = batch.slice(start, stop - start)
+            if batch.num_rows:
+                batches.append(batch)
+    finally:
+        source.close()  # the batches keep the mapping alive; the file handle is not needed
+    return pa.Table.from_batches(batches, schema=STATE_TEXTS).replace_schema_metadata(None)
+
+
+def read_bucket(files: Sequence[str], lo: str | None, hi: str | None) -> pa.Table:
+    """The texts with lo <= uuid < hi of every input's texts file."""
+    tables = [read_state_texts(f, lo, hi) for f in files]
     if not tables:
         return STATE_TEXTS.empty_table()
-    return pa.concat_tables(tables).cast(STATE_TEXTS)
+    return pa.concat_tables(tables)
 
 
 def _adjacent_equal(arr: pa.Array) -> np.ndarray:
@@ -272,7 +314,8 @@ def group_bucket(k: int, buckets: int, texts_files: Sequence[str], matched_dir: 
     lo, hi = uuid_range(k, buckets)
     texts = read_bucket(texts_files, lo, hi)
     matched, unique = group_texts(texts)
-    write_parquet(matched, os.path.join(matched_dir, part_name(k)))
+    write_parquet(matched, os.path.join(matched_dir, part_name(k)), use_dictionary=MATCHED_DICTIONARY,
+                  write_statistics=["uuid", "url"])
     result = entry_counts(unique.column("lang"), unique.column("entry_ids"))
     result["totals"] = {"images": matched.num_rows, "texts_in": texts.num_rows,
                         "cpu_seconds_group": time.process_time() - cpu0}
@@ -315,7 +358,8 @@ def curate_part(k: int, matched_dir: str, curated_dir: str, probs_by_lang: Mappi
     matched = pq.read_table(os.path.join(matched_dir, part_name(k)), schema=MATCHED)
     out = list(pipeline.curate_batches(matched.to_batches(), probs_by_lang=probs_by_lang, seed=seed, epoch=epoch))
     curated = pa.Table.from_batches(out, schema=CURATED)
-    write_parquet(curated, os.path.join(curated_dir, part_name(k)))
+    write_parquet(curated, os.path.join(curated_dir, part_name(k)), use_dictionary=CURATED_DICTIONARY,
+                  write_statistics=["uuid", "url"])
     result = entry_counts(curated.column("lang"), curated.column("entry_ids"))
     result["totals"] = {"curated": curated.num_rows, "cpu_seconds_curate": time.process_time() - cpu0}
     return result
@@ -331,9 +375,11 @@ def curate_partition(task_ids: Iterable[int], *, matched_dir: str, curated_dir: 
 
 def input_partition(rows: Iterable[tuple[str, str, str]], *, state_dir: str, metadata: str, lid_model: str | None,
                     url_col: str, text_col: str, batch_size: int, min_lid_prob: float, count_only: Sequence[str],
-                    max_loaded: int = 16, cache_dir: str | None = None) -> Iterator[tuple[str, dict]]:
+                    max_loaded: int = 16, cache_dir: str | None = None, state_compression: str | None = None
+                    ) -> Iterator[tuple[str, dict]]:
     """RDD partition body: (path, input_id, format) -> (input_id, stats) per input."""
     res = pipeline.worker_resources(metadata, lid_model, max_loaded, cache_dir)
     for path, iid, fmt in rows:
         yield iid, process_input(path, iid, fmt, state_dir, res, url_col=url_col, text_col=text_col,
-                                 batch_size=batch_size, min_lid_prob=min_lid_prob, count_only=count_only)
+                                 batch_size=batch_size, min_lid_prob=min_lid_prob, count_only=count_only,
+                                 state_compression=state_compression)

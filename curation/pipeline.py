@@ -267,7 +267,7 @@ class Stage1:
         self.counter = EventCounter()
         self.lid_langs: Counter = Counter()
         self.matched_langs: Counter = Counter()
-        self.queues: dict[str, list[tuple[pa.Table, list[str]]]] = {}
+        self.queues: dict[str, list[tuple[pa.Table, np.ndarray, list[str]]]] = {}  # (batch, its rows, texts)
         self.queued_by_lang: Counter = Counter()
         self.queued = 0
         self.rejects: list[tuple[str, str, str]] = []
@@ -318,16 +318,12 @@ class Stage1:
         arrays["lid"] = label_strings.take(pa.array(idx))
         arrays["lid_prob"] = pa.array(probs, pa.float32())
         table = pa.Table.from_pydict(arrays)
-        if order.size == n and not (order[1:] < order[:-1]).any():
-            ordered_texts = list(texts)  # the caller may reuse its lists
-        else:
-            table = table.take(pa.array(order, pa.int64()))  # one take, then a zero-copy slice per language
-            ordered_texts = list(map(texts.__getitem__, order.tolist()))
+        ordered_texts = list(map(texts.__getitem__, order.tolist()))
         start = 0
         for r in np.flatnonzero(per_lang).tolist():
             lang, m = names[r], int(per_lang[r])
-            # the texts stay Python strings next to their Arrow rows (matching needs them as str)
-            self.queues.setdefault(lang, []).append((table.slice(start, m), ordered_texts[start:start + m]))
+            # rows stay in the batch's table (taken once, after matching); texts as str for matching
+            self.queues.setdefault(lang, []).append((table, order[start:start + m], ordered_texts[start:start + m]))
             start += m
             self.queued_by_lang[lang] += m
             self.queued += m
@@ -344,20 +340,22 @@ class Stage1:
         self.queued -= m
         if not m:
             return
-        if len(pieces) > 1:
-            table = pa.concat_tables([p[0] for p in pieces]).combine_chunks()
-            texts = [t for p in pieces for t in p[1]]
-        else:
-            table, texts = pieces[0]
+        texts = pieces[0][2] if len(pieces) == 1 else [t for p in pieces for t in p[2]]
         ids, bounds = match_batch_flat(self.res.automaton(lang), texts)
         sizes = np.diff(bounds)
-        keep = np.flatnonzero(sizes)
-        n = int(keep.size)
+        matched = sizes > 0
+        n = int(matched.sum())
         self.acct.add("match", m, n, {"no_match": m - n})
         if not n:
             return
         self.matched_langs[lang] += n
-        kept = table if n == m else table.take(pa.array(keep, pa.int64()))
+        parts, at = [], 0
+        for table, rows, _texts in pieces:
+            sel = rows[matched[at:at + len(rows)]]
+            at += len(rows)
+            if sel.size:
+                parts.append(table.take(pa.array(sel, pa.int64())))
+        kept = (parts[0] if len(parts) == 1 else pa.concat_tables(parts)).combine_chunks()
         cols = {name: kept.column(name).combine_chunks() for name in kept.column_names}
         if "uuid" not in cols:  # hashed only for texts that matched (a column input's URLs)
             from curation.urls import image_uuids
@@ -367,7 +365,7 @@ class Stage1:
             if name not in cols:
                 cols[name] = pa.repeat(pa.scalar(value, pa.string()), n)
         offsets = np.zeros(n + 1, dtype=np.int32)
-        np.cumsum(sizes[keep], out=offsets[1:])
+        np.cumsum(sizes[matched], out=offsets[1:])
         yield _column_batch(STAGE1, n, {
             **cols,
             "input_id": pa.repeat(pa.scalar(self.input_id, pa.string()), n),

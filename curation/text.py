@@ -153,9 +153,9 @@ _ASCII_CLEAN_RE2 = r"^[!-~]( ?[!-~])*$"
 def already_clean_mask(texts, as_list: list) -> np.ndarray:
     """Per text of an Arrow string array: True where clean_alt_text(text) is (text, None).
 
-    ASCII texts are decided in C for the whole column (_ASCII_CLEAN_RE2 and the length cap);
-    the others by _already_clean on `as_list` (the same texts as Python objects). False means
-    "call clean_alt_text" (nulls included).
+    ASCII texts are decided in C for the whole column (_ASCII_CLEAN_RE2 and the length cap),
+    the others by _already_clean on runs of `as_list` (the same texts as Python objects) joined
+    by single spaces (_mark_clean). False means "call clean_alt_text" (nulls included).
     """
     import pyarrow.compute as pc
 
@@ -163,11 +163,33 @@ def already_clean_mask(texts, as_list: list) -> np.ndarray:
     ok = pc.and_kleene(pc.match_substring_regex(texts, _ASCII_CLEAN_RE2),
                        pc.less_equal(pc.binary_length(texts), MAX_TEXT_CHARS))
     mask = pc.fill_null(ok, False).to_numpy(zero_copy_only=False) & ascii_
-    other = np.flatnonzero(~ascii_)
+    other = np.flatnonzero(~ascii_ & pc.fill_null(pc.less_equal(pc.utf8_length(texts), MAX_TEXT_CHARS), False)
+                           .to_numpy(zero_copy_only=False))
     if other.size:
-        mask[other] = [t.__class__ is str and len(t) <= MAX_TEXT_CHARS and _already_clean(t)
-                       for t in map(as_list.__getitem__, other.tolist())]
+        picked = list(map(as_list.__getitem__, other.tolist()))
+        flags = np.zeros(len(picked), dtype=bool)
+        _mark_clean(picked, 0, len(picked), flags)
+        mask[other] = flags
     return mask
+
+
+def _mark_clean(texts: list[str], lo: int, hi: int, out: np.ndarray) -> None:
+    """out[i] = _already_clean(texts[i]) for lo <= i < hi, deciding whole runs at once.
+
+    _already_clean(" ".join(run)) holds exactly when it holds for every text of the run: the
+    separator is one printable space (an empty, space-edged or double-spaced text makes "  " or
+    a space at an end), and a space is a starter that composes with nothing, so the join is NFC
+    exactly when every text is. A run that fails is split in two, down to single texts.
+    """
+    if hi - lo <= 4:
+        for i in range(lo, hi):
+            out[i] = _already_clean(texts[i])
+    elif _already_clean(" ".join(texts[lo:hi])):
+        out[lo:hi] = True
+    else:
+        mid = (lo + hi) // 2
+        _mark_clean(texts, lo, mid, out)
+        _mark_clean(texts, mid, hi, out)
 
 
 def clean_alt_text(raw: object, max_chars: int = MAX_TEXT_CHARS) -> tuple[str | None, str | None]:

@@ -19,9 +19,8 @@ if ROOT not in sys.path:
 
 import argparse  # noqa: E402
 
-from curation import runs  # noqa: E402
 from curation.curate_config import add_arguments, config_from_args  # noqa: E402
-from curation.curate_run import APP_NAME, run  # noqa: E402
+from curation.curate_run import build_session, run  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -34,7 +33,7 @@ def main(argv=None) -> int:
         cfg.validate_for_run()
     except (ValueError, OSError) as e:
         parser.error(str(e))
-    spark = runs.build_spark(APP_NAME, cfg.master, cfg.extra_spark_conf)
+    spark = build_session(cfg)
     run(cfg, spark)
     return 0
 

@@ -67,7 +67,7 @@ def test_table_columns_equal_the_event_path(tmp_path, resources):
 def test_input_state_is_sorted_by_uuid_and_complete(state):
     d, ids, stats = state
     for iid in ids:
-        texts = pq.read_table(f"{d}/input_id={iid}/{curate_stages.TEXTS_FILE}")
+        texts = curate_stages.read_state_texts(f"{d}/input_id={iid}/{curate_stages.TEXTS_FILE}")
         uuids = texts.column("uuid").to_pylist()
         assert uuids == sorted(uuids) and texts.num_rows == stats[iid]["texts"] > 0
         assert curate_stages.read_input_stats(d, iid) == json.loads(json.dumps(stats[iid]))
@@ -170,3 +170,23 @@ def test_non_string_table_columns_take_the_row_path(tmp_path):
         {k: v[k] for k in pipeline.PAIR_COLUMNS} for kind, v in events if kind == "pair"]
     assert [r for c in chunks for r in c.rejects] == [v for kind, v in events if kind == "reject"] != []
     assert [t for c in chunks for t in c.texts] == ["dog cat", "a house"]  # U+FFFD became a space
+
+
+@pytest.mark.parametrize("compression", [None, "lz4"])
+def test_state_texts_range_reads_equal_a_filter(tmp_path, monkeypatch, compression):
+    """Skipped batches, sliced edge batches, empty and unbounded ranges: always the filtered rows."""
+    monkeypatch.setattr(curate_stages, "STATE_BATCH_ROWS", 7)
+    uuids = sorted(f"{(i * 2654435761) % 16**6:06x}" + "0" * 18 for i in range(60)) + ["f" * 24] * 3
+    table = pa.table({name: pa.array([f"{name}{i}" for i in range(len(uuids))]) if f.type == pa.string()
+                      else pa.nulls(len(uuids), f.type) for name, f in zip(curate_stages.STATE_TEXTS.names,
+                                                                           curate_stages.STATE_TEXTS, strict=True)})
+    table = table.set_column(0, "uuid", pa.array(uuids)).cast(curate_stages.STATE_TEXTS)
+    path = str(tmp_path / "t.arrow")
+    curate_stages.write_state_texts(table, path, compression=compression)
+    assert curate_stages.read_state_texts(path).equals(table)
+    for lo, hi in [(None, None), ("4", "8"), (uuids[7], uuids[30]), ("0", "00"), (None, uuids[0]), ("f", None),
+                   ("5", "50"), (uuids[10], uuids[10] + "x")]:
+        want = [u for u in uuids if (lo is None or u >= lo) and (hi is None or u < hi)]
+        got = curate_stages.read_state_texts(path, lo, hi)
+        assert got.column("uuid").to_pylist() == want, (lo, hi)
+        assert got.schema == curate_stages.STATE_TEXTS

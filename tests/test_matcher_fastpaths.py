@@ -141,3 +141,14 @@ def test_table_pair_chunks_equal_per_row_functions(tmp_path_factory, rows):
     assert [t for chunk in got for t in chunk.texts] == texts  # the str copy LID and matching read
     assert [r for chunk in got for r in chunk.rejects] == rejects
     assert sum(chunk.records for chunk in got) == len(rows)
+
+
+@PROPS
+@given(st.lists(st.text(alphabet="a é\u0301\u0327e\u1100\u1161\u00a0\u200b\ufffd\u212b", max_size=6), max_size=80))
+def test_clean_runs_equal_per_text_checks(texts):
+    """Deciding whole space-joined runs (combining marks at the edges, jamo, NBSP...) is exact."""
+    from curation.text import _already_clean, _mark_clean
+
+    out = np.zeros(len(texts), dtype=bool)
+    _mark_clean(texts, 0, len(texts), out)
+    assert out.tolist() == [_already_clean(t) for t in texts]
