@@ -4,8 +4,11 @@
     python bench/download.py [--n 600] [--image-size 256] [--threads 8] [--json out.json]
 
 What it measures, in one run on the same source images (~500 KB JPEGs, distinct URLs):
-  1. decode+resize only: curation.images.process_image on bytes in memory (Pillow draft mode);
+  1. decode+resize only: curation.images.process_image on bytes in memory (Pillow draft mode,
+     resize in torch as the job does when torch is installed; also with Pillow's resize);
   2. the same without draft mode (full decode, then resize), to show what draft buys;
+  2b. JPEG decoding at 1/8 scale alone: mostly the Huffman (entropy) decoding that no decoder
+     can skip; its rate is the ceiling of 1 and 3 on this CPU;
   3. the task pipeline: curation.download_shards.download_records (curation.fetch thread pool + process_image
      + row building) fetching every URL from a ThreadingHTTPServer in a separate process, so the
      server's CPU is not counted;
@@ -35,7 +38,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from curation.download_config import DownloadConfig  # noqa: E402
-from curation.images import process_image, target_size  # noqa: E402
+from curation.images import process_image, resolve_resizer, target_size  # noqa: E402
 
 
 def make_source(seed: int, width: int = 1920, height: int = 1440, quality: int = 90, noise: float = 5.0) -> bytes:
@@ -90,19 +93,34 @@ def best(fn, repeat: int) -> dict:
     return out
 
 
-def decode_rate(sources: list[bytes], n: int, size: int, draft: bool, resample: str = "bicubic") -> dict:
+def decode_rate(sources: list[bytes], n: int, size: int, draft: bool, resample: str = "bicubic",
+                resizer: str = "auto") -> dict:
+    resizer = resolve_resizer(resizer)
     cpu0, t0 = time.process_time(), time.perf_counter()
     for i in range(n):
         data = sources[i % len(sources)]
         if draft:
-            img, reason = process_image(data, image_size=size, resample=resample)
+            img, reason = process_image(data, image_size=size, resample=resample, resizer=resizer)
             assert reason is None
         else:
             im = Image.open(io.BytesIO(data))
             im = im.convert("RGB").resize(target_size(*im.size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
             im.save(io.BytesIO(), "JPEG", quality=90)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
-    return {"images": n, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "per_core": round(n / cpu, 1)}
+    return {"images": n, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "per_core": round(n / cpu, 1),
+            "resizer": resizer if draft else "pillow"}
+
+
+def entropy_floor_rate(sources: list[bytes], n: int) -> dict:
+    """JPEG decoding at 1/8 scale and nothing else: little more than the Huffman decoding that every
+    decode must do, whatever the output size. Its rate bounds any decode+resize rate on this CPU."""
+    cpu0 = time.process_time()
+    for i in range(n):
+        img = Image.open(io.BytesIO(sources[i % len(sources)]))
+        img.draft("RGB", (img.size[0] // 8, img.size[1] // 8))
+        img.load()
+    cpu = time.process_time() - cpu0
+    return {"images": n, "cpu_s": round(cpu, 3), "per_core": round(n / cpu, 1)}
 
 
 def fetch_rate(base: str, n: int, size: int, threads: int, resample: str = "bicubic") -> dict:
@@ -143,7 +161,9 @@ def main(argv=None) -> int:
         base = f"http://127.0.0.1:{port}"
         r = args.repeat
         draft = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True), r)
+        draft_pillow = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True, resizer="pillow"), r)
         box = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True, resample="box"), r)
+        floor = best(lambda: entropy_floor_rate(sources, args.n), r)
         nodraft = best(lambda: decode_rate(sources, max(args.n // 4, 20), args.image_size, draft=False), r)
         fetched = best(lambda: fetch_rate(base, args.n, args.image_size, args.threads), r)
         fetched_box = best(lambda: fetch_rate(base, args.n, args.image_size, args.threads, "box"), r)
@@ -156,7 +176,9 @@ def main(argv=None) -> int:
         "image_size": args.image_size,
         "cpus": os.cpu_count(),
         "decode_resize_draft": draft,
+        "decode_resize_draft_pillow": draft_pillow,
         "decode_resize_no_draft": nodraft,
+        "entropy_decoding_floor": floor,
         "decode_resize_draft_box": box,
         "fetch_decode_resize": fetched,
         "fetch_decode_resize_box": fetched_box,
@@ -169,7 +191,10 @@ def main(argv=None) -> int:
     }
     print(f"sources: {args.sources} JPEGs of {result['source_px'][0]}x{result['source_px'][1]}, ~{avg_kb:.0f} KB; "
           f"output shorter side {args.image_size}")
-    print(f"  decode+resize (draft)      {draft['per_core']:>8.1f} images/s per core")
+    print(f"  decode+resize (draft)      {draft['per_core']:>8.1f} images/s per core   (resize in {draft['resizer']}; "
+          f"{draft_pillow['per_core']:.1f} with Pillow's resize)")
+    print(f"  JPEG entropy decoding only {floor['per_core']:>8.1f} images/s per core   (1/8-scale decode, no resize "
+          "or encode: the ceiling of any rate above on this CPU)")
     print(f"  decode+resize (no draft)   {nodraft['per_core']:>8.1f} images/s per core   "
           f"(draft x{result['ratio_draft_vs_no_draft']})")
     print(f"  fetch+decode+resize        {fetched['per_core']:>8.1f} images/s per core   "

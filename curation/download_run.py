@@ -217,6 +217,7 @@ def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progr
         "duplicates": dedup["duplicates"],
         "bytes_downloaded_this_run": sum(s["bytes_downloaded"] for s in task_stats),
         "bytes_written": sum(s["bytes_written"] for s in stats),
+        "resizers": sorted({s["resizer"] for s in stats if s.get("resizer")}),
         "images_per_s_this_run": round(sum(s["succeeded"] if not s.get("retried") else s.get("recovered", 0)
                                            for s in task_stats) / max(t_dedup - t_fetch, 1e-9), 2),
         "timings_s": {"plan": round(t_fetch - t_start, 2), "fetch": round(t_dedup - t_fetch, 2),

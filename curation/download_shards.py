@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from curation import storage
 from curation.download_config import DownloadConfig
 from curation.fetch import Fetcher, fetch_many
-from curation.images import process_image
+from curation.images import process_image, resolve_resizer
 from curation.runs import read_json, write_json
 from curation.schemas import IMAGES
 
@@ -118,9 +118,10 @@ def download_records(records, config: DownloadConfig, fetcher: Fetcher | None = 
     """
     own = fetcher is None
     fetcher = fetcher or Fetcher(config)
+    resizer = resolve_resizer(config.resizer)
     process = functools.partial(process_image, image_size=config.image_size, jpeg_quality=config.jpeg_quality,
                                 max_pixels=config.max_image_pixels, min_side=config.min_image_side,
-                                resample=config.resample)
+                                resample=config.resample, resizer=resizer)
     by_uuid: dict[str, tuple[str, list]] = {}
     failures = []
     for uuid, url, texts in sorted(records, key=lambda r: (r[0], r[1] or "")):
@@ -130,6 +131,7 @@ def download_records(records, config: DownloadConfig, fetcher: Fetcher | None = 
             by_uuid[uuid] = (url, texts)
     rows = []
     info = Counter()
+    info["resizer"] = resizer  # not a count: which library downscaled (recorded in the shard stats)
     try:
         items = [(u, url) for u, (url, _) in by_uuid.items() if url]
         failures.extend((u, url, "bad_url", "no url") for u, (url, _) in by_uuid.items() if not url)
@@ -204,6 +206,7 @@ def run_shard(out: str, shard: int, records, config: DownloadConfig, retry: bool
         "bytes_downloaded": info["bytes_downloaded"],
         "bytes_written": bytes_written,
         "fetch_attempts": info["fetch_attempts"],
+        "resizer": info["resizer"],
         "seconds": round(time.monotonic() - t0, 3),
         **extra,
     }

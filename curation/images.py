@@ -6,15 +6,24 @@ huge canvas (decompression bomb) costs nothing. JPEG sources are decoded with Pi
 draft mode (DCT scaling by 1/2, 1/4, 1/8) straight to the smallest size whose shorter side
 still covers the target, which is most of the speed of this stage.
 
+The downscale runs in torch when it is installed (`resizer="auto"`): its antialiased
+bicubic/bilinear kernels for uint8 images are vectorised and about 2x faster than Pillow's
+on the same pixels, with results within one grey level of Pillow's (same filter definition).
+Draft decoding also turns off libjpeg's fancy chroma upsampling, whose smoothing is lost in
+the downscale anyway.
+
 Every failure is one of the reason codes in REASONS; nothing here raises on bad input.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
+import threading
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 RESAMPLE = {
@@ -23,6 +32,10 @@ RESAMPLE = {
     "box": Image.Resampling.BOX,
     "lanczos": Image.Resampling.LANCZOS,
 }
+RESIZERS = ("auto", "torch", "pillow")
+TORCH_MODES = {"bicubic": "bicubic", "bilinear": "bilinear"}  # antialiased in torch; others use Pillow
+_TORCH_LOCK = threading.Lock()
+_torch = None
 REASONS = ("empty_body", "not_an_image", "decompression_bomb", "too_small", "truncated_image", "decode_error")
 
 
@@ -59,6 +72,34 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def resolve_resizer(resizer: str = "auto") -> str:
+    """"torch" or "pillow" for a configured resizer; "auto" is torch when it is installed.
+
+    Selecting torch imports it and pins it to one intra-op thread: images are processed in
+    parallel threads already, and torch's own pool would oversubscribe the cores.
+    """
+    global _torch
+    if resizer not in RESIZERS:
+        raise ValueError(f"resizer must be one of {RESIZERS}, got {resizer!r}")
+    if resizer == "pillow" or (resizer == "auto" and importlib.util.find_spec("torch") is None):
+        return "pillow"
+    with _TORCH_LOCK:
+        if _torch is None:
+            import torch
+
+            torch.set_num_threads(1)
+            _torch = torch
+    return "torch"
+
+
+def _resize_torch(img: Image.Image, size: tuple[int, int], mode: str) -> Image.Image:
+    """Antialiased resize of an RGB image in torch (uint8, channels-last: no float copy)."""
+    torch = _torch
+    pixels = torch.from_numpy(np.array(img)).permute(2, 0, 1).unsqueeze(0)
+    out = torch.nn.functional.interpolate(pixels, size=(size[1], size[0]), mode=mode, antialias=True)
+    return Image.fromarray(out[0].permute(1, 2, 0).numpy(), "RGB")
+
+
 def process_image(
     data: bytes,
     image_size: int = 256,
@@ -66,8 +107,12 @@ def process_image(
     max_pixels: int = 40_000_000,
     min_side: int = 1,
     resample: str = "bicubic",
+    resizer: str = "pillow",
 ) -> tuple[ProcessedImage | None, str | None]:
-    """(image, None) or (None, reason). Pillow's own bomb limit (2x Image.MAX_IMAGE_PIXELS) also applies."""
+    """(image, None) or (None, reason). Pillow's own bomb limit (2x Image.MAX_IMAGE_PIXELS) also applies.
+
+    `resizer` is "pillow" or "torch" (resolve_resizer's answer: call it once, not per image).
+    """
     if not data:
         return None, "empty_body"
     try:
@@ -84,11 +129,20 @@ def process_image(
             return None, "too_small"
         if img.format == "JPEG" and min(width, height) > image_size:
             img.draft(img.mode, (image_size, image_size))  # keeps both sides >= image_size
+            if img.decoderconfig:
+                img.decoderconfig = (img.decoderconfig[0], 1)  # libjpeg's fast upsampling and IDCT
         img.load()
         rgb = _to_rgb(img)
         tw, th = target_size(width, height, image_size)  # from the declared size: draft is exact-agnostic
         if rgb.size != (tw, th):
-            rgb = rgb.resize((tw, th), RESAMPLE[resample], reducing_gap=3.0)
+            if resizer == "torch" and resample in TORCH_MODES and rgb.mode == "RGB":
+                # as Pillow's reducing_gap=3: an integer box reduction first for large factors
+                fx, fy = int(rgb.size[0] / tw / 3.0) or 1, int(rgb.size[1] / th / 3.0) or 1
+                if fx > 1 or fy > 1:
+                    rgb = rgb.reduce((fx, fy))
+                rgb = _resize_torch(rgb, (tw, th), TORCH_MODES[resample])
+            else:
+                rgb = rgb.resize((tw, th), RESAMPLE[resample], reducing_gap=3.0)
         buf = io.BytesIO()
         rgb.save(buf, format="JPEG", quality=jpeg_quality)
     except Image.DecompressionBombError:

@@ -161,8 +161,10 @@ def test_shards_read_with_pyarrow_decode_with_pillow_and_join_back(clean_run):
     assert sum(s["attempted"] for s in stats) == curated.num_rows
     for s in stats:
         assert s["succeeded"] + sum(s["failures"].values()) == s["attempted"]
+        assert s["resizer"] == "torch"  # resizer "auto", and torch is installed in the test environment
     manifest = json.load(open(os.path.join(out, "_MANIFEST.json")))
     assert manifest["config"]["image_size"] == CFG.image_size and manifest["succeeded"] == report["succeeded"]
+    assert manifest["resizers"] == ["torch"]
 
 
 def test_rerun_of_a_complete_output_changes_nothing(spark, clean_run):

@@ -126,3 +126,50 @@ def test_resample_filters_and_config_validation():
         DownloadConfig(resample="nearest-ish")
     with pytest.raises(ValueError):
         DownloadConfig(jpeg_quality=0)
+
+
+def _pixels(data: bytes):
+    import numpy as np
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.int16)
+
+
+@pytest.mark.parametrize("make, size, resample", [
+    (lambda: make_jpeg(1200, 900, seed=3), (341, 256), "bicubic"),  # draft path
+    (lambda: make_jpeg(900, 1400, seed=4), (256, 398), "bilinear"),
+    (lambda: _png_photo(2400, 1000), (614, 256), "bicubic"),  # large factor: integer reduce first
+])
+def test_torch_resizer_matches_pillow(make, size, resample):
+    """torch's antialiased kernels give Pillow's pixels to within JPEG noise; same size, same checks."""
+    from curation.images import resolve_resizer
+
+    assert resolve_resizer("auto") == "torch" == resolve_resizer("torch")  # torch is installed here
+    assert resolve_resizer("pillow") == "pillow"
+    data = make()
+    a, ra = process_image(data, image_size=256, resample=resample, resizer="torch")
+    b, rb = process_image(data, image_size=256, resample=resample, resizer="pillow")
+    assert ra is rb is None and (a.width, a.height) == (b.width, b.height) == size
+    diff = abs(_pixels(a.data) - _pixels(b.data))
+    assert diff.mean() < 1.0 and diff.max() <= 24  # re-encoded JPEGs: tiny, local differences only
+    again, _ = process_image(data, image_size=256, resample=resample, resizer="torch")
+    assert again.sha256 == a.sha256  # deterministic
+
+
+def _png_photo(width: int, height: int) -> bytes:
+    import numpy as np
+
+    y, x = np.mgrid[0:height, 0:width]
+    arr = np.stack([(x * 7 + y) % 256, (x * 3) % 256, (y * 5) % 256], -1).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr, "RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_resizer_config_is_validated():
+    from curation.download_config import DownloadConfig
+    from curation.images import resolve_resizer
+
+    with pytest.raises(ValueError, match="resizer"):
+        DownloadConfig(resizer="opencv")
+    with pytest.raises(ValueError, match="resizer"):
+        resolve_resizer("opencv")
