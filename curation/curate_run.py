@@ -35,6 +35,7 @@ from curation.metadata_dir import MANIFEST as METADATA_MANIFEST
 JOB = "curate"
 APP_NAME = "worldclip-curate"
 STATE = "_state"
+PICKED = "_picked"
 LEDGER = "ledger.json"
 JOB_MANIFEST = "_MANIFEST.json"
 # the code that decides the output: a change invalidates the per-input state of earlier runs
@@ -220,15 +221,19 @@ def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: s
 
 
 def group_and_count(spark, state_dir: str, ids: list[str], buckets: int, chunks: list[list[str]],
-                    matched_dir: str, rejects_dir: str) -> dict:
-    """Phase 2 on Spark: matched/ and rejects/ files; returns the summed task results."""
+                    matched_dir: str, rejects_dir: str, picked_dir: str | None = None, seed: int = 0) -> dict:
+    """Phase 2 on Spark: matched/ and rejects/ files (and each image's pick for the sample in
+    `picked_dir`); returns the summed task results."""
     os.makedirs(matched_dir, exist_ok=True)
     os.makedirs(rejects_dir, exist_ok=True)
+    if picked_dir is not None:
+        os.makedirs(picked_dir, exist_ok=True)
     sc = spark.sparkContext
     ids_bc, chunks_bc = sc.broadcast(ids), sc.broadcast(chunks)
     tasks = max(buckets, len(chunks))
     body = functools.partial(curate_stages.group_partition, buckets=buckets, state_dir=state_dir, input_ids=ids_bc,
-                             reject_chunks=chunks_bc, matched_dir=matched_dir, rejects_dir=rejects_dir)
+                             reject_chunks=chunks_bc, matched_dir=matched_dir, rejects_dir=rejects_dir,
+                             picked_dir=picked_dir, seed=seed)
     try:
         return _merged(sc.parallelize(range(tasks), tasks).mapPartitions(body))
     finally:
@@ -236,13 +241,14 @@ def group_and_count(spark, state_dir: str, ids: list[str], buckets: int, chunks:
         chunks_bc.unpersist()
 
 
-def sample_curated(spark, buckets: int, matched_dir: str, curated_dir: str, probs_by_lang: dict, seed: int) -> dict:
+def sample_curated(spark, buckets: int, matched_dir: str, curated_dir: str, probs_by_lang: dict, seed: int,
+                   picked_dir: str | None = None) -> dict:
     """Phase 3 on Spark: curated/ files (epoch 0); returns the summed task results."""
     os.makedirs(curated_dir, exist_ok=True)
     sc = spark.sparkContext
     bc = sc.broadcast(probs_by_lang)
     body = functools.partial(curate_stages.curate_partition, matched_dir=matched_dir, curated_dir=curated_dir,
-                             probs_by_lang=bc, seed=seed, epoch=0)
+                             probs_by_lang=bc, seed=seed, epoch=0, picked_dir=picked_dir)
     try:
         return _merged(sc.parallelize(range(buckets), buckets).mapPartitions(body))
     finally:
@@ -340,7 +346,9 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
 
         # 2. matched/ and rejects/ (one task per uuid bucket), entry counts
         matched_dir = os.path.join(staging, "matched")
-        grouped = group_and_count(spark, state_dir, ids, buckets, chunks, matched_dir, os.path.join(staging, "rejects"))
+        picked_dir = os.path.join(staging, PICKED)  # scratch: removed before publishing
+        grouped = group_and_count(spark, state_dir, ids, buckets, chunks, matched_dir, os.path.join(staging, "rejects"),
+                                  picked_dir, cfg.seed)
         totals = grouped["totals"]
         images = int(totals.get("images", 0))
         if totals.get("texts_in", 0) != matched_texts_in or totals.get("rejects", 0) != reject_rows:
@@ -366,7 +374,8 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         t = mark("counts_thresholds", t)
 
         sampled = sample_curated(spark, buckets, matched_dir, os.path.join(staging, "curated"),
-                                 {k: probs_by_lang[k] for k in matched_by_lang}, cfg.seed)
+                                 {k: probs_by_lang[k] for k in matched_by_lang}, cfg.seed, picked_dir)
+        shutil.rmtree(picked_dir, ignore_errors=True)
         curated_rows = int(sampled["totals"].get("curated", 0))
         acct.add("sample", images, curated_rows, {"not_sampled": images - curated_rows})
         curated_counts = pipeline.dense_counts(curate_stages.counts_table(sampled), num_entries)

@@ -161,15 +161,7 @@ def write_state_texts(table: pa.Table, path: str, compression: str | None = None
     ranges = [[uuids[s].as_py(), uuids[min(s + STATE_BATCH_ROWS, n) - 1].as_py()]
               for s in range(0, n, STATE_BATCH_ROWS)]
     table = table.replace_schema_metadata({UUID_RANGES_KEY: json.dumps(ranges)})
-    options = pa.ipc.IpcWriteOptions(compression=compression, use_threads=False)
-    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{uuidlib.uuid4().hex[:8]}"
-    try:
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
-            writer.write_table(table, max_chunksize=STATE_BATCH_ROWS)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_arrow(table, path, compression, STATE_BATCH_ROWS)
 
 
 def read_state_texts(path: str, lo: str | None = None, hi: str | None = None) -> pa.Table:
@@ -308,18 +300,53 @@ def part_name(k: int) -> str:
     return f"part-{k:05d}.parquet"
 
 
-def group_bucket(k: int, buckets: int, texts_files: Sequence[str], matched_dir: str) -> dict:
-    """Bucket k of every input -> matched/part-k; returns entry counts, texts per language, totals."""
+def group_bucket(k: int, buckets: int, texts_files: Sequence[str], matched_dir: str,
+                 picked_dir: str | None = None, seed: int = 0) -> dict:
+    """Bucket k of every input -> matched/part-k; returns entry counts, texts per language, totals.
+
+    With `picked_dir`, the text each image offers the offline sample (pipeline.pick_texts, epoch
+    0) is also written there (picked_path), so the sampling task reads that small file instead
+    of matched/ again.
+    """
     cpu0 = time.process_time()
     lo, hi = uuid_range(k, buckets)
     texts = read_bucket(texts_files, lo, hi)
     matched, unique = group_texts(texts)
     write_parquet(matched, os.path.join(matched_dir, part_name(k)), use_dictionary=MATCHED_DICTIONARY,
                   write_statistics=["uuid", "url"])
+    if picked_dir is not None:
+        picked = [pipeline.pick_texts(b, seed, 0) for b in matched.combine_chunks().to_batches()]
+        write_arrow(pa.Table.from_batches(picked, schema=CURATED), picked_path(picked_dir, k))
     result = entry_counts(unique.column("lang"), unique.column("entry_ids"))
     result["totals"] = {"images": matched.num_rows, "texts_in": texts.num_rows,
                         "cpu_seconds_group": time.process_time() - cpu0}
     return result
+
+
+def picked_path(picked_dir: str, k: int) -> str:
+    return os.path.join(picked_dir, f"part-{k:05d}.arrow")
+
+
+def write_arrow(table: pa.Table, path: str, compression: str | None = None, batch_rows: int | None = None) -> None:
+    """An Arrow IPC file written under a temporary name, then renamed (whole files only)."""
+    options = pa.ipc.IpcWriteOptions(compression=compression, use_threads=False)
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{uuidlib.uuid4().hex[:8]}"
+    try:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
+            writer.write_table(table, max_chunksize=batch_rows)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_arrow(path: str) -> pa.Table:
+    """A whole Arrow IPC file, memory-mapped (the handle is closed; the mapping lives with the data)."""
+    source = pa.memory_map(path)
+    try:
+        return pa.ipc.open_file(source).read_all()
+    finally:
+        source.close()
 
 
 def write_rejects_part(k: int, rejects_files: Sequence[str], rejects_dir: str) -> int:
@@ -335,13 +362,14 @@ def _value(x):
 
 
 def group_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, input_ids, reject_chunks,
-                    matched_dir: str, rejects_dir: str) -> Iterator[dict]:
+                    matched_dir: str, rejects_dir: str, picked_dir: str | None = None, seed: int = 0
+                    ) -> Iterator[dict]:
     """RDD partition body over task ids: task k groups bucket k (k < buckets) and writes reject
     part k (k < len(reject_chunks)). `input_ids` / `reject_chunks` may be Spark broadcasts."""
     ids, chunks = _value(input_ids), _value(reject_chunks)
     texts_files = [os.path.join(input_state_dir(state_dir, i), TEXTS_FILE) for i in ids]
     for k in task_ids:
-        result = group_bucket(k, buckets, texts_files, matched_dir) if k < buckets else new_result()
+        result = group_bucket(k, buckets, texts_files, matched_dir, picked_dir, seed) if k < buckets else new_result()
         if k < len(chunks):
             files = [os.path.join(input_state_dir(state_dir, i), REJECTS_FILE) for i in chunks[k]]
             result["totals"]["rejects"] = write_rejects_part(k, files, rejects_dir)
@@ -352,11 +380,20 @@ def group_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, in
 
 
 def curate_part(k: int, matched_dir: str, curated_dir: str, probs_by_lang: Mapping[str, np.ndarray], seed: int,
-                epoch: int = 0) -> dict:
-    """matched/part-k -> curated/part-k (same uuid order); returns the curated counts and rows."""
+                epoch: int = 0, picked_dir: str | None = None) -> dict:
+    """matched/part-k -> curated/part-k (same uuid order); returns the curated counts and rows.
+
+    With `picked_dir` (epoch 0), the picks group_bucket stored are read instead of matched/.
+    """
     cpu0 = time.process_time()
-    matched = pq.read_table(os.path.join(matched_dir, part_name(k)), schema=MATCHED)
-    out = list(pipeline.curate_batches(matched.to_batches(), probs_by_lang=probs_by_lang, seed=seed, epoch=epoch))
+    if picked_dir is not None and epoch == 0:
+        picked = read_arrow(picked_path(picked_dir, k))
+        out = [b for batch in picked.to_batches()
+               for b in pipeline.keep_picked(batch, probs_by_lang=probs_by_lang, seed=seed, epoch=epoch)]
+    else:
+        matched = pq.read_table(os.path.join(matched_dir, part_name(k)), schema=MATCHED)
+        out = list(pipeline.curate_batches(matched.to_batches(), probs_by_lang=probs_by_lang, seed=seed,
+                                           epoch=epoch))
     curated = pa.Table.from_batches(out, schema=CURATED)
     write_parquet(curated, os.path.join(curated_dir, part_name(k)), use_dictionary=CURATED_DICTIONARY,
                   write_statistics=["uuid", "url"])
@@ -366,11 +403,11 @@ def curate_part(k: int, matched_dir: str, curated_dir: str, probs_by_lang: Mappi
 
 
 def curate_partition(task_ids: Iterable[int], *, matched_dir: str, curated_dir: str, probs_by_lang, seed: int,
-                     epoch: int = 0) -> Iterator[dict]:
+                     epoch: int = 0, picked_dir: str | None = None) -> Iterator[dict]:
     """RDD partition body over task ids; `probs_by_lang` may be a Spark broadcast."""
     probs = _value(probs_by_lang)
     for k in task_ids:
-        yield curate_part(k, matched_dir, curated_dir, probs, seed, epoch)
+        yield curate_part(k, matched_dir, curated_dir, probs, seed, epoch, picked_dir)
 
 
 def input_partition(rows: Iterable[tuple[str, str, str]], *, state_dir: str, metadata: str, lid_model: str | None,

@@ -623,64 +623,61 @@ def balance_counts(counts: pa.Table, num_entries: Mapping[str, int], t_en: float
 
 def curate_batches(batches: Iterable[pa.RecordBatch], *, probs_by_lang: Mapping[str, np.ndarray], seed: int,
                    epoch: int = 0) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body over matched/ rows (uuid, url, texts): one picked text per image, kept by hash.
+    """The offline sample of matched/ rows (uuid, url, texts): keep_picked(pick_texts(...)).
 
     Texts of an image are in matched/ order (sorted by text), the pick is
     balance.pick_index(uuid, n, seed, epoch) and the keep decision
     balance.keep_decisions(uuid, 1 - prod(1 - prob[lang][e]), seed, epoch).
     `probs_by_lang` may be a Spark broadcast of that mapping (anything with `.value`).
     """
+    for batch in batches:
+        picked = pick_texts(batch, seed, epoch)
+        if picked.num_rows:
+            yield from keep_picked(picked, probs_by_lang=probs_by_lang, seed=seed, epoch=epoch)
+
+
+def pick_texts(batch: pa.RecordBatch, seed: int, epoch: int = 0) -> pa.RecordBatch:
+    """One text per matched/ row, chosen by balance.pick_index: CURATED rows (images without a
+    text are dropped). Needs no entry probabilities, so the grouping stage can do it."""
+    if batch.num_rows == 0:
+        return pa.RecordBatch.from_pylist([], schema=CURATED)
+    uuid_col = batch.column("uuid")
+    texts_col = batch.column("texts")
+    offsets = texts_col.offsets.to_numpy()  # a list array may be sliced: offsets are relative to its values
+    n = np.diff(offsets)
+    rows = offsets[:-1] + balance.pick_index(uuid_col.to_pylist(), n, seed, epoch)
+    has = n > 0
+    urls = batch.column("url")
+    if not has.all():
+        mask = pa.array(has)
+        uuid_col, urls = uuid_col.filter(mask), urls.filter(mask)
+    chosen = texts_col.values.take(pa.array(rows[has], pa.int64()))
+    return pa.RecordBatch.from_arrays(
+        [uuid_col, urls, chosen.field("text"), chosen.field("lang"), chosen.field("entry_ids")], schema=CURATED)
+
+
+def keep_picked(picked: pa.RecordBatch, *, probs_by_lang: Mapping[str, np.ndarray], seed: int, epoch: int = 0
+                ) -> Iterator[pa.RecordBatch]:
+    """The picked rows (CURATED) that the sample keeps: Bernoulli(1 - prod(1 - prob[lang][e])) by hash."""
     if hasattr(probs_by_lang, "value"):
         probs_by_lang = probs_by_lang.value
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        uuid_col = batch.column("uuid")
-        uuids = uuid_col.to_pylist()
-        texts_col = batch.column("texts")
-        if isinstance(texts_col, pa.ChunkedArray):
-            texts_col = texts_col.combine_chunks()
-        offsets = texts_col.offsets.to_numpy()
-        # a list array may be sliced: offsets are relative to its values
-        n = np.diff(offsets)
-        flat = texts_col.values
-        idx = balance.pick_index(uuids, n, seed, epoch)
-        rows = offsets[:-1] + idx
-        has = n > 0
-        if has.all():
-            uuid_has = uuids
-        else:
-            uuid_has = [u for u, h in zip(uuids, has.tolist(), strict=True) if h]
-            uuid_col = uuid_col.filter(pa.array(has))
-        chosen = flat.take(pa.array(rows[has], pa.int64()))
-        enc = pc.dictionary_encode(chosen.field("lang"))
-        codes = enc.indices.to_numpy(zero_copy_only=False)
-        id_lists = chosen.field("entry_ids")
-        id_offsets = id_lists.offsets.to_numpy()
-        id_values = id_lists.values.to_numpy(zero_copy_only=False)
-        keep_probs = np.zeros(len(uuid_has), dtype=np.float64)
-        for code, lang in enumerate(enc.dictionary.to_pylist()):
-            probs = probs_by_lang.get(lang)
-            if probs is None:
-                raise KeyError(f"no entry probabilities for language {lang!r}")
-            members = np.flatnonzero(codes == code)
-            starts, lengths = id_offsets[:-1][members], np.diff(id_offsets)[members]
-            # the ids of the members' lists, in order: start of each list repeated + position in it
-            pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            keep_probs[members] = balance.keep_probabilities_flat(id_values[np.repeat(starts, lengths) + pos], lengths, probs)
-        keep = balance.keep_decisions(uuid_has, keep_probs, seed, epoch)
-        if not keep.any():
-            continue
-        sel = pa.array(np.nonzero(keep)[0], pa.int64())
-        urls = batch.column("url").filter(pa.array(has))
-        kept = chosen.take(sel)
-        yield pa.RecordBatch.from_arrays(
-            [
-                uuid_col.take(sel),
-                urls.take(sel),
-                kept.field("text"),
-                kept.field("lang"),
-                kept.field("entry_ids"),
-            ],
-            schema=CURATED,
-        )
+    if picked.num_rows == 0:
+        return
+    enc = pc.dictionary_encode(picked.column("lang"))
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    id_lists = picked.column("entry_ids")
+    id_offsets = id_lists.offsets.to_numpy()
+    id_values = id_lists.values.to_numpy(zero_copy_only=False)
+    keep_probs = np.zeros(picked.num_rows, dtype=np.float64)
+    for code, lang in enumerate(enc.dictionary.to_pylist()):
+        probs = probs_by_lang.get(lang)
+        if probs is None:
+            raise KeyError(f"no entry probabilities for language {lang!r}")
+        members = np.flatnonzero(codes == code)
+        starts, lengths = id_offsets[:-1][members], np.diff(id_offsets)[members]
+        # the ids of the members' lists, in order: start of each list repeated + position in it
+        pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        keep_probs[members] = balance.keep_probabilities_flat(id_values[np.repeat(starts, lengths) + pos], lengths, probs)
+    keep = balance.keep_decisions(picked.column("uuid").to_pylist(), keep_probs, seed, epoch)
+    if keep.any():
+        yield picked.filter(pa.array(keep))

@@ -190,3 +190,23 @@ def test_state_texts_range_reads_equal_a_filter(tmp_path, monkeypatch, compressi
         got = curate_stages.read_state_texts(path, lo, hi)
         assert got.column("uuid").to_pylist() == want, (lo, hi)
         assert got.schema == curate_stages.STATE_TEXTS
+
+
+def test_picks_stored_by_grouping_give_the_sample_of_matched(state, tmp_path):
+    """curate_part from the picks group_bucket stored == curate_part reading matched/ again."""
+    import numpy as np
+
+    d, ids, _stats = state
+    files = [f"{d}/input_id={i}/{curate_stages.TEXTS_FILE}" for i in ids]
+    matched, picked, direct, via = (tmp_path / n for n in ("matched", "picked", "direct", "via"))
+    for p in (matched, picked, direct, via):
+        p.mkdir()
+    result = [curate_stages.group_bucket(k, 2, files, str(matched), str(picked), seed=7) for k in range(2)]
+    assert sum(r["totals"]["images"] for r in result) > 0
+    langs = {r["lang"] for k in range(2) for row in _read_parts(matched, 2) for r in row["texts"]}
+    probs = {lang: np.linspace(0.05, 1.0, 4096) for lang in langs}  # any probabilities: the paths must agree
+    for k in range(2):
+        a = curate_stages.curate_part(k, str(matched), str(direct), probs, seed=7)
+        b = curate_stages.curate_part(k, str(matched), str(via), probs, seed=7, picked_dir=str(picked))
+        assert a["totals"]["curated"] == b["totals"]["curated"]
+    assert _read_parts(direct, 2) == _read_parts(via, 2) and len(_read_parts(via, 2)) > 0
