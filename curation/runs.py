@@ -39,6 +39,26 @@ def code_version(files: Iterable[str]) -> str:
     return f"{git or 'nogit'}+src.{h.hexdigest()[:12]}"
 
 
+def spark_settings(master: str | None, submitted: bool, conf: Mapping[str, object] | None = None,
+                   local_conf: Mapping[str, object] | None = None) -> tuple[str | None, dict[str, str]]:
+    """(master, conf) that build_spark gives the session builder; see build_spark."""
+    settings: dict[str, str] = {}
+    if not submitted:
+        settings["spark.ui.showConsoleProgress"] = "false"  # our progress output instead
+    master = master or (None if submitted else "local[*]")
+    settings["spark.python.worker.reuse"] = "true"
+    if not submitted and master.startswith("local"):
+        # workers fork from a daemon that has already imported numpy/pyarrow/fastText/our modules.
+        # Local mode only: the daemon starts before any --py-files reach sys.path, so on a cluster
+        # it needs the package installed in the executors' Python (see infra/spark-defaults.conf).
+        settings["spark.python.daemon.module"] = "curation.spark_daemon"
+    for key, value in ({} if submitted else local_conf or {}).items():
+        settings[key] = str(value)
+    for key, value in (conf or {}).items():
+        settings[key] = str(value)
+    return master, settings
+
+
 def build_spark(app_name: str, master: str | None = None, conf: Mapping[str, object] | None = None,
                 local_conf: Mapping[str, object] | None = None):
     """The job's SparkSession: local[*] by default, whatever spark-submit says when submitted.
@@ -49,24 +69,17 @@ def build_spark(app_name: str, master: str | None = None, conf: Mapping[str, obj
     """
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.appName(app_name)
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ  # launched by spark-submit
     if not submitted:
         # python workers use this interpreter (the venv), not whatever `python3` is on PATH
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-        builder = builder.config("spark.ui.showConsoleProgress", "false")  # our progress output instead
+    master, settings = spark_settings(master, submitted, conf, local_conf)
+    builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    elif not submitted:
-        builder = builder.master("local[*]")
-    builder = builder.config("spark.python.worker.reuse", "true")
-    # workers fork from a daemon that has already imported numpy/pyarrow/fastText/our modules
-    builder = builder.config("spark.python.daemon.module", "curation.spark_daemon")
-    for key, value in ({} if submitted else local_conf or {}).items():
-        builder = builder.config(key, str(value))
-    for key, value in (conf or {}).items():
-        builder = builder.config(key, str(value))
+    for key, value in settings.items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
