@@ -13,7 +13,7 @@ one core, the job `--cores`; the job's CPU is that of the JVM and all its Python
 Goal: the job reaches at least 50% of the bare loop's per-core rate.
 
 The machine is shared and its speed drifts by tens of percent within a minute, so bare loop
-and job runs alternate (--repeat, default 3) and each side's best run is compared. The first
+and job runs alternate (--repeat, default 4) and each side's best run is compared. The first
 job run is cold (the JVM compiles, the Python daemon imports); later ones show the steady
 state that a long run over many inputs has, and the goal is judged on it. Both are printed.
 """
@@ -113,9 +113,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="local[N] for the job")
     parser.add_argument("--files", type=int, default=0, help="input Parquet files (default 4 per core)")
     parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--repeat", type=int, default=3,
+    parser.add_argument("--repeat", type=int, default=4,
                         help="bare-loop and job runs, interleaved; the first job run is cold, the best later one "
-                             "is the steady-state rate (default 3)")
+                             "is the steady-state rate (default 4)")
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark conf")
     parser.add_argument("--workdir", default=None, help="keep inputs/outputs here (default: a temp dir, removed)")

@@ -125,7 +125,15 @@ def uuid_order(uuids: pa.Array) -> np.ndarray:
         return pc.sort_indices(uuids).to_numpy()
     data = np.frombuffer(uuids.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[0] + 24 * n]
     keys = data.view(">u8").reshape(n, 3)
-    return np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0]))
+    # one stable sort on the first 8 characters; equal prefixes are almost always equal uuids
+    # (texts of one image), whose input order a stable sort keeps, as the full sort would
+    order = np.argsort(keys[:, 0], kind="stable")
+    first = keys[order, 0]
+    tie = np.flatnonzero(first[1:] == first[:-1])
+    if tie.size and ((keys[order[tie], 1] != keys[order[tie + 1], 1]) |
+                     (keys[order[tie], 2] != keys[order[tie + 1], 2])).any():
+        return np.lexsort((keys[:, 2], keys[:, 1], keys[:, 0]))
+    return order
 
 
 def read_input_stats(state_dir: str, input_id: str) -> dict | None:

@@ -142,6 +142,14 @@ def test_uuid_order_is_the_string_order():
     assert [arr[i].as_py() for i in order] == sorted(uuids[1:])
     odd = pa.array(["b", "a", "ccc"])
     assert curate_stages.uuid_order(odd).tolist() == [1, 0, 2]
+    # realistic uuids (uniform hex) with repeats: the one-key fast path, stable like a full sort
+    real = [rng.bytes(12).hex() for _ in range(300)] * 3
+    rng.shuffle(real)
+    stable = sorted(range(len(real)), key=lambda i: real[i])  # Python's sort is stable
+    assert curate_stages.uuid_order(pa.array(real)).tolist() == stable
+    # equal first 16 characters, different ends: the full comparison decides
+    close = ["abcdef0123456789" + end for end in ("ffffffff", "00000000", "ffffffff", "0000000f")]
+    assert curate_stages.uuid_order(pa.array(close)).tolist() == [1, 3, 0, 2]
 
 
 def test_stage1_lid_decisions_equal_identify(sample, resources):
