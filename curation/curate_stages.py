@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
-import uuid as uuidlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -37,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation import pipeline
+from curation import pipeline, runs, storage
 from curation.schemas import COUNTS, CURATED, MATCHED, MATCHED_TEXT, REJECTS
 
 TEXTS_FILE = "texts.arrow"
@@ -65,20 +63,8 @@ _SPAN = 16 ** UUID_PREFIX
 
 def write_parquet(table: pa.Table, path: str, **kw) -> None:
     """Write under a unique temporary name, then rename: readers and retries see whole files only."""
-    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{uuidlib.uuid4().hex[:8]}"
-    try:
+    with storage.atomic_local_path(path) as tmp:
         pq.write_table(table, tmp, **kw)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_json(path: str, doc: dict) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}-{uuidlib.uuid4().hex[:8]}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def input_state_dir(state_dir: str, input_id: str) -> str:
@@ -110,7 +96,7 @@ def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, ur
     write_parquet(rejects.cast(REJECTS), os.path.join(out, REJECTS_FILE))
     stats = {**stage.stats(), "texts": texts.num_rows, "reject_rows": rejects.num_rows,
              "cpu_seconds": round(time.process_time() - cpu0, 3)}
-    _write_json(os.path.join(out, STATS_FILE), stats)  # last: the state of this input is complete
+    runs.write_json(os.path.join(out, STATS_FILE), stats)  # last: the state of this input is complete
     return stats
 
 
@@ -338,14 +324,9 @@ def picked_path(picked_dir: str, k: int) -> str:
 def write_arrow(table: pa.Table, path: str, compression: str | None = None, batch_rows: int | None = None) -> None:
     """An Arrow IPC file written under a temporary name, then renamed (whole files only)."""
     options = pa.ipc.IpcWriteOptions(compression=compression, use_threads=False)
-    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{uuidlib.uuid4().hex[:8]}"
-    try:
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
-            writer.write_table(table, max_chunksize=batch_rows)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with storage.atomic_local_path(path) as tmp, pa.OSFile(tmp, "wb") as sink, \
+            pa.ipc.new_file(sink, table.schema, options=options) as writer:
+        writer.write_table(table, max_chunksize=batch_rows)
 
 
 def read_arrow(path: str) -> pa.Table:

@@ -95,7 +95,7 @@ class _Fail(Exception):
 _tls = threading.local()
 
 
-class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+class _Watched:
     """Tells the watchdog which connection the current thread is using (set in request())."""
 
     def request(self, *args, **kwargs):
@@ -105,12 +105,12 @@ class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
         return super().request(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def request(self, *args, **kwargs):
-        holder = getattr(_tls, "holder", None)
-        if holder is not None:
-            holder[0] = self
-        return super().request(*args, **kwargs)
+class _WatchedHTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _Watchdog:

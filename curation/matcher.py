@@ -15,6 +15,7 @@ from operator import itemgetter
 import ahocorasick
 import numpy as np
 
+from curation.storage import atomic_local_path
 from curation.text import pad_entry, spacing, spacing_joined
 
 EMPTY_IDS = np.zeros(0, dtype=np.int32)
@@ -40,14 +41,8 @@ def save_automaton(automaton: ahocorasick.Automaton, path: str | os.PathLike) ->
     """
     if automaton.store != ahocorasick.STORE_INTS:
         raise ValueError("only STORE_INTS automata are saved (values must be entry ids, never pickled)")
-    path = os.fspath(path)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
+    with atomic_local_path(path) as tmp:
         automaton.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class _RefusedValue(Exception):

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from curation.matcher import automaton_digest, build_automaton, load_automaton, save_automaton
 from curation.schemas import METADATA_ENTRIES
+from curation.storage import atomic_local_path
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -51,10 +52,9 @@ def write_language(root: str | os.PathLike, lang: str, entries: Sequence[str], s
         schema=METADATA_ENTRIES,
     )
     entries_path = os.path.join(root, "entries", f"{lang}.parquet")
-    tmp = f"{entries_path}.tmp-{os.getpid()}"
-    # fixed writer options so identical entries give identical bytes
-    pq.write_table(table, tmp, compression="zstd", write_statistics=False, store_schema=True)
-    os.replace(tmp, entries_path)
+    with atomic_local_path(entries_path) as tmp:
+        # fixed writer options so identical entries give identical bytes
+        pq.write_table(table, tmp, compression="zstd", write_statistics=False, store_schema=True)
     ac_path = os.path.join(root, "automata", f"{lang}.ac")
     automaton = build_automaton(entries)
     save_automaton(automaton, ac_path)
@@ -79,11 +79,9 @@ def write_manifest(root: str | os.PathLike, version: str, languages: dict[str, d
         "build_config": build_config,
     }
     path = os.path.join(os.fspath(root), MANIFEST)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_local_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2, sort_keys=True, ensure_ascii=False)
         f.write("\n")
-    os.replace(tmp, path)
     return manifest
 
 

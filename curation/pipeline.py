@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation import balance
-from curation.schemas import CURATED, ENTRY_IDS
+from curation.schemas import CURATED, MATCHED_TEXT, REJECTS
 
 # --- stage accounting ----------------------------------------------------------------------------
 
@@ -157,23 +157,11 @@ def worker_resources(metadata: str, lid_model: str | None, max_loaded: int = 16,
 
 # What Stage1 yields: one schema for the three kinds of rows (texts, rejects, the stats row);
 # curation.curate_stages splits them into the per-input state files.
+# A text row carries MATCHED_TEXT's fields flat; a reject row REJECTS' (its source is the input).
 STAGE1 = pa.schema(
-    [
-        ("input_id", pa.string()),
-        ("kind", pa.string()),  # text | reject | stats
-        ("uuid", pa.string()),
-        ("url", pa.string()),
-        ("text", pa.string()),
-        ("source", pa.string()),
-        ("page_url", pa.string()),
-        ("lid", pa.string()),
-        ("lid_prob", pa.float32()),
-        ("lang", pa.string()),
-        ("entry_ids", ENTRY_IDS),
-        ("stage", pa.string()),
-        ("reason", pa.string()),
-        ("detail", pa.string()),
-    ]
+    [("input_id", pa.string()), ("kind", pa.string()), ("uuid", pa.string()), ("url", pa.string())]  # kind: text | reject | stats
+    + list(MATCHED_TEXT)
+    + [REJECTS.field(name) for name in ("stage", "reason", "detail")]
 )
 
 
@@ -507,15 +495,15 @@ def table_pair_chunks(path, url_col: str, text_col: str, chunk_rows: int = 8192)
 
 
 def _string_pair_chunk(urls: pa.Array, texts: pa.Array, records: int) -> PairChunk:
-    from curation.text import already_clean_mask, clean_alt_text
-    from curation.urls import canonical_flags, normalize_url
-    from curation.wat import excerpt
+    """Canonical URLs and clean texts recognised per column in C; only the other rows take
+    wat.table_row (which returns canonical URLs and clean texts unchanged)."""
+    from curation.text import already_clean_mask
+    from curation.urls import canonical_flags
+    from curation.wat import table_row
 
     urls, texts = urls.cast(pa.string()), texts.cast(pa.string())
     text_list = texts.to_pylist()
-    canonical = canonical_flags(urls)
-    clean = already_clean_mask(texts, text_list)
-    slow = np.flatnonzero(~(canonical & clean))
+    slow = np.flatnonzero(~(canonical_flags(urls) & already_clean_mask(texts, text_list)))
     rejects: list[tuple[str, str]] = []
     if slow.size:
         keep = np.ones(len(text_list), dtype=bool)
@@ -524,27 +512,18 @@ def _string_pair_chunk(urls: pa.Array, texts: pa.Array, records: int) -> PairChu
         new_urls, new_texts = [], []
         slow_urls = urls.take(pa.array(slow, pa.int64())).to_pylist()
         for i, url in zip(slow.tolist(), slow_urls, strict=True):
-            norm = url
-            if not canonical[i]:
-                norm, reason = normalize_url(url)
-                if norm is None:
-                    rejects.append((reason, excerpt(url)))
-                    keep[i] = False
-                    continue
-            if not clean[i]:
-                text = text_list[i]
-                cleaned, reason = clean_alt_text(text)
-                if cleaned is None:
-                    rejects.append((reason, excerpt(text)))
-                    keep[i] = False
-                    continue
-                if cleaned != text:
-                    text_fix[i] = True
-                    new_texts.append(cleaned)
-                    text_list[i] = cleaned
+            norm, clean, reject = table_row(url, text_list[i])
+            if reject is not None:
+                rejects.append(reject)
+                keep[i] = False
+                continue
             if norm != url:
                 url_fix[i] = True
                 new_urls.append(norm)
+            if clean != text_list[i]:
+                text_fix[i] = True
+                new_texts.append(clean)
+                text_list[i] = clean
         if new_urls:
             urls = pc.replace_with_mask(urls, pa.array(url_fix), pa.array(new_urls, pa.string()))
         if new_texts:
@@ -558,19 +537,13 @@ def _string_pair_chunk(urls: pa.Array, texts: pa.Array, records: int) -> PairChu
 
 def _row_pair_chunk(batch: pa.RecordBatch) -> PairChunk:
     """The per-row path, for tables whose columns are not strings (binary text, numbers...)."""
-    from curation.text import clean_alt_text
-    from curation.urls import normalize_url
-    from curation.wat import _text_of, excerpt
+    from curation.wat import table_row
 
     urls, texts, rejects = [], [], []
     for url, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
-        norm, reason = normalize_url(url)
-        if norm is None:
-            rejects.append((reason, excerpt(url)))
-            continue
-        clean, reason = clean_alt_text(_text_of(text))
-        if clean is None:
-            rejects.append((reason, excerpt(text)))
+        norm, clean, reject = table_row(url, text)
+        if reject is not None:
+            rejects.append(reject)
             continue
         urls.append(norm)
         texts.append(clean)

@@ -421,6 +421,24 @@ def open_write(uri: str | os.PathLike, config: StorageConfig | None = None) -> _
     return _AtomicWriter(os.fspath(uri), _cfg(config))
 
 
+@contextlib.contextmanager
+def atomic_local_path(path: str | os.PathLike) -> Iterator[str]:
+    """A unique temporary path beside `path`, renamed onto it when the block ends normally.
+
+    For native writers that want a file name (pyarrow, pyahocorasick, shutil): a reader or a
+    retried task sees the old file or the whole new one, never a partial one. On an exception
+    the temporary file is removed and `path` is left as it was.
+    """
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{_uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 def write_bytes(uri: str | os.PathLike, data: bytes, config: StorageConfig | None = None) -> None:
     with open_write(uri, config) as f:
         f.write(data)
@@ -594,9 +612,8 @@ def download_to_local(
             if dt.st_size == st.st_size and dt.st_mtime_ns == st.st_mtime_ns:
                 return dst
         os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-        tmp = f"{dst}.tmp-{os.getpid()}-{_uuid.uuid4().hex[:8]}"
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
+        with atomic_local_path(dst) as tmp:
+            shutil.copy2(src, tmp)
         return dst
     config = _cfg(config)
     bucket, key = split_s3(uri)
@@ -609,20 +626,13 @@ def download_to_local(
             if f.read() == stamp and os.path.getsize(dst) == int(head["ContentLength"]):
                 return dst
     os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    tmp = f"{dst}.tmp-{os.getpid()}-{_uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_local_path(dst) as tmp:
         try:
             s3_client(config).download_file(bucket, key, tmp, Config=_transfer_config(config))
         except _client_error() as exc:
             raise _translate(exc, uri) from exc
-        os.replace(tmp, dst)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    side_tmp = f"{sidecar}.tmp-{os.getpid()}"
-    with open(side_tmp, "w", encoding="utf-8") as f:
+    with atomic_local_path(sidecar) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(stamp)
-    os.replace(side_tmp, sidecar)
     return dst
 
 

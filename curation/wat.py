@@ -343,15 +343,23 @@ def _table_format(path: object, fmt: str | None) -> str:
     raise ValueError(f"{path}: cannot tell the table format from the name; pass fmt='parquet' or 'jsonl'")
 
 
-def _row_events(url: object, text: object) -> Iterator[tuple[str, object]]:
-    yield "record", None
+def table_row(url: object, text: object) -> tuple[str, str, None] | tuple[None, None, tuple[str, str]]:
+    """A table row's (normalised URL, clean text, None), or (None, None, (reason, detail)) when it
+    is rejected: the URL is judged first, then the text."""
     norm, reason = normalize_url(url)
     if norm is None:
-        yield "reject", (reason, excerpt(url))
-        return
+        return None, None, (reason, excerpt(url))
     clean, reason = clean_alt_text(_text_of(text))
     if clean is None:
-        yield "reject", (reason, excerpt(text))
+        return None, None, (reason, excerpt(text))
+    return norm, clean, None
+
+
+def _row_events(url: object, text: object) -> Iterator[tuple[str, object]]:
+    yield "record", None
+    norm, clean, reject = table_row(url, text)
+    if reject is not None:
+        yield "reject", reject
         return
     yield "pair", {"url": norm, "uuid": image_uuid(norm), "text": clean, "source": "table", "page_url": ""}
 

@@ -280,3 +280,18 @@ def test_publish_refuses_bucket_root(s3_bucket):
     with pytest.raises(ValueError, match="bucket root"):
         with storage.publish(f"s3://{s3_bucket}/"):
             pass
+
+
+def test_atomic_local_path_renames_on_success_and_keeps_the_old_file_on_error(tmp_path):
+    from curation.storage import atomic_local_path
+
+    target = tmp_path / "f.bin"
+    with atomic_local_path(target) as tmp:
+        assert tmp != str(target) and os.path.dirname(tmp) == str(tmp_path)
+        open(tmp, "wb").write(b"one")
+    assert target.read_bytes() == b"one"
+    with pytest.raises(RuntimeError):
+        with atomic_local_path(target) as tmp:
+            open(tmp, "wb").write(b"partial")
+            raise RuntimeError("writer died")
+    assert target.read_bytes() == b"one" and os.listdir(tmp_path) == ["f.bin"]  # no temp file left

@@ -22,6 +22,8 @@ import torch
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
+from curation.storage import atomic_local_path
+
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 
 
@@ -92,9 +94,8 @@ class Tokenizer:
     def save(self, path: str | os.PathLike) -> None:
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        tmp.write_text(self._json, encoding="utf-8")
-        os.replace(tmp, p)
+        with atomic_local_path(p) as tmp:
+            Path(tmp).write_text(self._json, encoding="utf-8")
 
     def ids(self, text: str) -> list[int]:
         """Token ids framed with <s>/</s> (where the vocabulary has them), truncated to the context."""
