@@ -23,7 +23,6 @@ import io
 import threading
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 RESAMPLE = {
@@ -93,11 +92,17 @@ def resolve_resizer(resizer: str = "auto") -> str:
 
 
 def _resize_torch(img: Image.Image, size: tuple[int, int], mode: str) -> Image.Image:
-    """Antialiased resize of an RGB image in torch (uint8, channels-last: no float copy)."""
+    """Antialiased resize of an RGB image in torch (uint8, channels-last: no float copy).
+
+    Pixels travel as RGBX, Pillow's own 4-byte layout, which is also the layout of torch's
+    vectorised uint8 kernels: no packing to 3 channels and back on either side (same pixels).
+    """
     torch = _torch
-    pixels = torch.from_numpy(np.array(img)).permute(2, 0, 1).unsqueeze(0)
-    out = torch.nn.functional.interpolate(pixels, size=(size[1], size[0]), mode=mode, antialias=True)
-    return Image.fromarray(out[0].permute(1, 2, 0).numpy(), "RGB")
+    width, height = img.size
+    pixels = bytearray(img.tobytes("raw", "RGBX"))  # writable: torch.frombuffer warns on bytes
+    nchw = torch.frombuffer(pixels, dtype=torch.uint8).view(1, height, width, 4).permute(0, 3, 1, 2)
+    out = torch.nn.functional.interpolate(nchw, size=(size[1], size[0]), mode=mode, antialias=True)
+    return Image.frombytes("RGB", size, out[0].permute(1, 2, 0).contiguous().numpy(), "raw", "RGBX")
 
 
 def process_image(
@@ -131,6 +136,7 @@ def process_image(
             img.draft(img.mode, (image_size, image_size))  # keeps both sides >= image_size
             if img.decoderconfig:
                 img.decoderconfig = (img.decoderconfig[0], 1)  # libjpeg's fast upsampling and IDCT
+        img.decodermaxblock = max(len(data), img.decodermaxblock)  # one decoder call, no suspend/resume
         img.load()
         rgb = _to_rgb(img)
         tw, th = target_size(width, height, image_size)  # from the declared size: draft is exact-agnostic
