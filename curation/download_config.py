@@ -33,6 +33,9 @@ class DownloadConfig:
     threads: int = option(32, help="concurrent fetches per Spark task")
     per_host_concurrency: int = option(4, aliases=("--per-host",),
                                        help="politeness: simultaneous requests to one host per task")
+    decode_concurrency: int = option(1, help="images decoded at once per Spark task (a task holds one core): "
+                                             "more only adds memory and context switches; fetching stays "
+                                             "`threads`-wide")
     check_content_type: bool = option(True, help="refuse text/html etc. before reading the body")
     # --- safety ---
     # link-local (169.254/16 incl. cloud metadata), multicast, reserved and unspecified addresses
@@ -57,8 +60,8 @@ class DownloadConfig:
     def __post_init__(self):
         if self.max_redirects < 0 or self.retries < 0:
             raise ValueError("max_redirects and retries must be >= 0")
-        if self.threads < 1 or self.per_host_concurrency < 1:
-            raise ValueError("threads and per_host_concurrency must be >= 1")
+        if self.threads < 1 or self.per_host_concurrency < 1 or self.decode_concurrency < 1:
+            raise ValueError("threads, per_host_concurrency and decode_concurrency must be >= 1")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
         if self.resizer not in ("auto", "torch", "pillow"):

@@ -135,7 +135,8 @@ def download_records(records, config: DownloadConfig, fetcher: Fetcher | None = 
     try:
         items = [(u, url) for u, (url, _) in by_uuid.items() if url]
         failures.extend((u, url, "bad_url", "no url") for u, (url, _) in by_uuid.items() if not url)
-        for uuid, res, img, reason in fetch_many(fetcher, items, process, threads=config.threads):
+        for uuid, res, img, reason in fetch_many(fetcher, items, process, threads=config.threads,
+                                                     process_concurrency=config.decode_concurrency):
             info["fetch_attempts"] += res.attempts
             if res.body is not None:
                 info["bytes_downloaded"] += len(res.body)

@@ -19,6 +19,7 @@ reruns behave the same. A per-host semaphore caps simultaneous requests to one h
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import socket
@@ -530,14 +531,18 @@ def fetch_many(
     items: Iterable[tuple[object, str]],
     process: Callable[[bytes], tuple[object, str | None]] | None = None,
     threads: int | None = None,
+    process_concurrency: int | None = None,
 ) -> Iterator[tuple[object, FetchResult, object, str | None]]:
     """Fetch (key, url) items concurrently; yields (key, result, processed, reason) as they finish.
 
     `process(body) -> (value, reason)` runs in the fetching thread (e.g. decode + resize, which
-    releases the GIL in Pillow), so CPU work overlaps network waits. `reason` is the fetch
-    failure reason, else the process failure reason, else None. An exception in `process` is
-    counted as `process_error`, never raised.
+    releases the GIL in Pillow), so CPU work overlaps network waits. At most
+    `process_concurrency` bodies are processed at once (None: no limit): fetches stay
+    `threads`-wide while decoding, whose memory grows with every image in flight, matches the
+    cores. `reason` is the fetch failure reason, else the process failure reason, else None. An
+    exception in `process` is counted as `process_error`, never raised.
     """
+    gate = threading.BoundedSemaphore(process_concurrency) if process_concurrency else contextlib.nullcontext()
 
     def work(key, url):
         try:
@@ -549,7 +554,8 @@ def fetch_many(
         if process is None:
             return key, res, res.body, None
         try:
-            value, reason = process(res.body)
+            with gate:
+                value, reason = process(res.body)
         except Exception:  # noqa: BLE001 - one bad image must not end the task
             return key, res, None, "process_error"
         return key, res, value, reason

@@ -423,6 +423,26 @@ def test_fetch_many_runs_process_and_counts_its_exceptions(server, fetcher):
     assert got["gone"] == (None, "http_410")
 
 
+def test_fetch_many_processes_at_most_process_concurrency_bodies_at_once(server, fetcher):
+    lock, now, peak = threading.Lock(), [0], [0]
+
+    def process(body):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.05)
+        with lock:
+            now[0] -= 1
+        return len(body), None
+
+    items = [(i, f"{server.base}/img/a.jpg?q={i}") for i in range(8)]
+    for limit in (1, 2):
+        peak[0] = 0
+        got = list(fetch_many(fetcher, items, process, threads=8, process_concurrency=limit))
+        assert sorted(k for k, _, v, reason in got if v and reason is None) == list(range(8))
+        assert 1 <= peak[0] <= limit  # without the gate all 8 fetching threads would process at once
+
+
 def test_connection_refused_is_a_connection_error(fetcher):
     res = fetcher.fetch("http://127.0.0.1:1/x.jpg")  # nothing listens on port 1
     assert res.reason == "connection_error" and res.attempts == FAST.retries + 1
