@@ -5,7 +5,9 @@
 
 What it measures, in one run on the same source images (~500 KB JPEGs, distinct URLs):
   1. decode+resize only: curation.images.process_image on bytes in memory (Pillow draft mode,
-     resize in torch as the job does when torch is installed; also with Pillow's resize);
+     resize in torch as the job does when torch is installed; also with Pillow's resize), cycling
+     through the sources, and again over one separate copy per image (like fetched bodies,
+     never cache-resident); plus fetching alone, so the pipeline can be compared with its parts;
   2. the same without draft mode (full decode, then resize), to show what draft buys;
   2b. JPEG decoding at 1/8 scale alone: mostly the Huffman (entropy) decoding that no decoder
      can skip; its rate is the ceiling of 1 and 3 on this CPU;
@@ -125,6 +127,23 @@ def entropy_floor_rate(sources: list[bytes], n: int) -> dict:
     return {"images": n, "cpu_s": round(cpu, 3), "per_core": round(n / cpu, 1)}
 
 
+def fetch_only_rate(base: str, n: int) -> dict:
+    """Fetching alone, one request at a time (bodies dropped): the CPU cost of the HTTP client."""
+    from curation.fetch import Fetcher
+
+    fetcher = Fetcher(DownloadConfig(allow_loopback=True, retries=0, total_timeout=60, read_timeout=30))
+    try:
+        fetcher.fetch(f"{base}/img/0.jpg")  # warm: connection, imports
+        cpu0 = time.process_time()
+        for i in range(n):
+            if fetcher.fetch(f"{base}/img/{i}.jpg").body is None:
+                raise RuntimeError(f"fetch {i} failed in the benchmark")
+        cpu = time.process_time() - cpu0
+    finally:
+        fetcher.close()
+    return {"images": n, "cpu_s": round(cpu, 3), "per_core": round(n / cpu, 1), "ms_per_image": round(cpu / n * 1e3, 3)}
+
+
 def fetch_rate(base: str, n: int, size: int, threads: int, resample: str = "bicubic") -> dict:
     from curation.download_shards import download_records
 
@@ -164,6 +183,11 @@ def main(argv=None) -> int:
         base = f"http://127.0.0.1:{port}"
         r = args.repeat
         draft = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True), r)
+        # one copy per image, as fetched bodies are: not cache-resident when decoded
+        distinct = [bytes(bytearray(sources[i % len(sources)])) for i in range(args.n)]
+        draft_cold = best(lambda: decode_rate(distinct, args.n, args.image_size, draft=True), r)
+        distinct.clear()  # 600 copies of ~500 KB: free them before the fetch runs
+        fetch_only = best(lambda: fetch_only_rate(base, args.n), r)
         draft_pillow = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True, resizer="pillow"), r)
         box = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True, resample="box"), r)
         floor = best(lambda: entropy_floor_rate(sources, args.n), r)
@@ -180,6 +204,9 @@ def main(argv=None) -> int:
         "cpus": os.cpu_count(),
         "decode_resize_draft": draft,
         "decode_resize_draft_pillow": draft_pillow,
+        "decode_resize_draft_distinct_bodies": draft_cold,
+        "fetch_only_serial": fetch_only,
+        "fetch_plus_cold_decode_per_core": round(1 / (1 / draft_cold["per_core"] + 1 / fetch_only["per_core"]), 1),
         "decode_resize_no_draft": nodraft,
         "entropy_decoding_floor": floor,
         "decode_resize_draft_box": box,
@@ -196,6 +223,11 @@ def main(argv=None) -> int:
           f"output shorter side {args.image_size}")
     print(f"  decode+resize (draft)      {draft['per_core']:>8.1f} images/s per core   (resize in {draft['resizer']}; "
           f"{draft_pillow['per_core']:.1f} with Pillow's resize)")
+    print(f"  decode+resize (distinct)   {draft_cold['per_core']:>8.1f} images/s per core   (one copy of the bytes per "
+          "image, as fetched bodies are: no cache reuse across images)")
+    print(f"  fetch only (serial)        {fetch_only['per_core']:>8.1f} images/s per core   "
+          f"({fetch_only['ms_per_image']} ms CPU per image; with the line above: "
+          f"{result['fetch_plus_cold_decode_per_core']} per core if the pipeline cost only its parts)")
     print(f"  JPEG entropy decoding only {floor['per_core']:>8.1f} images/s per core   (1/8-scale decode, no resize "
           "or encode: the ceiling of any rate above on this CPU)")
     print(f"  decode+resize (no draft)   {nodraft['per_core']:>8.1f} images/s per core   "
