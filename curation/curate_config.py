@@ -52,6 +52,8 @@ class CurateConfig:
     arrow_batch_rows: int = option(10_000, help="spark.sql.execution.arrow.maxRecordsPerBatch during the run")
     max_loaded_automata: int = option(16, help="matching automata kept per Python worker (least recently used "
                                                "are dropped)")
+    max_automata_mb: int = option(2048, help="memory for matching automata per Python worker, about their files' "
+                                             "size (least recently used are dropped; 0: only the count limits)")
     # output files = ceil(rows / rows_per_file), a pure function of the data; also the parallelism
     # of grouping texts per image
     rows_per_file: int = option(250_000, help="rows per output file (also the parallelism of grouping per image)")
@@ -81,6 +83,8 @@ class CurateConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.state_compression not in STATE_COMPRESSIONS:
             raise ValueError(f"state_compression must be one of {STATE_COMPRESSIONS}, got {self.state_compression!r}")
+        if self.max_automata_mb < 0:
+            raise ValueError("max_automata_mb must be >= 0")
         if self.partitions < 0 or self.shuffle_partitions < 0:
             raise ValueError("partitions and shuffle_partitions must be >= 0")
         for name in ("inputs", "count_only_reasons"):  # constructed in code with a str or a list

@@ -216,7 +216,7 @@ def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: s
         curate_stages.input_partition, state_dir=state_dir, metadata=cfg.metadata, lid_model=cfg.lid_model,
         url_col=cfg.url_col, text_col=cfg.text_col, batch_size=cfg.batch_size, min_lid_prob=cfg.min_lid_prob,
         count_only=tuple(cfg.count_only_reasons), max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir,
-        state_compression=cfg.state_compression)
+        state_compression=cfg.state_compression, max_loaded_mb=cfg.max_automata_mb)
     return dict(spark.sparkContext.parallelize(rows, tasks).mapPartitions(body).collect())
 
 

@@ -401,10 +401,10 @@ def curate_partition(task_ids: Iterable[int], *, matched_dir: str, curated_dir: 
 
 def input_partition(rows: Iterable[tuple[str, str, str]], *, state_dir: str, metadata: str, lid_model: str | None,
                     url_col: str, text_col: str, batch_size: int, min_lid_prob: float, count_only: Sequence[str],
-                    max_loaded: int = 16, cache_dir: str | None = None, state_compression: str | None = None
-                    ) -> Iterator[tuple[str, dict]]:
+                    max_loaded: int = 16, cache_dir: str | None = None, state_compression: str | None = None,
+                    max_loaded_mb: float = 0) -> Iterator[tuple[str, dict]]:
     """RDD partition body: (path, input_id, format) -> (input_id, stats) per input."""
-    res = pipeline.worker_resources(metadata, lid_model, max_loaded, cache_dir)
+    res = pipeline.worker_resources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
     for path, iid, fmt in rows:
         yield iid, process_input(path, iid, fmt, state_dir, res, url_col=url_col, text_col=text_col,
                                  batch_size=batch_size, min_lid_prob=min_lid_prob, count_only=count_only,

@@ -86,9 +86,14 @@ def write_manifest(root: str | os.PathLike, version: str, languages: dict[str, d
 
 
 class MetadataDir:
-    """Read side of a local metadata directory, with a bounded cache of loaded automata."""
+    """Read side of a local metadata directory, with a bounded cache of loaded automata.
 
-    def __init__(self, root: str | os.PathLike, max_loaded: int = 16):
+    The cache is bounded by count and, with `max_loaded_mb`, by size: automata of the full
+    metadata range from kilobytes to hundreds of megabytes (a loaded automaton takes about its
+    file's size in memory), so a count alone bounds memory only when languages are alike.
+    """
+
+    def __init__(self, root: str | os.PathLike, max_loaded: int = 16, max_loaded_mb: float = 0):
         self.root = os.fspath(root)
         path = os.path.join(self.root, MANIFEST)
         if not os.path.exists(path):
@@ -96,7 +101,9 @@ class MetadataDir:
         with open(path, encoding="utf-8") as f:
             self.manifest = json.load(f)
         self.max_loaded = max_loaded
-        self._automata: OrderedDict[str, object] = OrderedDict()
+        self.max_loaded_bytes = int(max_loaded_mb * 1024 * 1024)
+        self._automata: OrderedDict[str, tuple[object, int]] = OrderedDict()  # lang -> (automaton, file bytes)
+        self.loads = 0  # automata read from disk: far above the language count means the cache is too small
 
     @property
     def version(self) -> str:
@@ -116,12 +123,18 @@ class MetadataDir:
         return pq.read_table(os.path.join(self.root, "entries", f"{lang}.parquet"))
 
     def automaton(self, lang: str):
-        """The language's automaton, loaded once; least recently used ones are dropped past max_loaded."""
+        """The language's automaton, loaded once; least recently used ones are dropped past
+        max_loaded automata or max_loaded_mb (the one just asked for always stays)."""
         if lang in self._automata:
             self._automata.move_to_end(lang)
-            return self._automata[lang]
-        automaton = load_automaton(os.path.join(self.root, "automata", f"{lang}.ac"))
-        self._automata[lang] = automaton
-        while len(self._automata) > self.max_loaded:
+            return self._automata[lang][0]
+        path = os.path.join(self.root, "automata", f"{lang}.ac")
+        automaton = load_automaton(path)
+        self.loads += 1
+        self._automata[lang] = (automaton, os.path.getsize(path))
+        while len(self._automata) > 1 and (len(self._automata) > self.max_loaded or self._over_budget()):
             self._automata.popitem(last=False)
         return automaton
+
+    def _over_budget(self) -> bool:
+        return bool(self.max_loaded_bytes) and sum(size for _, size in self._automata.values()) > self.max_loaded_bytes

@@ -112,7 +112,8 @@ class WorkerResources:
     are downloaded on first use into a local cache (curation.storage), keyed by bucket/key.
     """
 
-    def __init__(self, metadata: str, lid_model: str | None, max_loaded: int, cache_dir: str | None = None):
+    def __init__(self, metadata: str, lid_model: str | None, max_loaded: int, cache_dir: str | None = None,
+                 max_loaded_mb: float = 0):
         from curation.lid import LanguageIdentifier
         from curation.metadata_dir import MANIFEST, MetadataDir
 
@@ -127,7 +128,7 @@ class WorkerResources:
             self.local_root = root
         else:
             self.local_root = metadata
-        self.metadata = MetadataDir(self.local_root, max_loaded=max_loaded)
+        self.metadata = MetadataDir(self.local_root, max_loaded=max_loaded, max_loaded_mb=max_loaded_mb)
         self.languages = frozenset(self.metadata.languages())
 
     def automaton(self, lang: str):
@@ -140,15 +141,16 @@ class WorkerResources:
         return self.metadata.automaton(lang)
 
 
-def worker_resources(metadata: str, lid_model: str | None, max_loaded: int = 16, cache_dir: str | None = None):
+def worker_resources(metadata: str, lid_model: str | None, max_loaded: int = 16, cache_dir: str | None = None,
+                     max_loaded_mb: float = 0):
     """The process-wide WorkerResources for these settings (created on first call)."""
-    key = (metadata, lid_model, max_loaded, cache_dir)
+    key = (metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
     res = _RESOURCES.get(key)
     if res is None:
         with _RESOURCES_LOCK:
             res = _RESOURCES.get(key)
             if res is None:
-                res = WorkerResources(metadata, lid_model, max_loaded, cache_dir)
+                res = WorkerResources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
                 _RESOURCES[key] = res
     return res
 

@@ -106,6 +106,36 @@ def test_stage1_loads_each_automaton_rarely_with_a_small_cache(sample, monkeypat
     assert len(res.metadata._automata) <= 2
 
 
+def test_automata_cache_is_bounded_by_size(sample):
+    import os
+
+    from curation.metadata_dir import MetadataDir
+
+    root = sample["metadata"]
+    md0 = MetadataDir(root)
+    langs = sorted(md0.languages(), key=lambda lang: os.path.getsize(os.path.join(root, "automata", f"{lang}.ac")))
+    sizes = [os.path.getsize(os.path.join(root, "automata", f"{lang}.ac")) for lang in langs]
+    big, small = langs[-1], langs[0]
+    # room for the biggest automaton and not for it plus the smallest
+    budget_mb = (sizes[-1] + sizes[0] - 1) / (1024 * 1024)
+    md = MetadataDir(root, max_loaded=100, max_loaded_mb=budget_mb)
+    a = md.automaton(big)
+    assert md.automaton(big) is a and md.loads == 1
+    md.automaton(small)  # over budget with both: the least recently used (big) goes
+    assert list(md._automata) == [small]
+    md.automaton(big)
+    assert list(md._automata) == [big] and md.loads == 3
+    # one automaton over the whole budget is still served (and kept alone)
+    tiny = MetadataDir(root, max_loaded=100, max_loaded_mb=sizes[-1] / (2 * 1024 * 1024))
+    tiny.automaton(big)
+    assert list(tiny._automata) == [big]
+    # no size limit: the count decides
+    free = MetadataDir(root, max_loaded=len(langs))
+    for lang in langs + langs:
+        free.automaton(lang)
+    assert free.loads == len(langs)
+
+
 def test_stage1_counts_bad_records(tmp_path, resources):
     path = tmp_path / "bad.wat.gz"
     write_wat(path, [{"page_url": "https://ex.com/a.html",
