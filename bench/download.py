@@ -18,6 +18,8 @@ What it measures, in one run on the same source images (~500 KB JPEGs, distinct 
 Each measurement runs --repeat times and reports the fastest (load from other work only slows).
 "Per core" = images / CPU seconds of this process (all threads), i.e. what one core sustains;
 wall-clock rates are printed too. Goal: >= 100 images/s per core for 256-px output.
+With two or more CPUs the server runs on the last one and this process on the others
+(--no-pin: shared), as the web is not on the downloader's cores.
 """
 
 from __future__ import annotations
@@ -85,6 +87,25 @@ def _serve(sources: list[bytes], port_q) -> None:
     httpd.daemon_threads = True
     port_q.put(httpd.server_address[1])
     httpd.serve_forever()
+
+
+def split_cpus(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(this process's CPUs, the server's CPU): the last CPU serves, the others measure.
+
+    The loopback server stands in for the web, which does not run on the downloader's cores;
+    sharing them, it preempts the measured threads and evicts their caches (measured here: a
+    lower and far noisier rate). None, None when pinning is off or there is one CPU.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not pin or len(cpus) < 2:
+        return None, None
+    return set(cpus[:-1]), {cpus[-1]}
+
+
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` on `cpus` (threads started later inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
 
 
 def best(fn, repeat: int) -> dict:
@@ -170,6 +191,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sources", type=int, default=8, help="distinct source images")
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the fastest is reported")
     ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="let the loopback server share this process's CPUs (default: it gets the last CPU)")
     args = ap.parse_args(argv)
 
     sources = [make_source(s) for s in range(args.sources)]
@@ -178,6 +201,10 @@ def main(argv=None) -> int:
     q = ctx.Queue()
     server = ctx.Process(target=_serve, args=(sources, q), daemon=True)
     server.start()
+    client_cpus, server_cpus = split_cpus(args.pin)
+    if server_cpus:
+        pin_process(server.pid, server_cpus)
+        pin_process(os.getpid(), client_cpus)
     try:
         port = q.get(timeout=60)
         base = f"http://127.0.0.1:{port}"
@@ -202,6 +229,8 @@ def main(argv=None) -> int:
         "source_px": list(Image.open(io.BytesIO(sources[0])).size),
         "image_size": args.image_size,
         "cpus": os.cpu_count(),
+        "measuring_cpus": sorted(client_cpus) if client_cpus else None,  # None: not pinned
+        "server_cpus": sorted(server_cpus) if server_cpus else None,
         "decode_resize_draft": draft,
         "decode_resize_draft_pillow": draft_pillow,
         "decode_resize_draft_distinct_bodies": draft_cold,
@@ -220,7 +249,9 @@ def main(argv=None) -> int:
         "goal_met_box": fetched_box["per_core"] >= 100,
     }
     print(f"sources: {args.sources} JPEGs of {result['source_px'][0]}x{result['source_px'][1]}, ~{avg_kb:.0f} KB; "
-          f"output shorter side {args.image_size}")
+          f"output shorter side {args.image_size}; "
+          + (f"measured on CPU(s) {result['measuring_cpus']}, server on {result['server_cpus']}" if client_cpus
+             else "server shares the CPUs"))
     print(f"  decode+resize (draft)      {draft['per_core']:>8.1f} images/s per core   (resize in {draft['resizer']}; "
           f"{draft_pillow['per_core']:.1f} with Pillow's resize)")
     print(f"  decode+resize (distinct)   {draft_cold['per_core']:>8.1f} images/s per core   (one copy of the bytes per "
