@@ -105,7 +105,10 @@ def split_cpus(pin: bool) -> tuple[set[int] | None, set[int] | None]:
 def pin_process(pid: int, cpus: set[int]) -> None:
     """Every thread of `pid` on `cpus` (threads started later inherit it)."""
     for tid in os.listdir(f"/proc/{pid}/task"):
-        os.sched_setaffinity(int(tid), cpus)
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
 
 
 def best(fn, repeat: int) -> dict:
