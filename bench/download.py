@@ -8,7 +8,8 @@ What it measures, in one run on the same source images (~500 KB JPEGs, distinct 
      resize in torch as the job does when torch is installed; also with Pillow's resize), cycling
      through the sources, and again over one separate copy per image (like fetched bodies,
      never cache-resident); plus fetching alone, so the pipeline can be compared with its parts;
-  2. the same without draft mode (full decode, then resize), to show what draft buys;
+  2. the same without draft mode (full decode, then resize), to show what draft buys, and with
+     the sources saved as progressive JPEGs (their decode cost is a planning number for the web);
   2b. JPEG decoding at 1/8 scale alone: mostly the Huffman (entropy) decoding that no decoder
      can skip; its rate is the ceiling of 1 and 3 on this CPU;
   3. the task pipeline: curation.download_shards.download_records (curation.fetch thread pool + process_image
@@ -58,6 +59,13 @@ def make_source(seed: int, width: int = 1920, height: int = 1440, quality: int =
     arr = np.clip(base + rng.normal(0, noise, size=base.shape), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr, "RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def progressive_copy(data: bytes, quality: int = 90) -> bytes:
+    """The same picture as a progressive JPEG (libjpeg's default scan script)."""
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(buf, "JPEG", quality=quality, progressive=True)
     return buf.getvalue()
 
 
@@ -222,6 +230,8 @@ def main(argv=None) -> int:
         box = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True, resample="box"), r)
         floor = best(lambda: entropy_floor_rate(sources, args.n), r)
         nodraft = best(lambda: decode_rate(sources, max(args.n // 4, 20), args.image_size, draft=False), r)
+        progressive = [progressive_copy(src) for src in sources]
+        prog = best(lambda: decode_rate(progressive, max(args.n // 4, 20), args.image_size, draft=True), r)
         fetched = best(lambda: fetch_rate(base, args.n, args.image_size, args.threads), r)
         fetched_box = best(lambda: fetch_rate(base, args.n, args.image_size, args.threads, "box"), r)
     finally:
@@ -240,6 +250,7 @@ def main(argv=None) -> int:
         "fetch_only_serial": fetch_only,
         "fetch_plus_cold_decode_per_core": round(1 / (1 / draft_cold["per_core"] + 1 / fetch_only["per_core"]), 1),
         "decode_resize_no_draft": nodraft,
+        "decode_resize_progressive_sources": prog,
         "entropy_decoding_floor": floor,
         "decode_resize_draft_box": box,
         "fetch_decode_resize": fetched,
@@ -264,6 +275,8 @@ def main(argv=None) -> int:
           f"{result['fetch_plus_cold_decode_per_core']} per core if the pipeline cost only its parts)")
     print(f"  JPEG entropy decoding only {floor['per_core']:>8.1f} images/s per core   (1/8-scale decode, no resize "
           "or encode: the ceiling of any rate above on this CPU)")
+    print(f"  decode+resize (progressive){prog['per_core']:>8.1f} images/s per core   (the same pictures saved as "
+          "progressive JPEGs, common on the web: every scan is decoded, draft or not)")
     print(f"  decode+resize (no draft)   {nodraft['per_core']:>8.1f} images/s per core   "
           f"(draft x{result['ratio_draft_vs_no_draft']})")
     print(f"  fetch+decode+resize        {fetched['per_core']:>8.1f} images/s per core   "
