@@ -97,6 +97,13 @@ def _serve(sources: list[bytes], port_q) -> None:
     httpd.serve_forever()
 
 
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (all of them where the OS cannot say)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def split_cpus(pin: bool) -> tuple[set[int] | None, set[int] | None]:
     """(this process's CPUs, the server's CPU): the last CPU serves, the others measure.
 
@@ -104,8 +111,8 @@ def split_cpus(pin: bool) -> tuple[set[int] | None, set[int] | None]:
     sharing them, it preempts the measured threads and evicts their caches (measured here: a
     lower and far noisier rate). None, None when pinning is off or there is one CPU.
     """
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if not pin or len(cpus) < 2:
+    cpus = usable_cpus()
+    if not pin or len(cpus) < 2 or not hasattr(os, "sched_setaffinity"):
         return None, None
     return set(cpus[:-1]), {cpus[-1]}
 
@@ -180,7 +187,7 @@ def fetch_rate(base: str, n: int, size: int, threads: int, resample: str = "bicu
     from curation.download_shards import download_records
 
     cfg = DownloadConfig(allow_loopback=True, image_size=size, threads=threads, per_host_concurrency=threads,
-                         decode_concurrency=len(os.sched_getaffinity(0)),  # one process here, not a task per core
+                         decode_concurrency=len(usable_cpus()),  # one process here, not a task per core
                          total_timeout=60, read_timeout=30, retries=0, resample=resample)
     records = [(f"u{i:06d}", f"{base}/img/{i}.jpg", [{"text": "x"}]) for i in range(n)]
     download_records(records[: threads * 2], cfg)  # warm: pools, imports

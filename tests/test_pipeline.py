@@ -112,9 +112,9 @@ def test_automata_cache_is_bounded_by_size(sample):
     from curation.metadata_dir import MetadataDir
 
     root = sample["metadata"]
-    md0 = MetadataDir(root)
-    langs = sorted(md0.languages(), key=lambda lang: os.path.getsize(os.path.join(root, "automata", f"{lang}.ac")))
-    sizes = [os.path.getsize(os.path.join(root, "automata", f"{lang}.ac")) for lang in langs]
+    size_of = {lang: os.path.getsize(os.path.join(root, "automata", f"{lang}.ac")) for lang in MetadataDir(root).languages()}
+    langs = sorted(size_of, key=size_of.get)
+    sizes = [size_of[lang] for lang in langs]
     big, small = langs[-1], langs[0]
     # room for the biggest automaton and not for it plus the smallest
     budget_mb = (sizes[-1] + sizes[0] - 1) / (1024 * 1024)
