@@ -6,8 +6,10 @@ the forbidden-address cases must be refused before a connection is attempted.
 
 from __future__ import annotations
 
+import gzip
 import io
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -54,6 +56,14 @@ def png_bomb(width: int, height: int) -> bytes:
 # --- the server ------------------------------------------------------------------------------
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up on purpose (caps, deadlines) are expected here, not errors to print."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class HostileServer:
     """ThreadingHTTPServer on 127.0.0.1 with image routes and hostile routes.
 
@@ -61,6 +71,7 @@ class HostileServer:
     /dribble (body bytes every 0.3 s), /trickle (header bytes every 0.2 s), /redirect/<n>, /loop, /loop-a <-> /loop-b,
     /to?u=<url> (302 there), /big (Content-Length over any cap), /big-chunked (no length),
     /reset (closes without answering), /flaky/<key>/<n> (503 n times, then an image),
+    /short (a body shorter than its Content-Length), /gzip-bomb (content-coded, over the cap decoded),
     /fake.jpg (text with an image Content-Type), /html, /hold/<name> (image after 0.2 s, for
     concurrency counting), /empty.
     """
@@ -167,6 +178,17 @@ class HostileServer:
                     for _ in range(64):  # 4 MiB at most
                         self.wfile.write(block)
                     return None
+                if parts[0] == "short":  # declares more than it sends, then hangs up
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    self.wfile.write(outer.images["a.jpg"][0][:1000])
+                    self.close_connection = True
+                    return None
+                if parts[0] == "gzip-bomb":  # small on the wire, over any cap once decoded
+                    body = gzip.compress(b"\xff" * (8 << 20), compresslevel=9)
+                    return self._send(200, body, "image/jpeg", {"Content-Encoding": "gzip"})
                 if parts[0] == "reset":
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -187,7 +209,7 @@ class HostileServer:
                     return self._send(200, b"", "image/jpeg")
                 return self._send(404, b"not found", "text/plain")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
@@ -368,6 +390,8 @@ def test_redirects_followed_up_to_the_limit(server, fetcher):
         ("/dribble", "timeout"),
         ("/trickle", "timeout"),
         ("/reset", "connection_error"),
+        ("/short", "connection_error"),
+        ("/gzip-bomb", "too_large"),
         ("/status/500", "http_5xx"),
     ],
 )
