@@ -4,12 +4,14 @@
     python bench/download.py [--n 600] [--image-size 256] [--threads 8] [--json out.json]
 
 What it measures, in one run on the same source images (~500 KB JPEGs, distinct URLs):
-  1. decode+resize only: curation.images.process_image on bytes in memory (Pillow draft mode,
-     resize in torch as the job does when torch is installed; also with Pillow's resize), cycling
-     through the sources, and again over one separate copy per image (like fetched bodies,
-     never cache-resident); plus fetching alone, so the pipeline can be compared with its parts;
-  2. the same without draft mode (full decode, then resize), to show what draft buys, and with
-     the sources saved as progressive JPEGs (their decode cost is a planning number for the web);
+  1. decode+resize only: curation.images.process_image on bytes in memory (TurboJPEG decode
+     with DCT scaling in eighths, resize in torch as the job does when torch is installed; also
+     with Pillow's resize, and with Pillow's draft-mode decoder, the fallback for what TurboJPEG
+     does not read cleanly), cycling through the sources, and again over one separate copy per
+     image (like fetched bodies, never cache-resident); plus fetching alone, so the pipeline can
+     be compared with its parts;
+  2. the same without DCT scaling (Pillow, full decode, then resize), to show what scaling buys,
+     and with the sources saved as progressive JPEGs (a planning number for the web);
   2b. JPEG decoding at 1/8 scale alone: mostly the Huffman (entropy) decoding that no decoder
      can skip; its rate is the ceiling of 1 and 3 on this CPU;
   3. the task pipeline: curation.download_shards.download_records (curation.fetch thread pool + process_image
@@ -40,17 +42,18 @@ import os  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+import simplejpeg  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from curation.download_config import DownloadConfig  # noqa: E402
-from curation.images import process_image, resolve_resizer, target_size  # noqa: E402
+from curation.images import _decode_pillow, process_image, resize_pixels, resolve_resizer, target_size  # noqa: E402
 
 
 def make_source(seed: int, width: int = 1920, height: int = 1440, quality: int = 90, noise: float = 5.0) -> bytes:
     """A photo-like JPEG of roughly 500 KB (a typical web photo: ~2.8 MP at ~1.4 bits/pixel).
 
     Smooth gradients plus seeded Gaussian grain (no global RNG); the grain sets the entropy,
-    and entropy decoding is most of the decode cost once draft mode scales the IDCT down.
+    and entropy decoding is most of the decode cost once DCT scaling shrinks the IDCT.
     """
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -152,16 +155,27 @@ def decode_rate(sources: list[bytes], n: int, size: int, draft: bool, resample: 
             "resizer": resizer if draft else "pillow"}
 
 
+def pillow_decoder_rate(sources: list[bytes], n: int, size: int) -> dict:
+    """process_image with Pillow's draft-mode decoder (its fallback) in place of TurboJPEG: same
+    resize and encoder, so the difference is the decoder's."""
+    resizer = resolve_resizer("auto")
+    cpu0 = time.process_time()
+    for i in range(n):
+        pixels, declared, reason = _decode_pillow(sources[i % len(sources)], size, 40_000_000, 1)
+        assert reason is None
+        pixels = resize_pixels(pixels, target_size(*declared, size), "bicubic", resizer)
+        simplejpeg.encode_jpeg(pixels, quality=90, colorspace="RGBX", colorsubsampling="420")
+    cpu = time.process_time() - cpu0
+    return {"images": n, "cpu_s": round(cpu, 3), "per_core": round(n / cpu, 1), "resizer": resizer}
+
+
 def entropy_floor_rate(sources: list[bytes], n: int) -> dict:
     """JPEG decoding at 1/8 scale and nothing else: little more than the Huffman decoding that every
     decode must do, whatever the output size. Its rate bounds any decode+resize rate on this CPU."""
     cpu0 = time.process_time()
     for i in range(n):
-        data = sources[i % len(sources)]
-        img = Image.open(io.BytesIO(data))
-        img.draft("RGB", (img.size[0] // 8, img.size[1] // 8))
-        img.decodermaxblock = max(len(data), img.decodermaxblock)  # one decoder call, as process_image
-        img.load()
+        simplejpeg.decode_jpeg(sources[i % len(sources)], colorspace="RGBX", fastdct=True, fastupsample=True,
+                               min_factor=8)
     cpu = time.process_time() - cpu0
     return {"images": n, "cpu_s": round(cpu, 3), "per_core": round(n / cpu, 1)}
 
@@ -234,6 +248,7 @@ def main(argv=None) -> int:
         distinct.clear()  # 600 copies of ~500 KB: free them before the fetch runs
         fetch_only = best(lambda: fetch_only_rate(base, args.n), r)
         draft_pillow = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True, resizer="pillow"), r)
+        pillow_decoder = best(lambda: pillow_decoder_rate(sources, args.n, args.image_size), r)
         box = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True, resample="box"), r)
         floor = best(lambda: entropy_floor_rate(sources, args.n), r)
         nodraft = best(lambda: decode_rate(sources, max(args.n // 4, 20), args.image_size, draft=False), r)
@@ -253,6 +268,7 @@ def main(argv=None) -> int:
         "server_cpus": sorted(server_cpus) if server_cpus else None,
         "decode_resize_draft": draft,
         "decode_resize_draft_pillow": draft_pillow,
+        "decode_resize_pillow_decoder": pillow_decoder,
         "decode_resize_draft_distinct_bodies": draft_cold,
         "fetch_only_serial": fetch_only,
         "fetch_plus_cold_decode_per_core": round(1 / (1 / draft_cold["per_core"] + 1 / fetch_only["per_core"]), 1),
@@ -273,8 +289,9 @@ def main(argv=None) -> int:
           f"output shorter side {args.image_size}; "
           + (f"measured on CPU(s) {result['measuring_cpus']}, server on {result['server_cpus']}" if client_cpus
              else "server shares the CPUs"))
-    print(f"  decode+resize (draft)      {draft['per_core']:>8.1f} images/s per core   (resize in {draft['resizer']}; "
-          f"{draft_pillow['per_core']:.1f} with Pillow's resize)")
+    print(f"  decode+resize              {draft['per_core']:>8.1f} images/s per core   (TurboJPEG, DCT-scaled; resize in "
+          f"{draft['resizer']}; {draft_pillow['per_core']:.1f} with Pillow's resize, "
+          f"{pillow_decoder['per_core']:.1f} with Pillow's draft decoder)")
     print(f"  decode+resize (distinct)   {draft_cold['per_core']:>8.1f} images/s per core   (one copy of the bytes per "
           "image, as fetched bodies are: no cache reuse across images)")
     print(f"  fetch only (serial)        {fetch_only['per_core']:>8.1f} images/s per core   "
@@ -283,13 +300,13 @@ def main(argv=None) -> int:
     print(f"  JPEG entropy decoding only {floor['per_core']:>8.1f} images/s per core   (1/8-scale decode, no resize "
           "or encode: the ceiling of any rate above on this CPU)")
     print(f"  decode+resize (progressive){prog['per_core']:>8.1f} images/s per core   (the same pictures saved as "
-          "progressive JPEGs, common on the web: every scan is decoded, draft or not)")
-    print(f"  decode+resize (no draft)   {nodraft['per_core']:>8.1f} images/s per core   "
-          f"(draft x{result['ratio_draft_vs_no_draft']})")
+          "progressive JPEGs, common on the web: every scan is decoded, scaled or not)")
+    print(f"  decode+resize (full size)  {nodraft['per_core']:>8.1f} images/s per core   "
+          f"(Pillow, no DCT scaling: scaling x{result['ratio_draft_vs_no_draft']})")
     print(f"  fetch+decode+resize        {fetched['per_core']:>8.1f} images/s per core   "
           f"({fetched['wall_rate']} images/s wall, {args.threads} threads; "
           f"{result['ratio_fetch_pipeline_vs_decode_only']:.2f} of decode-only)")
-    print(f"  decode+resize (draft, box)  {box['per_core']:>7.1f} images/s per core")
+    print(f"  decode+resize (box)        {box['per_core']:>8.1f} images/s per core")
     print(f"  fetch+decode+resize (box)  {fetched_box['per_core']:>8.1f} images/s per core   "
           f"({fetched_box['wall_rate']} images/s wall)")
     print(f"  goal >= 100 images/s per core: default (bicubic) {'met' if result['goal_met'] else 'NOT met'}, "

@@ -1,16 +1,18 @@
 """Turn downloaded bytes into a training image: guard, decode, RGB, shrink, JPEG, hash.
 
-Untrusted bytes from the web: the declared pixel count is checked right after `Image.open`
-(which only parses the header) and before any pixel is decoded, so a tiny file declaring a
-huge canvas (decompression bomb) costs nothing. JPEG sources are decoded with Pillow's
-draft mode (DCT scaling by 1/2, 1/4, 1/8) straight to the smallest size whose shorter side
-still covers the target, which is most of the speed of this stage.
+Untrusted bytes from the web: the declared pixel count is checked from the header alone,
+before any pixel is decoded, so a tiny file declaring a huge canvas (decompression bomb)
+costs nothing.
 
-The downscale runs in torch when it is installed (`resizer="auto"`): its antialiased
-bicubic/bilinear kernels for uint8 images are vectorised and about 2x faster than Pillow's
-on the same pixels, with results within one grey level of Pillow's (same filter definition).
-Draft decoding also turns off libjpeg's fancy chroma upsampling, whose smoothing is lost in
-the downscale anyway.
+JPEG sources (most of the web) take a fast path through libjpeg-turbo's TurboJPEG API
+(simplejpeg): DCT scaling in eighths (M/8, finer than Pillow's draft mode, which only halves)
+straight to the smallest size whose shorter side still covers the target, decoded into the
+4-byte RGBX layout that the resize and the encoder take without a copy. Anything it does not
+read cleanly (CMYK, corrupt or truncated data, other formats) goes through Pillow, whose
+verdict decides the reason code. Either way the pixels end as one RGBX array, which is
+resized (torch when installed: `resizer="auto"`; its antialiased bicubic/bilinear kernels
+for uint8 are vectorised and about 2x faster than Pillow's, same filter definition) and
+encoded once, by the same encoder.
 
 Every failure is one of the reason codes in REASONS; nothing here raises on bad input.
 """
@@ -23,6 +25,8 @@ import io
 import threading
 from dataclasses import dataclass
 
+import numpy as np
+import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 RESAMPLE = {
@@ -91,18 +95,111 @@ def resolve_resizer(resizer: str = "auto") -> str:
     return "torch"
 
 
-def _resize_torch(img: Image.Image, size: tuple[int, int], mode: str) -> Image.Image:
-    """Antialiased resize of an RGB image in torch (uint8, channels-last: no float copy).
+def _rgbx(img: Image.Image) -> np.ndarray:
+    """An RGB image's pixels as a writable (height, width, 4) uint8 array (Pillow's own layout)."""
+    return np.frombuffer(bytearray(img.tobytes("raw", "RGBX")), np.uint8).reshape(img.size[1], img.size[0], 4)
 
-    Pixels travel as RGBX, Pillow's own 4-byte layout, which is also the layout of torch's
-    vectorised uint8 kernels: no packing to 3 channels and back on either side (same pixels).
+
+def _image(pixels: np.ndarray) -> Image.Image:
+    height, width = pixels.shape[:2]
+    return Image.frombuffer("RGB", (width, height), pixels, "raw", "RGBX", 0, 1)
+
+
+def _resize_torch(pixels: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+    """Antialiased resize in torch, channels-last uint8 in and out (no float copy, no repacking)."""
+    nchw = _torch.from_numpy(pixels)[None].permute(0, 3, 1, 2)  # a view: batch stride H*W*4 keeps it channels-last
+    out = _torch.nn.functional.interpolate(nchw, size=(size[1], size[0]), mode=mode, antialias=True)
+    return out[0].permute(1, 2, 0).contiguous().numpy()
+
+
+def resize_pixels(pixels: np.ndarray, size: tuple[int, int], resample: str = "bicubic",
+                  resizer: str = "pillow") -> np.ndarray:
+    """RGBX pixels resized to `size` (width, height) with the configured filter and resizer."""
+    height, width = pixels.shape[:2]
+    if (width, height) == size:
+        return pixels
+    if resizer == "torch" and resample in TORCH_MODES:
+        # as Pillow's reducing_gap=3: an integer box reduction first for large factors
+        fx, fy = int(width / size[0] / 3.0) or 1, int(height / size[1] / 3.0) or 1
+        if fx > 1 or fy > 1:
+            pixels = _rgbx(_image(pixels).reduce((fx, fy)))
+        return _resize_torch(pixels, size, TORCH_MODES[resample])
+    return _rgbx(_image(pixels).resize(size, RESAMPLE[resample], reducing_gap=3.0))
+
+
+def _pixel_limit(max_pixels: int) -> int:
+    """Ours, or Pillow's own bomb limit (2x Image.MAX_IMAGE_PIXELS) where that is lower."""
+    pillow = Image.MAX_IMAGE_PIXELS
+    return max_pixels if pillow is None else min(max_pixels, 2 * pillow)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a JPEG the fast path decodes (YCbCr, grey or RGB), else None."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    return (width, height) if colorspace in ("YCbCr", "Gray", "RGB") else None
+
+
+def _decode_jpeg(data: bytes, width: int, height: int, image_size: int) -> np.ndarray | None:
+    """RGBX pixels, DCT-scaled to the smallest M/8 size whose shorter side covers `image_size`.
+
+    None on any libjpeg error or warning (strict): Pillow then decides what the bytes are.
+    When the image shrinks anyway, libjpeg's fast IDCT and upsampling are used: what they lose
+    is lost in the downscale (Pillow's draft mode does the same).
     """
-    torch = _torch
-    width, height = img.size
-    pixels = bytearray(img.tobytes("raw", "RGBX"))  # writable: torch.frombuffer warns on bytes
-    nchw = torch.frombuffer(pixels, dtype=torch.uint8).view(1, height, width, 4).permute(0, 3, 1, 2)
-    out = torch.nn.functional.interpolate(nchw, size=(size[1], size[0]), mode=mode, antialias=True)
-    return Image.frombytes("RGB", size, out[0].permute(1, 2, 0).contiguous().numpy(), "raw", "RGBX")
+    shrink = min(width, height) > image_size
+    side = image_size if shrink else 0
+    try:
+        return simplejpeg.decode_jpeg(
+            data, colorspace="RGBX", fastdct=shrink, fastupsample=shrink, strict=True,
+            min_height=side if height <= width else 0, min_width=side if width < height else 0,
+        )
+    except ValueError:
+        return None
+
+
+def _decode_pillow(data: bytes, image_size: int, max_pixels: int, min_side: int):
+    """(RGBX pixels, declared (width, height), None) or (None, None, reason), for anything Pillow
+    opens: every format, every mode."""
+    try:
+        img = Image.open(io.BytesIO(data))  # parses the header only
+    except Image.DecompressionBombError:
+        return None, None, "decompression_bomb"
+    except (UnidentifiedImageError, SyntaxError, ValueError, TypeError, OSError, EOFError):
+        return None, None, "not_an_image"
+    try:
+        width, height = img.size
+        reason = _guard(width, height, max_pixels, min_side)
+        if reason:
+            return None, None, reason
+        if img.format == "JPEG" and min(width, height) > image_size:
+            img.draft(img.mode, (image_size, image_size))  # keeps both sides >= image_size
+            if img.decoderconfig:
+                img.decoderconfig = (img.decoderconfig[0], 1)  # libjpeg's fast upsampling and IDCT
+        img.decodermaxblock = max(len(data), img.decodermaxblock)  # one decoder call, no suspend/resume
+        img.load()
+        return _rgbx(_to_rgb(img)), (width, height), None
+    except Image.DecompressionBombError:
+        return None, None, "decompression_bomb"
+    except (OSError, EOFError) as exc:
+        reason = "truncated_image" if ("truncated" in str(exc) or isinstance(exc, EOFError)) else "decode_error"
+        return None, None, reason
+    except (SyntaxError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, MemoryError):
+        return None, None, "decode_error"
+    finally:
+        img.close()
+
+
+def _guard(width: int, height: int, max_pixels: int, min_side: int) -> str | None:
+    if width * height > _pixel_limit(max_pixels):
+        return "decompression_bomb"
+    if min(width, height) < min_side:
+        return "too_small"
+    return None
 
 
 def process_image(
@@ -120,44 +217,21 @@ def process_image(
     """
     if not data:
         return None, "empty_body"
+    pixels, size = None, _jpeg_size(data)
+    if size is not None:
+        reason = _guard(*size, max_pixels, min_side)
+        if reason:
+            return None, reason
+        pixels = _decode_jpeg(data, *size, image_size)
+    if pixels is None:
+        pixels, size, reason = _decode_pillow(data, image_size, max_pixels, min_side)
+        if reason:
+            return None, reason
+    # from the declared size: DCT scaling only guarantees that the shorter side covers the target
+    tw, th = target_size(*size, image_size)
     try:
-        img = Image.open(io.BytesIO(data))  # parses the header only
-    except Image.DecompressionBombError:
-        return None, "decompression_bomb"
-    except (UnidentifiedImageError, SyntaxError, ValueError, TypeError, OSError, EOFError):
-        return None, "not_an_image"
-    try:
-        width, height = img.size
-        if width * height > max_pixels:
-            return None, "decompression_bomb"
-        if min(width, height) < min_side:
-            return None, "too_small"
-        if img.format == "JPEG" and min(width, height) > image_size:
-            img.draft(img.mode, (image_size, image_size))  # keeps both sides >= image_size
-            if img.decoderconfig:
-                img.decoderconfig = (img.decoderconfig[0], 1)  # libjpeg's fast upsampling and IDCT
-        img.decodermaxblock = max(len(data), img.decodermaxblock)  # one decoder call, no suspend/resume
-        img.load()
-        rgb = _to_rgb(img)
-        tw, th = target_size(width, height, image_size)  # from the declared size: draft is exact-agnostic
-        if rgb.size != (tw, th):
-            if resizer == "torch" and resample in TORCH_MODES and rgb.mode == "RGB":
-                # as Pillow's reducing_gap=3: an integer box reduction first for large factors
-                fx, fy = int(rgb.size[0] / tw / 3.0) or 1, int(rgb.size[1] / th / 3.0) or 1
-                if fx > 1 or fy > 1:
-                    rgb = rgb.reduce((fx, fy))
-                rgb = _resize_torch(rgb, (tw, th), TORCH_MODES[resample])
-            else:
-                rgb = rgb.resize((tw, th), RESAMPLE[resample], reducing_gap=3.0)
-        buf = io.BytesIO()
-        rgb.save(buf, format="JPEG", quality=jpeg_quality)
-    except Image.DecompressionBombError:
-        return None, "decompression_bomb"
-    except (OSError, EOFError) as exc:
-        return None, "truncated_image" if ("truncated" in str(exc) or isinstance(exc, EOFError)) else "decode_error"
-    except (SyntaxError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, MemoryError):
+        pixels = resize_pixels(pixels, (tw, th), resample, resizer)
+        out = simplejpeg.encode_jpeg(pixels, quality=jpeg_quality, colorspace="RGBX", colorsubsampling="420")
+    except (ValueError, MemoryError):
         return None, "decode_error"
-    finally:
-        img.close()
-    out = buf.getvalue()
     return ProcessedImage(out, tw, th, len(data), hashlib.sha256(out).hexdigest()), None

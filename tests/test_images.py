@@ -173,3 +173,86 @@ def test_resizer_config_is_validated():
         DownloadConfig(resizer="opencv")
     with pytest.raises(ValueError, match="resizer"):
         resolve_resizer("opencv")
+
+
+# --- the JPEG fast path (TurboJPEG via simplejpeg) and its Pillow fallback ---------------------------
+
+
+def _with_sof_size(jpeg: bytes, width: int, height: int) -> bytes:
+    """The same bytes with the frame header (SOF0) declaring another size: pixel data unchanged."""
+    import struct
+
+    at = jpeg.index(b"\xff\xc0")
+    return jpeg[: at + 5] + struct.pack(">HH", height, width) + jpeg[at + 9:]
+
+
+def test_jpeg_dct_scaling_in_eighths_covers_the_target():
+    from curation.images import _decode_jpeg
+
+    for w, h in [(1000, 800), (800, 1000), (1920, 1440), (300, 290)]:
+        pixels = _decode_jpeg(make_jpeg(w, h, seed=1), w, h, 256)
+        ph, pw = pixels.shape[:2]
+        assert pixels.shape[2] == 4 and min(pw, ph) >= 256
+        # the smallest M/8 scale whose shorter side still covers 256 (Pillow's draft only halves:
+        # 1000x800 would decode at 500x400)
+        m = min(k for k in range(1, 9) if -(-min(w, h) * k // 8) >= 256)
+        assert (pw, ph) == (-(-w * m // 8), -(-h * m // 8))
+        img, reason = process_image(make_jpeg(w, h, seed=1))
+        assert reason is None and (img.width, img.height) == target_size(w, h, 256)
+
+
+def test_jpeg_fast_path_matches_the_pillow_path(monkeypatch):
+    """The same picture through TurboJPEG (M/8 scaling) or Pillow (draft): same size, same pixels
+    to within JPEG noise."""
+    import numpy as np
+
+    import curation.images as images
+
+    y, x = np.mgrid[0:800, 0:1000]
+    photo = np.stack([127 + 100 * np.sin(x / (50 + 15 * c) + y / 70) for c in range(3)], -1)
+    grain = np.random.default_rng(7).normal(0, 4, size=photo.shape)  # a photo: smooth plus grain
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(photo + grain, 0, 255).astype(np.uint8), "RGB").save(buf, "JPEG", quality=90)
+    src = buf.getvalue()
+    fast, _ = process_image(src, resizer="torch")
+    monkeypatch.setattr(images, "_jpeg_size", lambda data: None)  # every JPEG through Pillow
+    slow, _ = process_image(src, resizer="torch")
+    assert (fast.width, fast.height) == (slow.width, slow.height) == (320, 256)
+    diff = np.abs(_pixels(fast.data) - _pixels(slow.data))
+    assert diff.mean() < 1.5 and diff.max() <= 32
+    assert fast.sha256 != slow.sha256  # two decoders really ran
+
+
+def test_jpeg_that_libjpeg_warns_about_goes_through_pillow():
+    from curation.images import _decode_jpeg, _jpeg_size
+
+    src = make_jpeg(640, 480, seed=2)
+    mid = len(src) // 2
+    warned = src[:mid] + b"\xff\xd3" + src[mid:]  # a stray restart marker: "corrupt data", recoverable
+    assert _jpeg_size(warned) == (640, 480)
+    assert _decode_jpeg(warned, 640, 480, 256) is None  # strict: the warning is an error there
+    img, reason = process_image(warned)
+    assert reason is None and (img.width, img.height) == (341, 256)  # Pillow accepts it, as before
+
+
+def test_progressive_and_grey_jpegs():
+    src = Image.open(io.BytesIO(make_jpeg(900, 700, seed=4)))
+    for kwargs, mode in (({"progressive": True}, "RGB"), ({}, "L")):
+        buf = io.BytesIO()
+        src.convert(mode).save(buf, "JPEG", quality=90, **kwargs)
+        img, reason = process_image(buf.getvalue())
+        assert reason is None and (img.width, img.height) == (329, 256)
+        out = _decode(img.data)
+        assert out.mode == "RGB"
+        if mode == "L":
+            r, g, b = out.split()
+            assert r.tobytes() == g.tobytes() == b.tobytes()  # grey stays grey
+
+
+def test_jpeg_bomb_is_refused_from_its_header():
+    from curation.images import _jpeg_size
+
+    bomb = _with_sof_size(make_jpeg(64, 64), 9000, 9000)  # 81 MP declared, 64x64 of data
+    assert _jpeg_size(bomb) == (9000, 9000)  # the fast path reads the declared size
+    assert process_image(bomb, max_pixels=40_000_000) == (None, "decompression_bomb")
+    assert process_image(_with_sof_size(make_jpeg(64, 64), 4, 300), min_side=8) == (None, "too_small")
