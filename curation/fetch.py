@@ -586,6 +586,9 @@ def fetch_many(
     ordered = _interleave_hosts(list(items))
     n_threads = max(1, min(threads or fetcher.config.threads, len(ordered) or 1))
     with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="fetch") as pool:
-        futures = [pool.submit(work, key, url) for key, url in ordered]
-        for fut in as_completed(futures):
+        # no list of the futures is kept here: as_completed lets go of each one it yields, so a
+        # result (and its body) is freed once the caller is done with it, not at the end of the
+        # shard (which held every body of the shard in memory at once)
+        for fut in as_completed([pool.submit(work, key, url) for key, url in ordered]):
             yield fut.result()
+            del fut

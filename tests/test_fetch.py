@@ -434,6 +434,25 @@ def test_per_host_cap_and_connection_reuse(server):
     f.close()
 
 
+def test_fetch_many_frees_each_result_once_consumed(server, fetcher):
+    """A shard's bodies must not pile up in memory until the shard ends: each result (and the
+    body it carries) is freed once the caller has moved on, while later ones are still coming."""
+    import gc
+    import weakref
+
+    items = [(i, f"{server.base}/img/a.jpg?i={i}") for i in range(12)]
+    gen = fetch_many(fetcher, items, threads=2)
+    refs = []
+    for _ in range(6):
+        _key, res, _body, reason = next(gen)
+        assert reason is None
+        refs.append(weakref.ref(res))
+        del res, _body
+    gc.collect()
+    assert all(r() is None for r in refs[:5]), "results of consumed items are still referenced"
+    assert len(list(gen)) == 6  # the rest still arrive
+
+
 def test_fetch_many_runs_process_and_counts_its_exceptions(server, fetcher):
     def process(body):
         if body[:2] != b"\xff\xd8":
