@@ -18,7 +18,9 @@ What it measures, in one run on the same source images (~500 KB JPEGs, distinct 
      + row building) fetching every URL from a ThreadingHTTPServer in a separate process, so the
      server's CPU is not counted;
   4. 1 and 3 again with the `box` (area-average) resize filter instead of the default bicubic.
-Each measurement runs --repeat times and reports the fastest (load from other work only slows).
+Each measurement runs --repeat times, in rounds (one run of each per round, so that all of them
+see the same spells of this machine's drifting speed), and reports the fastest (load from other
+work only slows).
 "Per core" = images / CPU seconds of this process (all threads), i.e. what one core sustains;
 wall-clock rates are printed too. Goal: >= 100 images/s per core for 256-px output.
 With two or more CPUs the server runs on the last one and this process on the others
@@ -129,11 +131,19 @@ def pin_process(pid: int, cpus: set[int]) -> None:
             pass
 
 
-def best(fn, repeat: int) -> dict:
-    """The fastest of `repeat` runs (per core): other load on the machine only ever slows a run down."""
-    runs = [fn() for _ in range(repeat)]
-    out = max(runs, key=lambda r: r["per_core"])
-    out["per_core_all_runs"] = [r["per_core"] for r in runs]
+def best_interleaved(measurements: dict, repeat: int) -> dict:
+    """{name: fastest of `repeat` runs (per core)}, the runs taken in rounds (one of each measurement
+    per round): this machine's speed drifts over minutes, and rounds give every measurement the
+    same spells, so the ratios between them hold even when the absolute rates wander. Other load
+    only ever slows a run down, hence the fastest."""
+    runs: dict = {name: [] for name in measurements}
+    for _ in range(repeat):
+        for name, fn in measurements.items():
+            runs[name].append(fn())
+    out = {}
+    for name, rs in runs.items():
+        out[name] = max(rs, key=lambda r: r["per_core"])
+        out[name]["per_core_all_runs"] = [r["per_core"] for r in rs]
     return out
 
 
@@ -240,22 +250,28 @@ def main(argv=None) -> int:
     try:
         port = q.get(timeout=60)
         base = f"http://127.0.0.1:{port}"
-        r = args.repeat
-        draft = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True), r)
         # one copy per image, as fetched bodies are: not cache-resident when decoded
         distinct = [bytes(bytearray(sources[i % len(sources)])) for i in range(args.n)]
-        draft_cold = best(lambda: decode_rate(distinct, args.n, args.image_size, draft=True), r)
-        distinct.clear()  # 600 copies of ~500 KB: free them before the fetch runs
-        fetch_only = best(lambda: fetch_only_rate(base, args.n), r)
-        draft_pillow = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True, resizer="pillow"), r)
-        pillow_decoder = best(lambda: pillow_decoder_rate(sources, args.n, args.image_size), r)
-        box = best(lambda: decode_rate(sources, args.n, args.image_size, draft=True, resample="box"), r)
-        floor = best(lambda: entropy_floor_rate(sources, args.n), r)
-        nodraft = best(lambda: decode_rate(sources, max(args.n // 4, 20), args.image_size, draft=False), r)
         progressive = [progressive_copy(src) for src in sources]
-        prog = best(lambda: decode_rate(progressive, max(args.n // 4, 20), args.image_size, draft=True), r)
-        fetched = best(lambda: fetch_rate(base, args.n, args.image_size, args.threads), r)
-        fetched_box = best(lambda: fetch_rate(base, args.n, args.image_size, args.threads, "box"), r)
+        n, size, few = args.n, args.image_size, max(args.n // 4, 20)
+        decode_rate(sources, 16, size, draft=True)  # warm: torch's first resize, the decoders' libraries
+        m = best_interleaved({
+            "draft": lambda: decode_rate(sources, n, size, draft=True),
+            "draft_cold": lambda: decode_rate(distinct, n, size, draft=True),
+            "fetch_only": lambda: fetch_only_rate(base, n),
+            "draft_pillow": lambda: decode_rate(sources, n, size, draft=True, resizer="pillow"),
+            "pillow_decoder": lambda: pillow_decoder_rate(sources, n, size),
+            "box": lambda: decode_rate(sources, n, size, draft=True, resample="box"),
+            "floor": lambda: entropy_floor_rate(sources, n),
+            "nodraft": lambda: decode_rate(sources, few, size, draft=False),
+            "prog": lambda: decode_rate(progressive, few, size, draft=True),
+            "fetched": lambda: fetch_rate(base, n, size, args.threads),
+            "fetched_box": lambda: fetch_rate(base, n, size, args.threads, "box"),
+        }, args.repeat)
+        distinct.clear()
+        draft, draft_cold, fetch_only, draft_pillow = m["draft"], m["draft_cold"], m["fetch_only"], m["draft_pillow"]
+        pillow_decoder, box, floor, nodraft, prog = m["pillow_decoder"], m["box"], m["floor"], m["nodraft"], m["prog"]
+        fetched, fetched_box = m["fetched"], m["fetched_box"]
     finally:
         server.terminate()
         server.join(5)
