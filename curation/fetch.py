@@ -558,8 +558,8 @@ def fetch_many(
 ) -> Iterator[tuple[object, FetchResult, object, str | None]]:
     """Fetch (key, url) items concurrently; yields (key, result, processed, reason) as they finish.
 
-    `process(body) -> (value, reason)` runs in the fetching thread (e.g. decode + resize, which
-    releases the GIL in Pillow), so CPU work overlaps network waits. At most
+    `process(body) -> (value, reason)` runs in the fetching thread (e.g. decode + resize, whose
+    libraries release the GIL), so CPU work overlaps network waits. At most
     `process_concurrency` bodies are processed at once (None: no limit): fetches stay
     `threads`-wide while decoding, whose memory grows with every image in flight, matches the
     cores. `reason` is the fetch failure reason, else the process failure reason, else None. An
