@@ -101,8 +101,9 @@ def _rgbx(img: Image.Image) -> np.ndarray:
 
 
 def _image(pixels: np.ndarray) -> Image.Image:
+    """An RGBX image over the array's own memory (no copy), for Pillow's filters."""
     height, width = pixels.shape[:2]
-    return Image.frombuffer("RGB", (width, height), pixels, "raw", "RGBX", 0, 1)
+    return Image.frombuffer("RGBX", (width, height), pixels, "raw", "RGBX", 0, 1)
 
 
 def _resize_torch(pixels: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
@@ -122,9 +123,9 @@ def resize_pixels(pixels: np.ndarray, size: tuple[int, int], resample: str = "bi
         # as Pillow's reducing_gap=3: an integer box reduction first for large factors
         fx, fy = int(width / size[0] / 3.0) or 1, int(height / size[1] / 3.0) or 1
         if fx > 1 or fy > 1:
-            pixels = _rgbx(_image(pixels).reduce((fx, fy)))
+            pixels = np.array(_image(pixels).reduce((fx, fy)))  # writable: torch takes it as is
         return _resize_torch(pixels, size, TORCH_MODES[resample])
-    return _rgbx(_image(pixels).resize(size, RESAMPLE[resample], reducing_gap=3.0))
+    return np.asarray(_image(pixels).resize(size, RESAMPLE[resample], reducing_gap=3.0))  # read-only is enough
 
 
 def _pixel_limit(max_pixels: int) -> int:
