@@ -48,7 +48,14 @@ import simplejpeg  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from curation.download_config import DownloadConfig  # noqa: E402
-from curation.images import _decode_pillow, process_image, resize_pixels, resolve_resizer, target_size  # noqa: E402
+from curation.images import (  # noqa: E402
+    _decode_pillow,
+    encode_jpeg,
+    process_image,
+    resize_pixels,
+    resolve_resizer,
+    target_size,
+)
 
 
 def make_source(seed: int, width: int = 1920, height: int = 1440, quality: int = 90, noise: float = 5.0) -> bytes:
@@ -168,13 +175,13 @@ def decode_rate(sources: list[bytes], n: int, size: int, draft: bool, resample: 
 def pillow_decoder_rate(sources: list[bytes], n: int, size: int) -> dict:
     """process_image with Pillow's draft-mode decoder (its fallback) in place of TurboJPEG: same
     resize and encoder, so the difference is the decoder's."""
-    resizer = resolve_resizer("auto")
+    resizer, cfg = resolve_resizer("auto"), DownloadConfig()
     cpu0 = time.process_time()
     for i in range(n):
-        pixels, declared, reason = _decode_pillow(sources[i % len(sources)], size, 40_000_000, 1)
+        pixels, declared, reason = _decode_pillow(sources[i % len(sources)], size, cfg.max_image_pixels,
+                                                  cfg.min_image_side)
         assert reason is None
-        pixels = resize_pixels(pixels, target_size(*declared, size), "bicubic", resizer)
-        simplejpeg.encode_jpeg(pixels, quality=90, colorspace="RGBX", colorsubsampling="420")
+        encode_jpeg(resize_pixels(pixels, target_size(*declared, size), cfg.resample, resizer), cfg.jpeg_quality)
     cpu = time.process_time() - cpu0
     return {"images": n, "cpu_s": round(cpu, 3), "per_core": round(n / cpu, 1), "resizer": resizer}
 

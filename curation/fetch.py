@@ -402,14 +402,10 @@ class Fetcher:
         if cfg.check_content_type and ctype.startswith(_NOT_IMAGE_TYPES):
             resp.close()
             raise _Fail("not_an_image", f"Content-Type {ctype[:60]}")
-        declared = resp.headers.get("Content-Length")
-        try:
-            if declared is not None and int(declared) > cfg.max_bytes:
-                resp.close()
-                raise _Fail("too_large", f"Content-Length {declared}")
-        except ValueError:
-            pass
-        length = _sized_body_length(resp.headers)
+        declared, length = _body_lengths(resp.headers)
+        if declared is not None and declared > cfg.max_bytes:
+            resp.close()
+            raise _Fail("too_large", f"Content-Length {declared}")
         chunks, size = [], 0
         try:
             while True:
@@ -480,18 +476,18 @@ class Fetcher:
             attempt += 1
 
 
-def _sized_body_length(headers) -> int | None:
-    """Content-Length when the body arrives as declared (no transfer or content coding), else None."""
-    length = headers.get("Content-Length")
-    if length is None or "chunked" in (headers.get("Transfer-Encoding") or "").lower():
-        return None
-    if (headers.get("Content-Encoding") or "identity").strip().lower() != "identity":
-        return None
+def _body_lengths(headers) -> tuple[int | None, int | None]:
+    """(declared Content-Length, the same when the body arrives as declared, i.e. without transfer
+    or content coding); None where absent, unparsable or not applicable."""
     try:
-        value = int(length)
-    except ValueError:
-        return None
-    return value if value >= 0 else None
+        declared = int(headers.get("Content-Length"))
+    except (TypeError, ValueError):
+        return None, None
+    if declared < 0:
+        return None, None
+    coded = ("chunked" in (headers.get("Transfer-Encoding") or "").lower()
+             or (headers.get("Content-Encoding") or "identity").strip().lower() != "identity")
+    return declared, None if coded else declared
 
 
 def _discard_body(resp) -> None:

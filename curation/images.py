@@ -128,6 +128,11 @@ def resize_pixels(pixels: np.ndarray, size: tuple[int, int], resample: str = "bi
     return np.asarray(_image(pixels).resize(size, RESAMPLE[resample], reducing_gap=3.0))  # read-only is enough
 
 
+def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:
+    """The stored JPEG of RGBX pixels: 4:2:0 chroma, as Pillow's default."""
+    return simplejpeg.encode_jpeg(pixels, quality=quality, colorspace="RGBX", colorsubsampling="420")
+
+
 def _pixel_limit(max_pixels: int) -> int:
     """Ours, or Pillow's own bomb limit (2x Image.MAX_IMAGE_PIXELS) where that is lower."""
     pillow = Image.MAX_IMAGE_PIXELS
@@ -231,8 +236,7 @@ def process_image(
     # from the declared size: DCT scaling only guarantees that the shorter side covers the target
     tw, th = target_size(*size, image_size)
     try:
-        pixels = resize_pixels(pixels, (tw, th), resample, resizer)
-        out = simplejpeg.encode_jpeg(pixels, quality=jpeg_quality, colorspace="RGBX", colorsubsampling="420")
+        out = encode_jpeg(resize_pixels(pixels, (tw, th), resample, resizer), jpeg_quality)
     except (ValueError, MemoryError):
         return None, "decode_error"
     return ProcessedImage(out, tw, th, len(data), hashlib.sha256(out).hexdigest()), None
