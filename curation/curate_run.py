@@ -28,7 +28,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from curation import curate_stages, pipeline, report, runs, storage
+from curation import curate_stages, inputs, layout, pipeline, report, runs, storage
 from curation.curate_config import CurateConfig
 from curation.metadata_dir import MANIFEST as METADATA_MANIFEST
 
@@ -39,7 +39,7 @@ PICKED = "_picked"
 LEDGER = "ledger.json"
 JOB_MANIFEST = "_MANIFEST.json"
 # the code that decides the output: a change invalidates the per-input state of earlier runs
-CODE_FILES = ("curation/pipeline.py", "curation/curate_stages.py", "curation/curate_run.py", "curation/wat.py",
+CODE_FILES = ("curation/pipeline.py", "curation/curate_stages.py", "curation/curate_run.py", *inputs.CODE_FILES,
               "curation/urls.py", "curation/text.py", "curation/lid.py", "curation/languages.py",
               "curation/matcher.py", "curation/balance.py", "curation/schemas.py")
 
@@ -120,7 +120,11 @@ def plan_inputs(inputs: list[str], previous: dict | None, fingerprint: str, incr
 
 
 def read_metadata_manifest(uri: str) -> dict:
-    return runs.read_json(storage.join(uri, METADATA_MANIFEST))
+    try:
+        return runs.read_json(storage.join(uri, METADATA_MANIFEST))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--metadata {uri} is not a metadata directory (no {METADATA_MANIFEST}): build one "
+                                "with `make metadata` or jobs/build_metadata.py") from None
 
 
 def lid_model_id(path: str | None) -> dict:
@@ -266,18 +270,27 @@ def build_session(cfg: CurateConfig):
     return runs.build_spark(APP_NAME, cfg.master, cfg.extra_spark_conf, local_conf=LOCAL_SPARK_CONF)
 
 
-def run(cfg: CurateConfig, spark=None, progress=print) -> dict:
-    """Run the job; returns the manifest. Uses `spark` when given, else builds a session."""
+def preflight(cfg: CurateConfig) -> tuple[list[str], dict]:
+    """(input files, metadata manifest), or a one-line ValueError/OSError: everything a run checks
+    before Spark starts (settings, inputs, metadata, and whether --output may be written)."""
     cfg.validate_for_run()
     if storage.is_s3(cfg.output):
         raise ValueError("output must be a local or shared filesystem path (s3:// outputs are not supported yet)")
-    t0 = time.time()
     inputs = expand_inputs(cfg.inputs)
     if not inputs:
         raise FileNotFoundError(f"no input files match {list(cfg.inputs)}")
+    layout.check_output(cfg.output, layout.CurateOutput.LAYOUT, inputs)
     meta = read_metadata_manifest(cfg.metadata)
     if cfg.en_lang not in meta["languages"]:
         raise ValueError(f"metadata {cfg.metadata} has no {cfg.en_lang!r} entries: t_lang needs the reference language")
+    return inputs, meta
+
+
+def run(cfg: CurateConfig, spark=None, progress=print, prepared: tuple[list[str], dict] | None = None) -> dict:
+    """Run the job; returns the manifest. Uses `spark` when given, else builds a session;
+    `prepared` is what preflight(cfg) returned when the caller checked before starting Spark."""
+    t0 = time.time()
+    inputs, meta = prepared if prepared is not None else preflight(cfg)
     code = runs.code_version(CODE_FILES)
     lid = lid_model_id(cfg.lid_model)
     fingerprint = stage1_fingerprint(cfg, meta["version"], lid, code)

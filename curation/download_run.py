@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 
-from curation import runs, storage
+from curation import layout, runs, storage
 from curation.download_config import DownloadConfig
 from curation.download_shards import (
     DUPLICATES,
@@ -125,9 +125,15 @@ def _run_tasks(rdd, accs, n_tasks: int, progress: bool):
     return [json.loads(s) for s in result]
 
 
+def check_output(out: str, input_uri: str) -> None:
+    """OutputRefused unless `out` is new, empty or a download output to resume (curation.layout)."""
+    layout.check_output(out, layout.ImagesOutput.LAYOUT, [input_uri])
+
+
 def run(spark, input_uri: str, out: str, config: DownloadConfig, kind: str = "auto", retry_failed: bool = False,
         retry_reasons: frozenset | None = None, progress: bool = True, log=print) -> dict:
     """Run (or resume) the download of `input_uri` into `out`; returns the run report."""
+    check_output(out, input_uri)
     with runs.output_lock(out, "download"):
         return _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progress, log)
 

@@ -97,7 +97,7 @@ def output_lock(output: str, job: str = "job"):
         return
     import fcntl
 
-    parent, name = os.path.split(os.path.abspath(output))
+    parent, name = os.path.split(storage.resolve_local(output))
     os.makedirs(parent, exist_ok=True)
     with open(os.path.join(parent, f".{name}.lock"), "w") as f:
         try:

@@ -117,8 +117,15 @@ def _split_parent(uri: str) -> tuple[str, str]:
             raise ValueError(f"{uri!r} is a bucket root; publish needs a prefix inside the bucket")
         parent, _, name = key.rpartition("/")
         return (_s3_uri(bucket, parent) if parent else f"s3://{bucket}"), name
-    path = os.path.abspath(_local(uri))
+    path = resolve_local(uri)
     return os.path.dirname(path), os.path.basename(path)
+
+
+def resolve_local(uri: str | os.PathLike) -> str:
+    """The absolute path a local output is written at: a symlinked output is its link's target,
+    so publishing replaces the target and the link stays (renaming over the link would drop it)."""
+    path = os.path.abspath(_local(os.fspath(uri)))
+    return os.path.realpath(path) if os.path.islink(path) else path
 
 
 # --- boto3 client (lazy, one per process and endpoint) ------------------------------------------

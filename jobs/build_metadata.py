@@ -23,6 +23,7 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 
 from curation import config_cli, runs  # noqa: E402
+from jobs.common import user_error  # noqa: E402
 from metadata.config import MetadataConfig  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
@@ -70,14 +71,17 @@ def main(argv=None) -> int:
         config = make_config(args)
     except (ValueError, OSError) as e:
         parser.error(str(e))
-    from metadata.build import build, discover_inputs, summary
+    from metadata.build import build, check_output, discover_inputs, summary
 
     wikipedia = args.wikipedia if args.wikipedia is not None else [os.path.join(SHARED, "wikipedia")]
     wordnet = args.wordnet if args.wordnet is not None else [os.path.join(SHARED, "wordnet")]
     inputs = discover_inputs(wikipedia, wordnet, args.pageviews)
     if not (inputs.wikipedia or inputs.wordnet or inputs.pageviews):
-        print(f"no inputs found in {wikipedia} / {wordnet} / {args.pageviews}", file=sys.stderr)
-        return 2
+        return user_error("build_metadata", FileNotFoundError(f"no inputs found in {wikipedia} / {wordnet} / {args.pageviews}"))
+    try:
+        check_output(args.output, inputs)
+    except (ValueError, OSError) as e:
+        return user_error("build_metadata", e)
     spark = spark_session(args.master, args.shuffle_partitions)
     try:
         report = build(spark, inputs, args.output, config, languages=args.languages,

@@ -20,7 +20,8 @@ if ROOT not in sys.path:
 import argparse  # noqa: E402
 
 from curation.curate_config import add_arguments, config_from_args  # noqa: E402
-from curation.curate_run import build_session, run  # noqa: E402
+from curation.curate_run import build_session, preflight, run  # noqa: E402
+from jobs.common import user_error  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -30,11 +31,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = config_from_args(args)
-        cfg.validate_for_run()
+        prepared = preflight(cfg)
     except (ValueError, OSError) as e:
-        parser.error(str(e))
+        return user_error("curate", e)
     spark = build_session(cfg)
-    run(cfg, spark)
+    run(cfg, spark, prepared=prepared)
     return 0
 
 

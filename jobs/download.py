@@ -24,7 +24,8 @@ import json  # noqa: E402
 
 from curation import config_cli, runs  # noqa: E402
 from curation.download_config import DownloadConfig  # noqa: E402
-from curation.download_run import print_summary, run  # noqa: E402
+from curation.download_run import check_output, print_summary, run  # noqa: E402
+from jobs.common import user_error  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +57,10 @@ def main(argv=None) -> int:
     except (ValueError, OSError, TypeError) as e:
         parser.error(str(e))
     reasons = frozenset(r.strip() for r in args.retry_reasons.split(",")) if args.retry_reasons else None
+    try:
+        check_output(args.output, args.input)
+    except (ValueError, OSError) as e:
+        return user_error("download", e)
     spark = runs.build_spark("worldclip-download", args.master)
     try:
         report = run(spark, args.input, args.output, cfg, kind=args.input_kind, retry_failed=args.retry_failed,

@@ -101,6 +101,13 @@ def _dump_lang(path: str, align_to_lid: bool) -> str:
         return OTHER
 
 
+def check_output(output: str, inputs: BuildInputs) -> None:
+    """OutputRefused unless `output` may be replaced by a metadata build (curation.layout)."""
+    from curation import layout
+
+    layout.check_output(output, layout.MetadataOutput.LAYOUT, [*inputs.wikipedia, *inputs.wordnet, *inputs.pageviews])
+
+
 def build(spark, inputs: BuildInputs, output: str, config: MetadataConfig | None = None,
           languages: list[str] | None = None, align_to_lid: bool = True, version: str | None = None,
           progress: bool = True) -> dict:
@@ -113,6 +120,7 @@ def build(spark, inputs: BuildInputs, output: str, config: MetadataConfig | None
     from metadata.wordnet import spark_wordnet
 
     config = config or MetadataConfig()
+    check_output(output, inputs)
     t0 = time.time()
     timings: dict[str, float] = {}
     wanted = set(languages) if languages else None

@@ -1,0 +1,142 @@
+"""Each job's output layout, and the one rule for writing where something already is (DESIGN 7).
+
+A job writes into `--output`. What is there may be a user's directory (`.`, `$HOME`, a folder
+of notes), an input of the run, another job's output, or an earlier output of the same job. A
+job may only replace or extend the last of these: it is recognised by the job's own marker file
+(its manifest, or the plan a resumable job writes first). Replacing jobs (curate, metadata)
+publish a whole new directory over the old one, so they also refuse an earlier output that has
+gained entries they do not write (an `images/` put inside a curate output would go with the
+swap). Everything else is refused with a one-line :class:`OutputRefused` before any work starts.
+
+The layout classes name every file of an output once, so writers, readers and this rule agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from curation import storage
+
+
+class OutputRefused(ValueError):
+    """`--output` names something the job may not write over (the message is one line)."""
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """What a job's output looks like from outside: its marker files and its top-level names."""
+
+    job: str
+    markers: tuple[str, ...]  # any one present (and claiming `job`, when JSON with a "job" key) = ours
+    names: frozenset[str] | None  # top-level entries a replacing job writes; None: the job writes in place
+
+    def owns(self, uri: str) -> bool:
+        """Whether `uri` holds an output of this job (complete or, for in-place jobs, started)."""
+        for marker in self.markers:
+            path = storage.join(uri, marker)
+            if not storage.exists(path):
+                continue
+            try:
+                doc = json.loads(storage.read_bytes(path))
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and doc.get("job", self.job) == self.job:
+                return True
+        return False
+
+
+SUCCESS = storage.SUCCESS_MARKER
+JOB_MANIFEST = "_MANIFEST.json"
+
+
+class CurateOutput:
+    """The curate job's output directory (DESIGN 6)."""
+
+    MATCHED = "matched"
+    CURATED = "curated"
+    COUNTS = "counts"
+    ENTRY_PROBS = "entry_probs"
+    REJECTS = "rejects"
+    THRESHOLDS = "thresholds.json"
+    REPORT_JSON = "report.json"
+    REPORT_HTML = "report.html"
+    STATE = "_state"  # per-input state and the ledger of an incremental run
+    PICKED = "_picked"  # scratch of one run, removed before publishing
+    MANIFEST = JOB_MANIFEST
+    LAYOUT = OutputLayout("curate", (JOB_MANIFEST,), frozenset({
+        MATCHED, CURATED, COUNTS, ENTRY_PROBS, REJECTS, THRESHOLDS, REPORT_JSON, REPORT_HTML, STATE, PICKED,
+        JOB_MANIFEST, SUCCESS}))
+
+
+class ImagesOutput:
+    """The download job's output directory: resumed in place, so its plan marks it from the start."""
+
+    PLAN = "_PLAN.json"
+    MANIFEST = JOB_MANIFEST
+    LAYOUT = OutputLayout("download", (JOB_MANIFEST, PLAN), None)
+
+
+class MetadataOutput:
+    """The metadata build's output directory (curation.metadata_dir reads it)."""
+
+    MANIFEST = "manifest.json"
+    REPORT = "_REPORT.json"
+    LAYOUT = OutputLayout("metadata", (MANIFEST,), frozenset({MANIFEST, REPORT, "entries", "automata", SUCCESS}))
+
+
+def _local(uri: str) -> str:
+    return os.path.realpath(uri[len("file://"):] if uri.startswith("file://") else uri)
+
+
+def _inside(path: str, directory: str) -> bool:
+    if storage.is_s3(directory) or storage.is_s3(path):
+        if not (storage.is_s3(directory) and storage.is_s3(path)):
+            return False
+        d, p = storage.split_s3(directory), storage.split_s3(path)
+        key = d[1].rstrip("/")
+        return d[0] == p[0] and (not key or p[1] == key or p[1].startswith(key + "/"))
+    d, p = _local(directory), _local(path)
+    return p == d or p.startswith(d.rstrip(os.sep) + os.sep)
+
+
+def _top_level_names(uri: str) -> list[str]:
+    if storage.is_s3(uri):
+        prefix = uri.rstrip("/") + "/"
+        return sorted({f[len(prefix):].split("/", 1)[0] for f in storage.list_files(uri) if f.startswith(prefix)})
+    return sorted(os.listdir(_local(uri)))
+
+
+def check_output(uri: str, layout: OutputLayout, inputs: Iterable[str] = ()) -> None:
+    """Raise OutputRefused unless the job may write its output at `uri` (see the module docstring).
+
+    `inputs` are the run's input files or directories: none may lie inside the output.
+    """
+    uri = os.fspath(uri)
+    for path in inputs:
+        if _inside(os.fspath(path), uri):
+            raise OutputRefused(f"input {path} lies inside --output {uri}, which the {layout.job} job writes; "
+                                "put the output elsewhere")
+    if storage.is_s3(uri):
+        if not storage.exists(uri):
+            return
+    else:
+        local = _local(uri)
+        if not os.path.lexists(local):
+            return
+        if not os.path.isdir(local):
+            raise OutputRefused(f"--output {uri} is a file, not a directory: choose a new or empty directory")
+        if not os.listdir(local):
+            return
+    if not layout.owns(uri):
+        found = ", ".join(_top_level_names(uri)[:5])
+        raise OutputRefused(f"--output {uri} is not empty and is not an earlier {layout.job} output (it holds {found}); "
+                            f"the {layout.job} job only replaces its own outputs: choose a new or empty directory")
+    if layout.names is not None:
+        foreign = [n for n in _top_level_names(uri) if n not in layout.names]
+        if foreign:
+            raise OutputRefused(f"--output {uri} is an earlier {layout.job} output that also holds "
+                                f"{', '.join(foreign[:5])}, which the job did not write and would replace: "
+                                "move it out or choose another --output")
