@@ -13,9 +13,9 @@ texts stay in Arrow inside the Python workers:
      every input's texts (memory-mapped; batches outside the range are skipped), keeps identical texts of an
      image once, writes `matched/part-k.parquet` and returns per-language entry counts; task k
      also writes `rejects/part-k.parquet` for its share of the inputs.
-  3. `curate_part`: matched/part-k -> `curated/part-k.parquet` (pipeline.curate_batches) and
+  3. `curate_part`: matched/part-k -> `curated/part-k.parquet` (sampling.curate_batches) and
      the curated counts.
-(`*_partition` are the RDD partition bodies around them.)
+(jobs/curate.py runs them as Spark tasks.)
 
 Files are written under a temporary name and renamed, so a retried or speculative task
 leaves exactly one complete file. The number of buckets and the uuid ranges depend only on
@@ -28,14 +28,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation import pipeline, runs, storage
+from curation import pipeline, runs, sampling, storage
 from curation.schemas import COUNTS, CURATED, MATCHED, MATCHED_TEXT, REJECTS
 
 TEXTS_FILE = "texts.arrow"
@@ -298,7 +298,7 @@ def group_bucket(k: int, buckets: int, texts_files: Sequence[str], matched_dir: 
                  picked_dir: str | None = None, seed: int = 0) -> dict:
     """Bucket k of every input -> matched/part-k; returns entry counts, texts per language, totals.
 
-    With `picked_dir`, the text each image offers the offline sample (pipeline.pick_texts, epoch
+    With `picked_dir`, the text each image offers the offline sample (sampling.pick_texts, epoch
     0) is also written there (picked_path), so the sampling task reads that small file instead
     of matched/ again.
     """
@@ -309,7 +309,7 @@ def group_bucket(k: int, buckets: int, texts_files: Sequence[str], matched_dir: 
     write_parquet(matched, os.path.join(matched_dir, part_name(k)), use_dictionary=MATCHED_DICTIONARY,
                   write_statistics=["uuid", "url"])
     if picked_dir is not None:
-        picked = [pipeline.pick_texts(b, seed, 0) for b in matched.combine_chunks().to_batches()]
+        picked = [sampling.pick_texts(b, seed, 0) for b in matched.combine_chunks().to_batches()]
         write_arrow(pa.Table.from_batches(picked, schema=CURATED), picked_path(picked_dir, k))
     result = entry_counts(unique.column("lang"), unique.column("entry_ids"))
     result["totals"] = {"images": matched.num_rows, "texts_in": texts.num_rows,
@@ -346,25 +346,6 @@ def write_rejects_part(k: int, rejects_files: Sequence[str], rejects_dir: str) -
     return table.num_rows
 
 
-def _value(x):
-    return x.value if hasattr(x, "value") else x  # a Spark broadcast or the plain value
-
-
-def group_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, input_ids, reject_chunks,
-                    matched_dir: str, rejects_dir: str, picked_dir: str | None = None, seed: int = 0
-                    ) -> Iterator[dict]:
-    """RDD partition body over task ids: task k groups bucket k (k < buckets) and writes reject
-    part k (k < len(reject_chunks)). `input_ids` / `reject_chunks` may be Spark broadcasts."""
-    ids, chunks = _value(input_ids), _value(reject_chunks)
-    texts_files = [os.path.join(input_state_dir(state_dir, i), TEXTS_FILE) for i in ids]
-    for k in task_ids:
-        result = group_bucket(k, buckets, texts_files, matched_dir, picked_dir, seed) if k < buckets else new_result()
-        if k < len(chunks):
-            files = [os.path.join(input_state_dir(state_dir, i), REJECTS_FILE) for i in chunks[k]]
-            result["totals"]["rejects"] = write_rejects_part(k, files, rejects_dir)
-        yield result
-
-
 # --- 3. per matched file: curated/ ---------------------------------------------------------------
 
 
@@ -373,15 +354,20 @@ def curate_part(k: int, matched_dir: str, curated_dir: str, probs_by_lang: Mappi
     """matched/part-k -> curated/part-k (same uuid order); returns the curated counts and rows.
 
     With `picked_dir` (epoch 0), the picks group_bucket stored are read instead of matched/.
+    Every language of the texts must have entry probabilities (KeyError otherwise): the sampling
+    would not keep its images, and here a missing language means entry_probs/ is incomplete.
     """
     cpu0 = time.process_time()
     if picked_dir is not None and epoch == 0:
         picked = read_arrow(picked_path(picked_dir, k))
+        sampling.require_probabilities(picked.column("lang"), probs_by_lang)
         out = [b for batch in picked.to_batches()
-               for b in pipeline.keep_picked(batch, probs_by_lang=probs_by_lang, seed=seed, epoch=epoch)]
+               for b in sampling.keep_picked(batch, probs_by_lang=probs_by_lang, seed=seed, epoch=epoch)]
     else:
         matched = pq.read_table(os.path.join(matched_dir, part_name(k)), schema=MATCHED)
-        out = list(pipeline.curate_batches(matched.to_batches(), probs_by_lang=probs_by_lang, seed=seed,
+        sampling.require_probabilities(pc.struct_field(pc.list_flatten(matched.column("texts")), "lang"),
+                                       probs_by_lang)
+        out = list(sampling.curate_batches(matched.to_batches(), probs_by_lang=probs_by_lang, seed=seed,
                                            epoch=epoch))
     curated = pa.Table.from_batches(out, schema=CURATED)
     write_parquet(curated, os.path.join(curated_dir, part_name(k)), use_dictionary=CURATED_DICTIONARY,
@@ -389,23 +375,3 @@ def curate_part(k: int, matched_dir: str, curated_dir: str, probs_by_lang: Mappi
     result = entry_counts(curated.column("lang"), curated.column("entry_ids"))
     result["totals"] = {"curated": curated.num_rows, "cpu_seconds_curate": time.process_time() - cpu0}
     return result
-
-
-def curate_partition(task_ids: Iterable[int], *, matched_dir: str, curated_dir: str, probs_by_lang, seed: int,
-                     epoch: int = 0, picked_dir: str | None = None) -> Iterator[dict]:
-    """RDD partition body over task ids; `probs_by_lang` may be a Spark broadcast."""
-    probs = _value(probs_by_lang)
-    for k in task_ids:
-        yield curate_part(k, matched_dir, curated_dir, probs, seed, epoch, picked_dir)
-
-
-def input_partition(rows: Iterable[tuple[str, str, str]], *, state_dir: str, metadata: str, lid_model: str | None,
-                    url_col: str, text_col: str, batch_size: int, min_lid_prob: float, count_only: Sequence[str],
-                    max_loaded: int = 16, cache_dir: str | None = None, state_compression: str | None = None,
-                    max_loaded_mb: float = 0) -> Iterator[tuple[str, dict]]:
-    """RDD partition body: (path, input_id, format) -> (input_id, stats) per input."""
-    res = pipeline.worker_resources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
-    for path, iid, fmt in rows:
-        yield iid, process_input(path, iid, fmt, state_dir, res, url_col=url_col, text_col=text_col,
-                                 batch_size=batch_size, min_lid_prob=min_lid_prob, count_only=count_only,
-                                 state_compression=state_compression)

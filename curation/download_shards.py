@@ -13,7 +13,7 @@ Side files live in `_`-prefixed subdirectories, so pyarrow and Spark read the di
 
 Every uuid goes to shard blake2b(uuid) % num_shards (num_shards = ceil(rows / shard_size) on the
 first run), so the shards are a pure function of the input, whatever the Spark partitioning.
-Nothing here imports Spark: curation.download_run runs `run_shard` inside Spark tasks.
+Nothing here imports Spark: jobs/download.py runs `run_shard` inside Spark tasks.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Per-partition stages of the curate job, on plain Python/Arrow values (no Spark import).
 
 Stage 1, per input file (`Stage1`, driven by curation.curate_stages.process_input): read
-events (curation.wat), or column chunks for Parquet tables (`table_pair_chunks`) -> LID in
+events, or column chunks for Parquet tables (both from curation.inputs) -> LID in
 batches -> Aho-Corasick match per language (texts queued per language) -> Arrow batches of
 matched texts, reject rows and one stats row. Then texts are grouped per image
 (curation.curate_stages), `balance_counts` turns counts into t_lang and entry probabilities,
-and `curate_batches` draws the offline sample: one hash-picked text per image, kept with
+and curation.sampling draws the offline sample: one hash-picked text per image, kept with
 1 - prod(1 - prob[e]).
 
 Everything an executor loads (LID model, metadata automata) is cached per Python worker
@@ -20,15 +20,13 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from itertools import compress
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from curation import balance
-from curation.schemas import CURATED, MATCHED_TEXT, REJECTS
+from curation.inputs import PAIR_COLUMNS, PairChunk, input_format, run_input  # noqa: F401 - called as pipeline.*
+from curation.schemas import MATCHED_TEXT, REJECTS
 
 # --- stage accounting ----------------------------------------------------------------------------
 
@@ -90,7 +88,7 @@ class StageAccounting:
 
 
 def accounting_from_events(counter) -> StageAccounting:
-    """The read and extract stages from a curation.wat.EventCounter."""
+    """The read and extract stages from a curation.inputs.EventCounter."""
     acct = StageAccounting()
     d = counter.as_dict()
     acct.add("read", d["records"], d["records_with_image_links"], {**d["skipped"], **d["record_rejects"]})
@@ -167,40 +165,6 @@ STAGE1 = pa.schema(
 )
 
 
-def input_format(path: str, fmt: str = "auto") -> str:
-    """wat | parquet | jsonl, from the config or the file name."""
-    if fmt != "auto":
-        return fmt
-    name = path.lower()
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    if name.endswith((".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")):
-        return "jsonl"
-    return "wat"
-
-
-def iter_input_events(path: str, fmt: str, url_col: str, text_col: str) -> Iterator[tuple[str, object]]:
-    """Events of one input (curation.wat protocol); s3:// inputs are streamed through curation.storage."""
-    from curation import wat
-
-    if fmt == "wat":
-        if path.startswith("s3://"):
-            from curation import storage
-
-            with storage.open_read(path) as f:
-                yield from wat.iter_wat_events(f, source=path)
-        else:
-            yield from wat.iter_wat_events(path, source=path)
-        return
-    if path.startswith("s3://"):
-        from curation import storage
-
-        with storage.open_read(path) as f:
-            yield from wat.iter_table_events(f if fmt == "jsonl" else pa.BufferReader(f.read()), url_col, text_col, fmt)
-        return
-    yield from wat.iter_table_events(path, url_col, text_col, fmt)
-
-
 def _list_array(lists: Sequence[np.ndarray], lengths: np.ndarray | None = None) -> pa.Array:
     if lengths is None:
         lengths = np.fromiter((len(x) for x in lists), dtype=np.int32, count=len(lists))
@@ -244,7 +208,7 @@ class Stage1:
 
     def __init__(self, input_id: str, source: str, resources: WorkerResources, batch_size: int = 4096,
                  min_lid_prob: float = 0.0, count_only: Iterable[str] = (), max_queued: int | None = None):
-        from curation.wat import EventCounter
+        from curation.inputs import EventCounter
 
         self.input_id = input_id
         self.source = source
@@ -377,7 +341,7 @@ class Stage1:
         })
 
     def _reject(self, reason: str, detail: str) -> Iterator[pa.RecordBatch]:
-        from curation.wat import RECORD_REJECT_REASONS
+        from curation.inputs import RECORD_REJECT_REASONS
 
         if reason not in self.count_only:
             stage = "read" if reason in RECORD_REJECT_REASONS else "extract"
@@ -446,120 +410,6 @@ class Stage1:
         yield from self._finish()
 
 
-PAIR_COLUMNS = ("uuid", "url", "text", "source", "page_url")
-
-
-@dataclass
-class PairChunk:
-    """Pairs of a column input: Arrow columns (a subset of PAIR_COLUMNS with "url" and "text";
-    a missing "uuid" is hashed after matching), the texts again as str (for LID and matching),
-    the values of the constant columns, the rejects as (reason, detail) and the records read."""
-
-    columns: dict[str, pa.Array]
-    texts: list[str]
-    constants: dict[str, str]
-    rejects: list[tuple[str, str]]
-    records: int
-
-    def rows(self) -> list[dict[str, str]]:
-        """The pairs as PAIR_COLUMNS dicts, as the event path yields them (uuid computed if absent)."""
-        from curation.urls import image_uuids
-
-        cols = {name: col.to_pylist() for name, col in self.columns.items()}
-        if "uuid" not in cols:
-            cols["uuid"] = image_uuids(cols["url"])
-        n = len(self.texts)
-        cols.update({name: [value] * n for name, value in self.constants.items() if name not in cols})
-        return [dict(zip(PAIR_COLUMNS, row, strict=True)) for row in zip(*(cols[c] for c in PAIR_COLUMNS), strict=True)]
-
-
-TABLE_CONSTANTS = {"source": "table", "page_url": ""}
-
-
-def table_pair_chunks(path, url_col: str, text_col: str, chunk_rows: int = 8192) -> Iterator[PairChunk]:
-    """A Parquet url/text table as PairChunks for Stage1.run_columns.
-
-    The same records, pairs and rejects as curation.wat.iter_table_events (one row = one record;
-    URL rejects, then text rejects), without one event tuple per row: canonical URLs and clean
-    texts are recognised per column in C and only the other rows take the per-row functions.
-    """
-    from curation.wat import parquet_url_text_batches
-
-    for batch in parquet_url_text_batches(path, url_col, text_col, chunk_rows):
-        if isinstance(batch, tuple):  # ('corrupt_table', detail): one record lost, then the file ends
-            yield PairChunk({"url": pa.array([], pa.string()), "text": pa.array([], pa.string())}, [],
-                            dict(TABLE_CONSTANTS), [batch], 1)
-            return
-        if all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in batch.columns):
-            yield _string_pair_chunk(batch.column(0), batch.column(1), batch.num_rows)
-        else:
-            yield _row_pair_chunk(batch)
-
-
-def _string_pair_chunk(urls: pa.Array, texts: pa.Array, records: int) -> PairChunk:
-    """Canonical URLs and clean texts recognised per column in C; only the other rows take
-    wat.table_row (which returns canonical URLs and clean texts unchanged)."""
-    from curation.text import already_clean_mask
-    from curation.urls import canonical_flags
-    from curation.wat import table_row
-
-    urls, texts = urls.cast(pa.string()), texts.cast(pa.string())
-    text_list = texts.to_pylist()
-    slow = np.flatnonzero(~(canonical_flags(urls) & already_clean_mask(texts, text_list)))
-    rejects: list[tuple[str, str]] = []
-    if slow.size:
-        keep = np.ones(len(text_list), dtype=bool)
-        url_fix = np.zeros(len(text_list), dtype=bool)
-        text_fix = np.zeros(len(text_list), dtype=bool)
-        new_urls, new_texts = [], []
-        slow_urls = urls.take(pa.array(slow, pa.int64())).to_pylist()
-        for i, url in zip(slow.tolist(), slow_urls, strict=True):
-            norm, clean, reject = table_row(url, text_list[i])
-            if reject is not None:
-                rejects.append(reject)
-                keep[i] = False
-                continue
-            if norm != url:
-                url_fix[i] = True
-                new_urls.append(norm)
-            if clean != text_list[i]:
-                text_fix[i] = True
-                new_texts.append(clean)
-                text_list[i] = clean
-        if new_urls:
-            urls = pc.replace_with_mask(urls, pa.array(url_fix), pa.array(new_urls, pa.string()))
-        if new_texts:
-            texts = pc.replace_with_mask(texts, pa.array(text_fix), pa.array(new_texts, pa.string()))
-        if not keep.all():
-            mask = pa.array(keep)
-            urls, texts = urls.filter(mask), texts.filter(mask)
-            text_list = list(compress(text_list, keep.tolist()))
-    return PairChunk({"url": urls, "text": texts}, text_list, dict(TABLE_CONSTANTS), rejects, records)
-
-
-def _row_pair_chunk(batch: pa.RecordBatch) -> PairChunk:
-    """The per-row path, for tables whose columns are not strings (binary text, numbers...)."""
-    from curation.wat import table_row
-
-    urls, texts, rejects = [], [], []
-    for url, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
-        norm, clean, reject = table_row(url, text)
-        if reject is not None:
-            rejects.append(reject)
-            continue
-        urls.append(norm)
-        texts.append(clean)
-    return PairChunk({"url": pa.array(urls, pa.string()), "text": pa.array(texts, pa.string())}, texts,
-                     dict(TABLE_CONSTANTS), rejects, batch.num_rows)
-
-
-def run_input(stage: Stage1, path: str, fmt: str, url_col: str, text_col: str) -> Iterator[pa.RecordBatch]:
-    """Stage1 over one input: local Parquet tables column-wise, everything else as events."""
-    if fmt == "parquet" and not path.startswith("s3://"):
-        return stage.run_columns(table_pair_chunks(path, url_col, text_col))
-    return stage.run(iter_input_events(path, fmt, url_col, text_col))
-
-
 def dense_counts(table: pa.Table, num_entries: dict[str, int]) -> dict[str, np.ndarray]:
     """(lang, entry_id, count) rows -> per metadata language a dense int64 vector indexed by entry id."""
     out = {lang: np.zeros(n, dtype=np.int64) for lang, n in num_entries.items()}
@@ -592,67 +442,3 @@ def balance_counts(counts: pa.Table, num_entries: Mapping[str, int], t_en: float
     probs = {lang: balance.entry_probabilities(counts_by_lang[lang], thresholds[lang]["t"]) for lang in counts_by_lang}
     return counts_by_lang, thresholds, probs
 
-
-# --- stage 2: the offline sample -----------------------------------------------------------------
-
-
-def curate_batches(batches: Iterable[pa.RecordBatch], *, probs_by_lang: Mapping[str, np.ndarray], seed: int,
-                   epoch: int = 0) -> Iterator[pa.RecordBatch]:
-    """The offline sample of matched/ rows (uuid, url, texts): keep_picked(pick_texts(...)).
-
-    Texts of an image are in matched/ order (sorted by text), the pick is
-    balance.pick_index(uuid, n, seed, epoch) and the keep decision
-    balance.keep_decisions(uuid, 1 - prod(1 - prob[lang][e]), seed, epoch).
-    `probs_by_lang` may be a Spark broadcast of that mapping (anything with `.value`).
-    """
-    for batch in batches:
-        picked = pick_texts(batch, seed, epoch)
-        if picked.num_rows:
-            yield from keep_picked(picked, probs_by_lang=probs_by_lang, seed=seed, epoch=epoch)
-
-
-def pick_texts(batch: pa.RecordBatch, seed: int, epoch: int = 0) -> pa.RecordBatch:
-    """One text per matched/ row, chosen by balance.pick_index: CURATED rows (images without a
-    text are dropped). Needs no entry probabilities, so the grouping stage can do it."""
-    if batch.num_rows == 0:
-        return pa.RecordBatch.from_pylist([], schema=CURATED)
-    uuid_col = batch.column("uuid")
-    texts_col = batch.column("texts")
-    offsets = texts_col.offsets.to_numpy()  # a list array may be sliced: offsets are relative to its values
-    n = np.diff(offsets)
-    rows = offsets[:-1] + balance.pick_index(uuid_col.to_pylist(), n, seed, epoch)
-    has = n > 0
-    urls = batch.column("url")
-    if not has.all():
-        mask = pa.array(has)
-        uuid_col, urls = uuid_col.filter(mask), urls.filter(mask)
-    chosen = texts_col.values.take(pa.array(rows[has], pa.int64()))
-    return pa.RecordBatch.from_arrays(
-        [uuid_col, urls, chosen.field("text"), chosen.field("lang"), chosen.field("entry_ids")], schema=CURATED)
-
-
-def keep_picked(picked: pa.RecordBatch, *, probs_by_lang: Mapping[str, np.ndarray], seed: int, epoch: int = 0
-                ) -> Iterator[pa.RecordBatch]:
-    """The picked rows (CURATED) that the sample keeps: Bernoulli(1 - prod(1 - prob[lang][e])) by hash."""
-    if hasattr(probs_by_lang, "value"):
-        probs_by_lang = probs_by_lang.value
-    if picked.num_rows == 0:
-        return
-    enc = pc.dictionary_encode(picked.column("lang"))
-    codes = enc.indices.to_numpy(zero_copy_only=False)
-    id_lists = picked.column("entry_ids")
-    id_offsets = id_lists.offsets.to_numpy()
-    id_values = id_lists.values.to_numpy(zero_copy_only=False)
-    keep_probs = np.zeros(picked.num_rows, dtype=np.float64)
-    for code, lang in enumerate(enc.dictionary.to_pylist()):
-        probs = probs_by_lang.get(lang)
-        if probs is None:
-            raise KeyError(f"no entry probabilities for language {lang!r}")
-        members = np.flatnonzero(codes == code)
-        starts, lengths = id_offsets[:-1][members], np.diff(id_offsets)[members]
-        # the ids of the members' lists, in order: start of each list repeated + position in it
-        pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        keep_probs[members] = balance.keep_probabilities_flat(id_values[np.repeat(starts, lengths) + pos], lengths, probs)
-    keep = balance.keep_decisions(picked.column("uuid").to_pylist(), keep_probs, seed, epoch)
-    if keep.any():
-        yield picked.filter(pa.array(keep))

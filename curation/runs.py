@@ -1,7 +1,7 @@
-"""What every job run needs around its algorithm: a SparkSession, a code version, a lock, JSON I/O.
+"""What every job run needs around its algorithm, without Spark: a code version, a lock, JSON I/O.
 
-Shared by jobs/curate.py, jobs/download.py and jobs/build_metadata.py so a run is started,
-identified and locked the same way everywhere. Spark is imported only inside build_spark.
+Shared by jobs/curate.py, jobs/download.py and jobs/build_metadata.py so a run is identified
+and locked the same way everywhere (Spark itself is jobs.common's).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from curation import storage
 
@@ -37,52 +36,6 @@ def code_version(files: Iterable[str]) -> str:
         git = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True,
                              text=True, timeout=10).stdout.strip()
     return f"{git or 'nogit'}+src.{h.hexdigest()[:12]}"
-
-
-def spark_settings(master: str | None, submitted: bool, conf: Mapping[str, object] | None = None,
-                   local_conf: Mapping[str, object] | None = None) -> tuple[str | None, dict[str, str]]:
-    """(master, conf) that build_spark gives the session builder; see build_spark."""
-    settings: dict[str, str] = {}
-    if not submitted:
-        settings["spark.ui.showConsoleProgress"] = "false"  # our progress output instead
-    master = master or (None if submitted else "local[*]")
-    settings["spark.python.worker.reuse"] = "true"
-    if not submitted and master.startswith("local"):
-        # workers fork from a daemon that has already imported numpy/pyarrow/fastText/our modules.
-        # Local mode only: the daemon starts before any --py-files reach sys.path, so on a cluster
-        # it needs the package installed in the executors' Python (see infra/spark-defaults.conf).
-        settings["spark.python.daemon.module"] = "curation.spark_daemon"
-    for key, value in ({} if submitted else local_conf or {}).items():
-        settings[key] = str(value)
-    for key, value in (conf or {}).items():
-        settings[key] = str(value)
-    return master, settings
-
-
-def build_spark(app_name: str, master: str | None = None, conf: Mapping[str, object] | None = None,
-                local_conf: Mapping[str, object] | None = None):
-    """The job's SparkSession: local[*] by default, whatever spark-submit says when submitted.
-
-    `conf` is always applied; `local_conf` only when this process starts Spark itself (not under
-    spark-submit), for defaults such as driver memory that spark-submit/spark-defaults own on a
-    cluster. `conf` wins over `local_conf`.
-    """
-    from pyspark.sql import SparkSession
-
-    submitted = "PYSPARK_GATEWAY_PORT" in os.environ  # launched by spark-submit
-    if not submitted:
-        # python workers use this interpreter (the venv), not whatever `python3` is on PATH
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    master, settings = spark_settings(master, submitted, conf, local_conf)
-    builder = SparkSession.builder.appName(app_name)
-    if master:
-        builder = builder.master(master)
-    for key, value in settings.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
-    return spark
 
 
 @contextlib.contextmanager

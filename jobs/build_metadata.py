@@ -23,7 +23,7 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 
 from curation import config_cli, runs  # noqa: E402
-from jobs.common import user_error  # noqa: E402
+from jobs.common import build_spark, user_error  # noqa: E402
 from metadata.config import MetadataConfig  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
@@ -60,7 +60,7 @@ def spark_session(master: str | None, shuffle_partitions: int | None):
     """Local runs: no UI, 4g driver, 16 shuffle partitions; under spark-submit its settings stand."""
     conf = {"spark.sql.shuffle.partitions": shuffle_partitions} if shuffle_partitions else {}
     local = {"spark.ui.enabled": "false", "spark.driver.memory": "4g", "spark.sql.shuffle.partitions": 16}
-    return runs.build_spark("worldclip-build-metadata", master, conf=conf, local_conf=local)
+    return build_spark("worldclip-build-metadata", master, conf=conf, local_conf=local)
 
 
 def main(argv=None) -> int:

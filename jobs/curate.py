@@ -1,11 +1,23 @@
 #!/usr/bin/env python
 """The curate job: WAT / url+text tables in, balanced Parquet out (DESIGN sections 3 and 6).
 
+One run: input planning and the incremental ledger, fingerprints, the three
+Spark phases (curation.curate_stages), balancing, the report and the manifest (DESIGN 3, 6, 7).
+
+Phases:
+  1. per input file: parse -> LID -> match, stored per input under
+     <output>/_state/texts/input_id=...; inputs already processed by the previous output with the
+     same settings are reused from it (ledger <output>/_state/ledger.json), so a rerun reads only
+     new inputs;
+  2. per uuid bucket: identical texts of an image once -> matched/, (lang, entry_id) counts, rejects/;
+  3. counts/ -> thresholds.json -> entry_probs/<lang>.npy -> curated/ (offline sample, epoch 0);
+  4. report.json, report.html, _MANIFEST.json, then _SUCCESS: the whole directory is built in a
+     staging directory and published by rename (curation.storage.publish).
+Spark only schedules the tasks and sums narrow (lang, entry_id, count) rows; the texts never
+enter the JVM. This module is the job: the library (curation/) has no Spark in it.
+
     python jobs/curate.py --input 'build/sample/wat/*.wat.gz' --metadata build/sample/metadata --output out
     spark-submit jobs/curate.py --config infra/curate.json
-
-Only the entry point: flags -> CurateConfig, the SparkSession, then curation.curate_run.run
-(phases, incremental ledger, atomic publish, report) whose tasks are curation.curate_stages.
 """
 
 from __future__ import annotations
@@ -17,11 +29,469 @@ ROOT = str(Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import argparse  # noqa: E402
 
-from curation.curate_config import add_arguments, config_from_args  # noqa: E402
-from curation.curate_run import build_session, preflight, run  # noqa: E402
-from jobs.common import user_error  # noqa: E402
+
+import argparse  # noqa: E402
+import functools  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Iterable, Iterator, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from curation import curate_stages, layout, pipeline, report, runs, storage  # noqa: E402
+from curation.curate_config import CurateConfig, add_arguments, config_from_args  # noqa: E402
+from curation.inputs import CODE_FILES as INPUT_CODE_FILES  # noqa: E402
+from curation.metadata_dir import MANIFEST as METADATA_MANIFEST  # noqa: E402
+from jobs.common import build_spark, merged, session_conf, user_error  # noqa: E402
+
+JOB = "curate"
+APP_NAME = "worldclip-curate"
+STATE = "_state"
+PICKED = "_picked"
+LEDGER = "ledger.json"
+JOB_MANIFEST = "_MANIFEST.json"
+# the code that decides the output: a change invalidates the per-input state of earlier runs
+CODE_FILES = ("curation/pipeline.py", "curation/curate_stages.py", "jobs/curate.py", *INPUT_CODE_FILES,
+              "curation/urls.py", "curation/text.py", "curation/lid.py", "curation/languages.py",
+              "curation/matcher.py", "curation/balance.py", "curation/sampling.py", "curation/schemas.py")
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by the `fail_after` testing hook."""
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def expand_inputs(specs) -> list[str]:
+    """Sorted unique input files from paths, globs, directories and @list files (one entry a line)."""
+    out: set[str] = set()
+    for spec in specs:
+        spec = os.fspath(spec)
+        if spec.startswith("@"):
+            with storage.open_read(spec[1:]) as f:
+                lines = f.read().decode("utf-8").splitlines()
+            out.update(expand_inputs([ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]))
+        elif any(c in spec for c in "*?["):
+            out.update(storage.glob_paths(spec))
+        elif storage.is_s3(spec) or os.path.isdir(spec):
+            out.update(p for p in storage.list_files(spec) if not os.path.basename(p).startswith(("_", ".")))
+        else:
+            if not storage.exists(spec):
+                raise FileNotFoundError(f"input not found: {spec}")
+            out.add(os.path.abspath(spec))
+    return sorted(os.path.abspath(p) if not storage.is_s3(p) else p for p in out)
+
+
+def input_id(path: str) -> str:
+    """Stable id of an input (its state directory name); starts with a letter so it stays a string."""
+    return "i" + hashlib.sha1(path.encode("utf-8")).hexdigest()[:20]
+
+
+def input_stamp(path: str) -> dict:
+    """What identifies the version of an input: size and mtime (local) or ETag (S3)."""
+    if storage.is_s3(path):
+        bucket, key = storage.split_s3(path)
+        head = storage.s3_client().head_object(Bucket=bucket, Key=key)
+        return {"size": int(head["ContentLength"]), "etag": head.get("ETag", "")}
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def read_previous_ledger(output: str) -> dict | None:
+    path = os.path.join(output, STATE, LEDGER)
+    if not (storage.is_complete(output) and os.path.exists(path)):
+        return None
+    return runs.read_json(path)
+
+
+def plan_inputs(inputs: list[str], previous: dict | None, fingerprint: str, incremental: bool):
+    """(reused input ids, new inputs, ledger entries): reuse only unchanged inputs of the same fingerprint."""
+    prev = {}
+    if incremental and previous and previous.get("fingerprint") == fingerprint:
+        prev = previous.get("inputs", {})
+    reused, new, ledger = [], [], {}
+    if any(storage.is_s3(p) for p in inputs):  # one HEAD request each: do them concurrently
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(32) as pool:
+            stamps = list(pool.map(input_stamp, inputs))
+    else:
+        stamps = [input_stamp(p) for p in inputs]
+    for path, stamp in zip(inputs, stamps, strict=True):
+        iid = input_id(path)
+        ledger[iid] = {"path": path, **stamp}
+        if iid in prev and prev[iid] == ledger[iid]:
+            reused.append(iid)
+        else:
+            new.append(path)
+    return reused, new, ledger
+
+
+# --- versions / fingerprints ------------------------------------------------------------------
+
+
+def read_metadata_manifest(uri: str) -> dict:
+    try:
+        return runs.read_json(storage.join(uri, METADATA_MANIFEST))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--metadata {uri} is not a metadata directory (no {METADATA_MANIFEST}): build one "
+                                "with `make metadata` or jobs/build_metadata.py") from None
+
+
+def lid_model_id(path: str | None) -> dict:
+    from curation.lid import default_model_path
+
+    path = path or os.environ.get("WORLDCLIP_LID_MODEL") or default_model_path()
+    st = os.stat(path)
+    return {"path": path, "size": st.st_size}
+
+
+def stage1_fingerprint(cfg: CurateConfig, metadata_version: str, lid: dict, code: str) -> str:
+    doc = {"config": cfg.stage1_fingerprint(), "metadata_version": metadata_version, "lid": lid,
+           "code": code.split("+src.")[-1]}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- output helpers ------------------------------------------------------------------------------
+
+
+def n_files(rows: int, rows_per_file: int) -> int:
+    return max(1, math.ceil(rows / rows_per_file))
+
+
+def write_table_files(table: pa.Table, path: str, files: int) -> None:
+    """A small sorted table (counts) written by the driver as `files` consecutive slices."""
+    os.makedirs(path, exist_ok=True)
+    per = max(1, math.ceil(table.num_rows / files))
+    for k in range(files):
+        curate_stages.write_parquet(table.slice(k * per, per), os.path.join(path, curate_stages.part_name(k)))
+
+
+def link_tree(src: str, dst: str) -> None:
+    """Hard-link (copy across filesystems) a directory tree: reuse without rewriting the bytes."""
+    def _link(s, d):
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+    shutil.copytree(src, dst, copy_function=_link, dirs_exist_ok=True)
+
+
+def reject_chunks(input_ids: list[str], reject_rows: dict[str, int], parts: int) -> list[list[str]]:
+    """Inputs with reject rows, in input order, split into `parts` consecutive chunks (rejects/part-k)."""
+    with_rows = [i for i in input_ids if reject_rows.get(i, 0)]
+    chunks: list[list[str]] = [[] for _ in range(parts)]
+    for j, iid in enumerate(with_rows):
+        chunks[j * parts // len(with_rows)].append(iid)
+    return chunks
+
+
+def _check_hook(cfg: CurateConfig, phase: str) -> None:
+    if cfg.fail_after == phase:
+        raise InjectedFailure(f"fail_after={phase!r}: injected failure (testing hook)")
+
+
+# --- task bodies (RDD partitions of task ids around the library's per-input / per-bucket work) ------
+
+
+def _value(x):
+    return x.value if hasattr(x, "value") else x  # a Spark broadcast or the plain value
+
+
+def group_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, input_ids, reject_chunks,
+                    matched_dir: str, rejects_dir: str, picked_dir: str | None = None, seed: int = 0
+                    ) -> Iterator[dict]:
+    """RDD partition body over task ids: task k groups bucket k (k < buckets) and writes reject
+    part k (k < len(reject_chunks)). `input_ids` / `reject_chunks` may be Spark broadcasts."""
+    ids, chunks = _value(input_ids), _value(reject_chunks)
+    texts_files = [os.path.join(curate_stages.input_state_dir(state_dir, i), curate_stages.TEXTS_FILE) for i in ids]
+    for k in task_ids:
+        result = curate_stages.group_bucket(k, buckets, texts_files, matched_dir, picked_dir, seed) if k < buckets else curate_stages.new_result()
+        if k < len(chunks):
+            files = [os.path.join(curate_stages.input_state_dir(state_dir, i), curate_stages.REJECTS_FILE) for i in chunks[k]]
+            result["totals"]["rejects"] = curate_stages.write_rejects_part(k, files, rejects_dir)
+        yield result
+
+
+def curate_partition(task_ids: Iterable[int], *, matched_dir: str, curated_dir: str, probs_by_lang, seed: int,
+                     epoch: int = 0, picked_dir: str | None = None) -> Iterator[dict]:
+    """RDD partition body over task ids; `probs_by_lang` may be a Spark broadcast."""
+    probs = _value(probs_by_lang)
+    for k in task_ids:
+        yield curate_stages.curate_part(k, matched_dir, curated_dir, probs, seed, epoch, picked_dir)
+
+
+def input_partition(rows: Iterable[tuple[str, str, str]], *, state_dir: str, metadata: str, lid_model: str | None,
+                    url_col: str, text_col: str, batch_size: int, min_lid_prob: float, count_only: Sequence[str],
+                    max_loaded: int = 16, cache_dir: str | None = None, state_compression: str | None = None,
+                    max_loaded_mb: float = 0) -> Iterator[tuple[str, dict]]:
+    """RDD partition body: (path, input_id, format) -> (input_id, stats) per input."""
+    res = pipeline.worker_resources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
+    for path, iid, fmt in rows:
+        yield iid, curate_stages.process_input(path, iid, fmt, state_dir, res, url_col=url_col, text_col=text_col,
+                                 batch_size=batch_size, min_lid_prob=min_lid_prob, count_only=count_only,
+                                 state_compression=state_compression)
+
+
+# --- the phases (RDDs of task ids: no SQL planning, no rows for the JVM to convert) -----------------
+
+
+def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: str) -> dict[str, dict]:
+    """Phase 1 on Spark: per-input state files; returns {input_id: stats}."""
+    rows = [(p, input_id(p), pipeline.input_format(p, cfg.input_format)) for p in new_inputs]
+    tasks = cfg.partitions or min(len(new_inputs), 10_000)
+    os.makedirs(state_dir, exist_ok=True)
+    body = functools.partial(
+        input_partition, state_dir=state_dir, metadata=cfg.metadata, lid_model=cfg.lid_model,
+        url_col=cfg.url_col, text_col=cfg.text_col, batch_size=cfg.batch_size, min_lid_prob=cfg.min_lid_prob,
+        count_only=tuple(cfg.count_only_reasons), max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir,
+        state_compression=cfg.state_compression, max_loaded_mb=cfg.max_automata_mb)
+    return dict(spark.sparkContext.parallelize(rows, tasks).mapPartitions(body).collect())
+
+
+def group_and_count(spark, state_dir: str, ids: list[str], buckets: int, chunks: list[list[str]],
+                    matched_dir: str, rejects_dir: str, picked_dir: str | None = None, seed: int = 0) -> dict:
+    """Phase 2 on Spark: matched/ and rejects/ files (and each image's pick for the sample in
+    `picked_dir`); returns the summed task results."""
+    os.makedirs(matched_dir, exist_ok=True)
+    os.makedirs(rejects_dir, exist_ok=True)
+    if picked_dir is not None:
+        os.makedirs(picked_dir, exist_ok=True)
+    sc = spark.sparkContext
+    ids_bc, chunks_bc = sc.broadcast(ids), sc.broadcast(chunks)
+    tasks = max(buckets, len(chunks))
+    body = functools.partial(group_partition, buckets=buckets, state_dir=state_dir, input_ids=ids_bc,
+                             reject_chunks=chunks_bc, matched_dir=matched_dir, rejects_dir=rejects_dir,
+                             picked_dir=picked_dir, seed=seed)
+    try:
+        return merged(sc.parallelize(range(tasks), tasks).mapPartitions(body), curate_stages.merge_results,
+                      curate_stages.new_result)
+    finally:
+        ids_bc.unpersist()
+        chunks_bc.unpersist()
+
+
+def sample_curated(spark, buckets: int, matched_dir: str, curated_dir: str, probs_by_lang: dict, seed: int,
+                   picked_dir: str | None = None) -> dict:
+    """Phase 3 on Spark: curated/ files (epoch 0); returns the summed task results."""
+    os.makedirs(curated_dir, exist_ok=True)
+    sc = spark.sparkContext
+    bc = sc.broadcast(probs_by_lang)
+    body = functools.partial(curate_partition, matched_dir=matched_dir, curated_dir=curated_dir,
+                             probs_by_lang=bc, seed=seed, epoch=0, picked_dir=picked_dir)
+    try:
+        return merged(sc.parallelize(range(buckets), buckets).mapPartitions(body), curate_stages.merge_results,
+                      curate_stages.new_result)
+    finally:
+        bc.unpersist()
+
+
+# When this process starts Spark itself (local mode): the driver JVM only schedules tasks and
+# carries small results (texts stay in the Python workers), so C1-only JIT is plenty and saves
+# the C2 compiler's CPU (about 1.5 CPU-s a run). Under spark-submit, spark-defaults decide.
+LOCAL_SPARK_CONF = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"}
+
+
+def build_session(cfg: CurateConfig):
+    """The curate job's SparkSession (`cfg.extra_spark_conf` wins over LOCAL_SPARK_CONF)."""
+    return build_spark(APP_NAME, cfg.master, cfg.extra_spark_conf, local_conf=LOCAL_SPARK_CONF)
+
+
+def preflight(cfg: CurateConfig) -> tuple[list[str], dict]:
+    """(input files, metadata manifest), or a one-line ValueError/OSError: everything a run checks
+    before Spark starts (settings, inputs, metadata, and whether --output may be written)."""
+    cfg.validate_for_run()
+    if storage.is_s3(cfg.output):
+        raise ValueError("output must be a local or shared filesystem path (s3:// outputs are not supported yet)")
+    inputs = expand_inputs(cfg.inputs)
+    if not inputs:
+        raise FileNotFoundError(f"no input files match {list(cfg.inputs)}")
+    layout.check_output(cfg.output, layout.CurateOutput.LAYOUT, inputs)
+    meta = read_metadata_manifest(cfg.metadata)
+    if cfg.en_lang not in meta["languages"]:
+        raise ValueError(f"metadata {cfg.metadata} has no {cfg.en_lang!r} entries: t_lang needs the reference language")
+    return inputs, meta
+
+
+def run(cfg: CurateConfig, spark=None, progress=print, prepared: tuple[list[str], dict] | None = None) -> dict:
+    """Run the job; returns the manifest. Uses `spark` when given, else builds a session;
+    `prepared` is what preflight(cfg) returned when the caller checked before starting Spark."""
+    t0 = time.time()
+    inputs, meta = prepared if prepared is not None else preflight(cfg)
+    code = runs.code_version(CODE_FILES)
+    lid = lid_model_id(cfg.lid_model)
+    fingerprint = stage1_fingerprint(cfg, meta["version"], lid, code)
+
+    if spark is None:
+        spark = build_session(cfg)
+    conf = {"spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.arrow_batch_rows)}
+    if cfg.shuffle_partitions:
+        conf["spark.sql.shuffle.partitions"] = str(cfg.shuffle_partitions)
+    with session_conf(spark, conf):
+        manifest = _run(cfg, spark, t0, inputs, meta, code, lid, fingerprint, progress)
+    print_summary(manifest, os.path.abspath(cfg.output), progress)
+    return manifest
+
+
+def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, code: str, lid: dict,
+         fingerprint: str, progress) -> dict:
+    timings: dict[str, float] = {}
+
+    def mark(name: str, since: float) -> float:
+        now = time.time()
+        timings[name] = round(now - since, 3)
+        return now
+
+    output = os.path.abspath(cfg.output)
+    meta_version = meta["version"]
+    languages = sorted(meta["languages"])
+    num_entries = {lang: int(meta["languages"][lang]["entries"]) for lang in languages}
+    ids = [input_id(p) for p in inputs]
+
+    with runs.output_lock(output, JOB), storage.publish(output) as staging:
+        os.makedirs(staging)
+        state_dir = os.path.join(staging, STATE, "texts")
+        reused, new_inputs, ledger = plan_inputs(inputs, read_previous_ledger(output), fingerprint, cfg.incremental)
+        previous_state = os.path.join(output, STATE, "texts")
+        for iid in list(reused):
+            if curate_stages.read_input_stats(previous_state, iid) is None:  # incomplete state: read it again
+                reused.remove(iid)
+                new_inputs.append(ledger[iid]["path"])
+                continue
+            link_tree(curate_stages.input_state_dir(previous_state, iid), curate_stages.input_state_dir(state_dir, iid))
+        progress(f"curate: {len(inputs)} inputs ({len(reused)} reused from the previous output, "
+                 f"{len(new_inputs)} to read), metadata {meta_version}, {len(languages)} languages, t_en={cfg.t_en:,}")
+        t = time.time()
+        per_input = process_inputs(spark, cfg, new_inputs, state_dir) if new_inputs else {}
+        new_inputs_ids = list(per_input)
+        for iid in reused:
+            per_input[iid] = curate_stages.read_input_stats(state_dir, iid)
+        missing = [iid for iid in ids if per_input.get(iid) is None]
+        if missing:
+            raise RuntimeError(f"{len(missing)} inputs have no stage-1 stats (e.g. {ledger[missing[0]]['path']})")
+        t = mark("parse_lid_match", t)
+        _check_hook(cfg, "stage1")
+
+        acct = pipeline.StageAccounting()
+        lid_langs: dict[str, int] = {}
+        for iid in sorted(per_input):
+            s = per_input[iid]
+            acct.merge(s["accounting"])
+            for k, v in s["lid_langs"].items():
+                lid_langs[k] = lid_langs.get(k, 0) + v
+        matched_texts_in = sum(per_input[i]["texts"] for i in ids)
+        reject_rows = sum(per_input[i]["reject_rows"] for i in ids)
+        buckets = n_files(matched_texts_in, cfg.rows_per_file)
+        chunks = reject_chunks(ids, {i: per_input[i]["reject_rows"] for i in ids}, n_files(reject_rows, cfg.rows_per_file))
+
+        # 2. matched/ and rejects/ (one task per uuid bucket), entry counts
+        matched_dir = os.path.join(staging, "matched")
+        picked_dir = os.path.join(staging, PICKED)  # scratch: removed before publishing
+        grouped = group_and_count(spark, state_dir, ids, buckets, chunks, matched_dir, os.path.join(staging, "rejects"),
+                                  picked_dir, cfg.seed)
+        totals = grouped["totals"]
+        images = int(totals.get("images", 0))
+        if totals.get("texts_in", 0) != matched_texts_in or totals.get("rejects", 0) != reject_rows:
+            raise RuntimeError(f"grouping read other numbers of texts/rejects than stage 1 stored: {totals}")
+        matched_by_lang = {lang: int(n) for lang, n in sorted(grouped["lang_texts"].items())}
+        unique_texts = sum(matched_by_lang.values())
+        acct.add("group", matched_texts_in, unique_texts, {"duplicate_text": matched_texts_in - unique_texts})
+        t = mark("group_matched", t)
+        _check_hook(cfg, "matched")
+
+        # 3. counts -> thresholds -> entry probabilities -> curated
+        counts = curate_stages.counts_table(grouped)
+        write_table_files(counts, os.path.join(staging, "counts"), n_files(counts.num_rows, cfg.rows_per_file))
+        counts_by_lang, thresholds, probs_by_lang = pipeline.balance_counts(
+            counts, num_entries, cfg.t_en, cfg.en_lang, matched_by_lang)
+        probs_dir = os.path.join(staging, "entry_probs")
+        os.makedirs(probs_dir)
+        for lang, probs in probs_by_lang.items():
+            np.save(os.path.join(probs_dir, f"{lang}.npy"), probs, allow_pickle=False)
+        runs.write_json(os.path.join(staging, "thresholds.json"),
+                        {"t_en": cfg.t_en, "en_lang": cfg.en_lang, "p": thresholds[cfg.en_lang]["p"],
+                         "languages": thresholds})
+        t = mark("counts_thresholds", t)
+
+        sampled = sample_curated(spark, buckets, matched_dir, os.path.join(staging, "curated"),
+                                 {k: probs_by_lang[k] for k in matched_by_lang}, cfg.seed, picked_dir)
+        shutil.rmtree(picked_dir, ignore_errors=True)
+        curated_rows = int(sampled["totals"].get("curated", 0))
+        acct.add("sample", images, curated_rows, {"not_sampled": images - curated_rows})
+        curated_counts = pipeline.dense_counts(curate_stages.counts_table(sampled), num_entries)
+        t = mark("curated", t)
+        _check_hook(cfg, "outputs")
+
+        unbalanced = acct.unbalanced()
+        if unbalanced:
+            raise RuntimeError(f"accounting does not balance for stages {unbalanced}: {acct.to_dict()}")
+        rows = {"inputs": len(inputs), "images": images, "matched_texts": unique_texts, "curated": curated_rows,
+                "counts": int(sum(int((c > 0).sum()) for c in counts_by_lang.values())), "rejects": reject_rows}
+        rep = report.build_report(
+            accounting=acct.to_dict(), thresholds=thresholds, counts_by_lang=counts_by_lang,
+            curated_counts_by_lang=curated_counts, matched_by_lang=matched_by_lang, lid_langs=lid_langs,
+            rows=rows, t_en=cfg.t_en, en_lang=cfg.en_lang, metadata_version=meta_version)
+        report.write_report(rep, staging)
+        runs.write_json(os.path.join(staging, STATE, LEDGER), {"fingerprint": fingerprint, "inputs": ledger})
+        timings["total"] = round(time.time() - t0, 3)
+        manifest = {
+            "job": JOB,
+            "config": cfg.to_dict(),
+            "metadata": {"uri": cfg.metadata, "version": meta_version},
+            "lid_model": lid,
+            "code_version": code,
+            "inputs": {"count": len(inputs), "reused": len(reused), "read": len(new_inputs), "paths": inputs},
+            "rows": rows,
+            "languages_dropped_by_t0": sorted(k for k, v in thresholds.items() if v["drops_language"]),
+            "accounting": acct.to_dict(),
+            "timings_s": timings,
+            # CPU of the Python task bodies (not worker start-up, not the JVM): where the work is
+            "task_cpu_seconds": {
+                "inputs": round(sum(per_input[i].get("cpu_seconds", 0.0) for i in new_inputs_ids), 3),
+                "group": round(totals.get("cpu_seconds_group", 0.0), 3),
+                "curate": round(sampled["totals"].get("cpu_seconds_curate", 0.0), 3)},
+            "spark": {"version": spark.version, "master": spark.sparkContext.master,
+                      "default_parallelism": spark.sparkContext.defaultParallelism},
+            "stage1_fingerprint": fingerprint,
+            "en_max_count": int(counts_by_lang[cfg.en_lang].max(initial=0)),
+        }
+        runs.write_json(os.path.join(staging, JOB_MANIFEST), manifest)  # last, before publish's _SUCCESS
+    return manifest
+
+
+def print_summary(manifest: dict, output: str, progress=print) -> None:
+    """The short human summary: records per stage, where the outputs and the report are."""
+    rows = manifest["rows"]
+    acct = manifest["accounting"]
+    read = acct.get("read", {})
+    progress("")
+    progress(f"curate done in {manifest['timings_s']['total']:.1f}s: {rows['inputs']} inputs, "
+             f"{read.get('in', 0):,} records -> {rows['matched_texts']:,} matched texts on {rows['images']:,} images "
+             f"-> {rows['curated']:,} curated (t_en={manifest['config']['t_en']:,})")
+    for name, s in acct.items():
+        rej = ", ".join(f"{k}={v:,}" for k, v in sorted(s["rejected"].items(), key=lambda kv: -kv[1])[:4])
+        progress(f"  {name:<8} in {s['in']:>10,}  out {s['out']:>10,}  rejected {s['in'] - s['out']:>10,}"
+                 + (f"  ({rej})" if rej else ""))
+    en = manifest.get("en_max_count")
+    if en is not None and en < manifest["config"]["t_en"]:
+        progress(f"note: every English entry count (max {en:,}) is below t_en={manifest['config']['t_en']:,}, so p = 1 "
+                 "and nothing is balanced; on a small input try a smaller --t-en")
+    dropped = manifest.get("languages_dropped_by_t0")
+    if dropped:
+        progress(f"warning: t_lang = 0 drops every text of {', '.join(dropped)}: English's tail proportion p is "
+                 "closer to 0 than to these languages' smallest count share (input too small for this t_en)")
+    progress(f"outputs: {output}")
+    for name in ("matched", "curated", "counts", "entry_probs", "thresholds.json", "rejects"):
+        progress(f"  {name:<16} {os.path.join(output, name)}")
+    progress(f"report:  {os.path.join(output, 'report.html')}")
+    progress(f"         {os.path.join(output, 'report.json')}")
 
 
 def main(argv=None) -> int:
@@ -40,4 +510,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from jobs import curate  # task bodies pickle by reference to this module, not to __main__
+
+    sys.exit(curate.main())

@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from curation.sample_data import LANGUAGE_CODES, write_sample  # noqa: E402
+from curation.samples.alt_texts import LANGUAGE_CODES, write_sample  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -49,7 +49,7 @@ def spark(tmp_path_factory):
         .config("spark.driver.memory", "2g")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.python.worker.reuse", "true")
-        .config("spark.python.daemon.module", "curation.spark_daemon")  # as runs.build_spark in local mode
+        .config("spark.python.daemon.module", "jobs.spark_daemon")  # as jobs.common.build_spark in local mode
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

@@ -20,13 +20,14 @@ import pytest
 
 from curation import balance
 from curation.curate_config import CurateConfig
-from curation.curate_run import InjectedFailure, input_id, plan_inputs, run
+from jobs.curate import InjectedFailure, input_id, plan_inputs, run
+from curation.inputs import iter_wat_events
 from curation.lid import LanguageIdentifier
 from curation.matcher import match_ids
 from curation.metadata_dir import MetadataDir
-from curation.sample_data import write_sample
+from curation.samples.alt_texts import write_sample
+from curation.samples.wat_writer import encode_warc_record, gzip_member, write_wat
 from curation.urls import image_uuid, normalize_url
-from curation.wat import encode_warc_record, gzip_member, iter_wat_events, write_wat
 
 pytestmark = pytest.mark.spark
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -293,9 +294,9 @@ def test_input_without_any_match_gives_empty_complete_outputs(spark, sample, tmp
 def test_many_uuid_buckets_give_the_same_content(spark, sample, baseline, tmp_path, monkeypatch):
     """Small files: several uuid buckets and reject parts, results summed across tasks (treeReduce,
     which large runs use instead of merging in the driver)."""
-    from curation import curate_run
+    from jobs import common
 
-    monkeypatch.setattr(curate_run, "DRIVER_MERGE_MAX", 1)
+    monkeypatch.setattr(common, "DRIVER_MERGE_MAX", 1)
     out = tmp_path / "buckets"
     manifest = run(_cfg(sample, out, partitions=3, rows_per_file=40), spark, progress=_quiet)
     assert len(glob.glob(str(out / "matched" / "*.parquet"))) >= 3

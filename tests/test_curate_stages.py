@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation import curate_stages, pipeline
-from curation.sample_data import write_sample
-from curation.wat import EventCounter, iter_table_events
+from curation import curate_stages, inputs, pipeline
+from curation.inputs import EventCounter, iter_table_events
+from curation.samples.alt_texts import write_sample
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +45,11 @@ def test_table_columns_equal_the_event_path(tmp_path, resources):
         "URL": ["https://ex.com/a.jpg", "ftp://x/y.jpg", "https://ex.com/b.jpg", "https://ex.com/c.jpg", None,
                 "https://ex.com/a.jpg"],
         "TEXT": ["dog and cat", "dog", "", None, "a house", "the dog and the cat"]}), path)
-    chunks = list(pipeline.table_pair_chunks(str(path), "URL", "TEXT", chunk_rows=4))
+    chunks = list(inputs.table_pair_chunks(str(path), "URL", "TEXT", chunk_rows=4))
     events = list(iter_table_events(str(path), "URL", "TEXT"))
     pairs = [v for k, v in events if k == "pair"]
     got = [row for chunk in chunks for row in chunk.rows()]
-    assert got == [{k: p[k] for k in pipeline.PAIR_COLUMNS} for p in pairs]
+    assert got == [{k: p[k] for k in inputs.PAIR_COLUMNS} for p in pairs]
     assert [r for chunk in chunks for r in chunk.rejects] == [v for k, v in events if k == "reject"]
     assert sum(chunk.records for chunk in chunks) == sum(1 for k, _ in events if k == "record")
     assert all(chunk.texts == chunk.columns["text"].to_pylist() for chunk in chunks)
@@ -154,7 +154,7 @@ def test_uuid_order_is_the_string_order():
 
 def test_stage1_lid_decisions_equal_identify(sample, resources):
     """Stage1 groups LID decisions per language; they must equal pipeline.identify text by text."""
-    events = [e for path in sample["wat_files"] for e in pipeline.iter_input_events(path, "wat", "URL", "TEXT")]
+    events = [e for path in sample["wat_files"] for e in inputs.iter_input_events(path, "wat", "URL", "TEXT")]
     texts = [v["text"] for k, v in events if k == "pair"]
     for min_prob in (0.0, 0.9):
         stage = pipeline.Stage1("i", "x", resources, batch_size=32, min_lid_prob=min_prob)
@@ -172,10 +172,10 @@ def test_non_string_table_columns_take_the_row_path(tmp_path):
     pq.write_table(pa.table({
         "URL": pa.array(["https://ex.com/a.jpg", "HTTPS://EX.com/b.jpg", "ftp://x/y.jpg"], pa.large_string()),
         "TEXT": pa.array([b"dog \xff cat", b"  a  house ", b"dog"], pa.binary())}), path)
-    chunks = list(pipeline.table_pair_chunks(str(path), "URL", "TEXT"))
+    chunks = list(inputs.table_pair_chunks(str(path), "URL", "TEXT"))
     events = list(iter_table_events(str(path), "URL", "TEXT"))
     assert [row for c in chunks for row in c.rows()] == [
-        {k: v[k] for k in pipeline.PAIR_COLUMNS} for kind, v in events if kind == "pair"]
+        {k: v[k] for k in inputs.PAIR_COLUMNS} for kind, v in events if kind == "pair"]
     assert [r for c in chunks for r in c.rejects] == [v for kind, v in events if kind == "reject"] != []
     assert [t for c in chunks for t in c.texts] == ["dog cat", "a house"]  # U+FFFD became a space
 

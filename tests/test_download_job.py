@@ -1,4 +1,4 @@
-"""The download run (curation.download_run / download_shards, jobs/download.py) end to end: real local Spark, real loopback HTTP server with hostile cases.
+"""The download job (jobs/download.py, curation/download_shards.py) end to end: real local Spark, real loopback HTTP server with hostile cases.
 
 Every URL must end as an image row or a counted failure reason; shards are readable by
 pyarrow, decode with Pillow and join back to curated/ by uuid; a crash midway plus a rerun
@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 from test_fetch import HostileServer, make_jpeg, standard_images
 
-from curation import download_run, download_shards
+from curation import download_shards
+from jobs import download as download_job
 from curation.download_config import DownloadConfig
 from curation.schemas import CURATED, IMAGES, MATCHED
 from curation.urls import image_uuid
@@ -110,7 +111,7 @@ def clean_run(spark, server, tmp_path_factory):
     base = tmp_path_factory.mktemp("dl")
     curated = write_curated(str(base / "curated"), _urls(server))
     out = str(base / "images")
-    report = download_run.run(spark, str(base / "curated"), out, CFG, progress=False, log=lambda *_: None)
+    report = download_job.run(spark, str(base / "curated"), out, CFG, progress=False, log=lambda *_: None)
     return curated, out, report
 
 
@@ -170,7 +171,7 @@ def test_shards_read_with_pyarrow_decode_with_pillow_and_join_back(clean_run):
 def test_rerun_of_a_complete_output_changes_nothing(spark, clean_run):
     curated, out, report = clean_run
     before = {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out) if n.endswith(".parquet")}
-    again = download_run.run(spark, os.path.join(os.path.dirname(out), "curated"), out, CFG, progress=False,
+    again = download_job.run(spark, os.path.join(os.path.dirname(out), "curated"), out, CFG, progress=False,
                          log=lambda *_: None)
     assert again["shards_run"] == 0 and again["succeeded"] == report["succeeded"]
     after = {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out) if n.endswith(".parquet")}
@@ -189,11 +190,11 @@ def test_crash_midway_then_rerun_gives_the_clean_result(spark, server, clean_run
     src = os.path.join(os.path.dirname(clean_out), "curated")
     out = str(tmp_path / "images")
     with pytest.raises(Exception, match="crash_after_shard"):
-        download_run.run(spark, src, out, CFG.replace(crash_after_shard=3), progress=False, log=lambda *_: None)
+        download_job.run(spark, src, out, CFG.replace(crash_after_shard=3), progress=False, log=lambda *_: None)
     assert not os.path.exists(os.path.join(out, "_SUCCESS"))
     assert os.path.exists(os.path.join(out, "shard-00003.parquet"))  # written, but not marked complete
     assert not os.path.exists(os.path.join(out, "_stats", "shard-00003.json"))
-    report = download_run.run(spark, src, out, CFG, progress=False, log=lambda *_: None)
+    report = download_job.run(spark, src, out, CFG, progress=False, log=lambda *_: None)
     assert report["shards_run"] >= 1 and report["accounting_ok"]
     assert os.path.exists(os.path.join(out, "_SUCCESS"))
     assert _rows(out) == _rows(clean_out)
@@ -209,17 +210,17 @@ def test_retry_failed_recovers_transient_failures(spark, server, tmp_path):
     cfg = CFG.replace(dedup=False)
     server.flaky_ok = False
     try:
-        first = download_run.run(spark, src, out, cfg, progress=False, log=lambda *_: None)
+        first = download_job.run(spark, src, out, cfg, progress=False, log=lambda *_: None)
     finally:
         server.flaky_ok = True
     assert first["failures"] == {"http_5xx": 3, "http_404": 1} and first["succeeded"] == 3
-    second = download_run.run(spark, src, out, cfg, retry_failed=True, progress=False, log=lambda *_: None)
+    second = download_job.run(spark, src, out, cfg, retry_failed=True, progress=False, log=lambda *_: None)
     assert second["retried_urls"] == 4 and second["shards_run"] == 0
     assert second["failures"] == {"http_404": 1} and second["succeeded"] == 6 and second["accounting_ok"]
     rows = _rows(out)
     assert set(rows) == {image_uuid(u) for u in urls[:-1]}
     # a second retry finds only the 404 and changes nothing else
-    third = download_run.run(spark, src, out, cfg, retry_failed=True, retry_reasons=frozenset({"http_404"}),
+    third = download_job.run(spark, src, out, cfg, retry_failed=True, retry_reasons=frozenset({"http_404"}),
                          progress=False, log=lambda *_: None)
     assert third["retried_urls"] == 1 and _rows(out) == rows
 
@@ -233,7 +234,7 @@ def test_matched_input_keeps_all_texts(spark, server, tmp_path):
          "lang": "en", "entry_ids": [j]} for j in range(i + 1)]} for i, u in enumerate(urls)]
     pq.write_table(pa.Table.from_pylist(rows, schema=MATCHED), os.path.join(src, "part-0.parquet"))
     out = str(tmp_path / "images")
-    report = download_run.run(spark, src, out, CFG.replace(shard_size=100), progress=False, log=lambda *_: None)
+    report = download_job.run(spark, src, out, CFG.replace(shard_size=100), progress=False, log=lambda *_: None)
     assert report["input_kind"] == "matched" and report["succeeded"] == 4 and report["shards"] == 1
     got = {r["uuid"]: r["texts"] for r in pq.read_table(out).to_pylist()}
     for r in rows:
@@ -280,7 +281,7 @@ def test_output_on_s3(spark, server, s3_bucket, tmp_path):
     src = str(tmp_path / "curated")
     write_curated(src, urls)
     out = f"s3://{s3_bucket}/run1/images"
-    report = download_run.run(spark, src, out, CFG.replace(shard_size=4), progress=False, log=lambda *_: None)
+    report = download_job.run(spark, src, out, CFG.replace(shard_size=4), progress=False, log=lambda *_: None)
     assert report["succeeded"] == 6 and report["failures"] == {"http_404": 1, "duplicate": 1} and report["shards"] == 2
     s3 = boto3.client("s3")
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="run1/images/")["Contents"])
@@ -288,7 +289,7 @@ def test_output_on_s3(spark, server, s3_bucket, tmp_path):
     body = s3.get_object(Bucket=s3_bucket, Key="run1/images/shard-00000.parquet")["Body"].read()
     table = pq.read_table(io.BytesIO(body))
     assert table.schema.equals(IMAGES, check_metadata=False)
-    again = download_run.run(spark, src, out, CFG.replace(shard_size=4), progress=False, log=lambda *_: None)
+    again = download_job.run(spark, src, out, CFG.replace(shard_size=4), progress=False, log=lambda *_: None)
     assert again["shards_run"] == 0 and again["succeeded"] == 6
 
 

@@ -2,7 +2,7 @@
 
 match_batch (one automaton pass over spacing_joined texts) vs match_ids per text,
 spacing_joined vs spacing, urls.canonical_flags vs normalize_url, and
-pipeline.table_pair_chunks vs normalize_url / clean_alt_text / image_uuid per row.
+curation.inputs.table_pair_chunks vs normalize_url / clean_alt_text / image_uuid per row.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curation import matcher
+from curation.inputs import excerpt, table_pair_chunks
 from curation.matcher import build_automaton, match_batch, match_ids
-from curation.pipeline import table_pair_chunks
 from curation.text import MAX_TEXT_CHARS, already_clean_mask, clean_alt_text, spacing, spacing_joined
 from curation.urls import canonical_flags, image_uuid, normalize_url
-from curation.wat import excerpt
 
 PROPS = settings(derandomize=True, max_examples=300, deadline=None)
 

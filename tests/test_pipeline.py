@@ -7,13 +7,15 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from curation import balance, pipeline
+from curation import balance, curate_stages, pipeline, sampling
+from curation.inputs import SKIP_REASONS, input_format, iter_input_events, iter_wat_events
 from curation.matcher import match_ids
-from curation.sample_data import write_sample
-from curation.schemas import MATCHED_TEXT
-from curation.wat import SKIP_REASONS, iter_wat_events, write_wat
+from curation.samples.alt_texts import write_sample
+from curation.samples.wat_writer import write_wat
+from curation.schemas import MATCHED, MATCHED_TEXT
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +42,10 @@ def test_stage_accounting_balances_and_merges():
 
 
 def test_input_format_from_name():
-    assert pipeline.input_format("x/CC-MAIN-1.warc.wat.gz") == "wat"
-    assert pipeline.input_format("s3://b/part-0.parquet") == "parquet"
-    assert pipeline.input_format("a.jsonl.gz") == "jsonl"
-    assert pipeline.input_format("a.parquet", "wat") == "wat"
+    assert input_format("x/CC-MAIN-1.warc.wat.gz") == "wat"
+    assert input_format("s3://b/part-0.parquet") == "parquet"
+    assert input_format("a.jsonl.gz") == "jsonl"
+    assert input_format("a.parquet", "wat") == "wat"
 
 
 def _run_stage1(path, resources, batch_size=7, count_only=("no_match", "not_response")):
@@ -173,7 +175,7 @@ def test_curate_batches_equals_the_formula():
     batch = _matched_batch(images)
     # a sliced batch (as Spark may hand over) must give the same answer as the pieces
     got = [r for b in (batch.slice(0, 120), batch.slice(120)) for out in
-           pipeline.curate_batches([b], probs_by_lang=probs, seed=5) for r in out.to_pylist()]
+           sampling.curate_batches([b], probs_by_lang=probs, seed=5) for r in out.to_pylist()]
     uuids = [u for u, _, _ in images]
     picks = balance.pick_index(uuids, [len(ts) for _, _, ts in images], 5, 0)
     u_keep = balance.uniforms(uuids, 5, 0, "keep")
@@ -187,10 +189,21 @@ def test_curate_batches_equals_the_formula():
     assert 0 < len(got) < len(images)
 
 
-def test_curate_batches_rejects_unknown_language():
+def test_curate_part_rejects_unknown_language(tmp_path):
+    """The sampling does not keep a text in a language without entry probabilities (as training
+    needs, tests/test_sampling.py); the curate job, whose probabilities cover every matched
+    language, refuses one instead, reading matched/ or the stored picks."""
     batch = _matched_batch([("00" * 12, "https://e/x.jpg", [("hallo", "xx", [0])])])
-    with pytest.raises(KeyError, match="xx"):
-        list(pipeline.curate_batches([batch], probs_by_lang={"en": np.ones(1, np.float32)}, seed=0))
+    matched, picked = tmp_path / "matched", tmp_path / "picked"
+    matched.mkdir()
+    picked.mkdir()
+    pq.write_table(pa.Table.from_batches([batch]).cast(MATCHED), matched / curate_stages.part_name(0))
+    curate_stages.write_arrow(pa.Table.from_batches([sampling.pick_texts(batch, 0)]),
+                              curate_stages.picked_path(str(picked), 0))
+    for picked_dir in (None, str(picked)):
+        with pytest.raises(KeyError, match="xx"):
+            curate_stages.curate_part(0, str(matched), str(tmp_path / "curated"), {"en": np.ones(1, np.float32)},
+                                      seed=0, picked_dir=picked_dir)
 
 
 def test_stage1_reads_s3_inputs_and_s3_metadata(sample, s3_bucket, tmp_path):
@@ -216,7 +229,7 @@ def test_stage1_reads_s3_inputs_and_s3_metadata(sample, s3_bucket, tmp_path):
 
     def rows(path, fmt, r):
         st = pipeline.Stage1("i", path, r)
-        out = pa.Table.from_batches(list(st.run(pipeline.iter_input_events(path, fmt, "URL", "TEXT"))),
+        out = pa.Table.from_batches(list(st.run(iter_input_events(path, fmt, "URL", "TEXT"))),
                                     schema=pipeline.STAGE1).to_pylist()
         return sorted((x["uuid"], x["text"], x["entry_ids"]) for x in out if x["kind"] == "text"), out[-1]
 

@@ -11,9 +11,10 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from curation.inputs import EventCounter, iter_wat_events
 from curation.matcher import Matcher, match_ids
 from curation.metadata_dir import MetadataDir
-from curation.sample_data import (
+from curation.samples.alt_texts import (
     CONCEPTS,
     JUNK_ALTS,
     LANGUAGE_CODES,
@@ -24,7 +25,6 @@ from curation.sample_data import (
     write_sample,
     write_sample_metadata,
 )
-from curation.wat import EventCounter, iter_wat_events
 from jobs import make_sample
 
 

@@ -1,4 +1,5 @@
-"""curation.balance sampling: decisions are hashes of (seed, uuid, epoch, purpose), rates are right."""
+"""Sampling: balance's decisions are hashes of (seed, uuid, epoch, purpose), rates are right; one
+epoch of curation.sampling decides the same in the curate job and in training."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import hashlib
 import math
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from curation import sampling
 from curation.balance import keep_decisions, pick_index, uniforms, uuid_keys
+from curation.schemas import IMAGES, MATCHED
+from training.data import ShardDataset, curate_rows
 
 PROPS = settings(derandomize=True, max_examples=100, deadline=None)
 
@@ -159,3 +165,88 @@ def test_non_string_uuid_is_a_clear_error():
         uniforms(["ab", None], 0, 0, "keep")
     with pytest.raises(TypeError, match="uuids must be strings"):
         uuid_keys([b"ab"])
+
+
+# --- one epoch of sampling: the curate job's offline sample and training's online curation --------
+
+
+def _images(n: int, rng: np.random.Generator, probs: dict[str, np.ndarray]) -> list[dict]:
+    """Image rows (IMAGES) with 0-4 texts in en/de (with probabilities) or xx (without); some
+    texts without entries, some images without texts (an empty or a null list)."""
+    rows = []
+    for i in range(n):
+        texts = []
+        for j in range(int(rng.integers(0, 5))):
+            lang = str(rng.choice(["en", "de", "xx"], p=[0.5, 0.3, 0.2]))
+            size = len(probs.get(lang, np.ones(50)))
+            ids = sorted({int(x) for x in rng.integers(0, size, int(rng.integers(0, 4)))})
+            texts.append({"text": f"text {i} {j}", "source": "alt", "page_url": None, "lid": lang, "lid_prob": 0.9,
+                          "lang": lang, "entry_ids": ids})
+        uuid = hashlib.sha224(f"img{i}".encode()).hexdigest()[:24] if i % 7 else f"img-{i}"
+        rows.append({"uuid": uuid, "url": f"https://ex.com/{i}.jpg", "image": b"", "width": 1, "height": 1,
+                     "original_size": 0, "sha256": "", "texts": None if i % 97 == 5 else texts})
+    return rows
+
+
+@pytest.mark.parametrize("seed,epoch", [(0, 0), (5, 0), (5, 1), (123, 7)])
+def test_curate_job_and_training_make_the_same_decisions(tmp_path, seed, epoch):
+    """For the same (seed, uuid, epoch) the curate job's sample (curate_batches, and the picks
+    stored while grouping then keep_picked) and training's online curation (ShardDataset, whole
+    row groups and every-W-th-row reads; curate_rows) pick the same text and keep the same images,
+    including images whose picked text is in a language without probabilities (never kept) and
+    images without texts."""
+    rng = np.random.default_rng(seed)
+    probs = {"en": rng.choice([0.0, 0.05, 0.4, 0.9, 1.0], 40).astype(np.float32),
+             "de": rng.uniform(0.05, 1.0, 25).astype(np.float32)}
+    rows = _images(3000, rng, probs)
+    table = pa.Table.from_pylist(rows, schema=IMAGES)
+    pq.write_table(table, tmp_path / "part-00000.parquet", row_group_size=700)
+    pq.write_table(table, tmp_path / "one-group.parquet", row_group_size=len(rows))
+
+    def as_dict(kept):
+        return {r["uuid"]: (r["text"], r["lang"], list(r["entry_ids"] or [])) for r in kept}
+
+    # the curate job: matched/ rows (sliced batches, as Spark may hand them over) ...
+    matched = table.select(MATCHED.names).cast(MATCHED).combine_chunks().to_batches()[0]
+    pieces = [matched.slice(0, 1000), matched.slice(1000, 1), matched.slice(1001)]
+    direct = as_dict(r for out in sampling.curate_batches(pieces, probs_by_lang=probs, seed=seed, epoch=epoch)
+                     for r in out.to_pylist())
+    # ... or the picks stored while grouping, kept later
+    picked = [sampling.pick_texts(b, seed, epoch) for b in pieces]
+    stored = as_dict(r for p in picked for out in sampling.keep_picked(p, probs_by_lang=probs, seed=seed, epoch=epoch)
+                     for r in out.to_pylist())
+    assert stored == direct
+
+    # training: ShardDataset over whole row groups, and over every 3rd row of one row group
+    ds = ShardDataset(tmp_path / "part-00000.parquet", entry_probs=probs, seed=seed, shuffle_buffer=64, decode=False,
+                      start_epoch=epoch, max_epochs=1)
+    items = list(ds)
+    assert {i["epoch"] for i in items} == {epoch}
+    assert len(items) == len(direct)
+    assert as_dict(items) == direct
+    strided = [i for rank in range(3) for i in ShardDataset(
+        tmp_path / "one-group.parquet", entry_probs=probs, seed=seed, rank=rank, world_size=3, shuffle_buffer=64,
+        decode=False, start_epoch=epoch, max_epochs=1)]
+    assert len(strided) == len(direct) and as_dict(strided) == direct
+    # curate_rows (training's rows form) agrees image by image
+    uuids = [r["uuid"] for r in rows]
+    pick, keep = curate_rows(uuids, [r["texts"] for r in rows], probs, seed, epoch)
+    assert {u for u, k in zip(uuids, keep, strict=True) if k} == set(direct)
+    chosen = [r["texts"][j] if r["texts"] else None for r, j in zip(rows, pick, strict=True)]
+    for u, t, k in zip(uuids, chosen, keep, strict=True):
+        if k:
+            assert direct[u] == (t["text"], t["lang"], t["entry_ids"])
+
+    # the formula: pick_index among the image's texts, keep with 1 - prod(1 - p) (0 for xx / no entry)
+    n = [len(r["texts"] or []) for r in rows]
+    assert pick.tolist() == pick_index(uuids, n, seed, epoch).tolist()
+    u_keep = uniforms(uuids, seed, epoch, "keep")
+    expect = [bool(t is not None and t["lang"] in probs
+                   and u < 1.0 - math.prod(1.0 - float(probs[t["lang"]][e]) for e in set(t["entry_ids"])))
+              for t, u in zip(chosen, u_keep, strict=True)]
+    assert keep.tolist() == expect
+    # every case occurs: kept, not sampled, picked xx, no texts
+    assert 0 < len(direct) < len(rows)
+    assert sum(t is not None and t["lang"] == "xx" for t in chosen) > 100
+    assert ds.rejects["no_texts"] == n.count(0) > 0
+    assert ds.rejects["not_sampled"] == len(rows) - n.count(0) - len(direct)

@@ -1,10 +1,10 @@
-"""The preloading Python daemon (curation.spark_daemon) that local runs fork Spark workers from."""
+"""The preloading Python daemon (jobs.spark_daemon) that local runs fork Spark workers from."""
 
 from __future__ import annotations
 
 import pytest
 
-from curation.spark_daemon import PRELOAD, preload
+from jobs.spark_daemon import PRELOAD, preload
 
 
 def test_preload_imports_everything_it_lists():
@@ -21,17 +21,17 @@ def test_spark_workers_fork_from_the_preloaded_frozen_daemon(spark):
 
         yield ("curation.curate_stages" in sys.modules, "pandas" in sys.modules, gc.get_freeze_count() > 0)
 
-    assert spark.sparkContext.getConf().get("spark.python.daemon.module") == "curation.spark_daemon"
+    assert spark.sparkContext.getConf().get("spark.python.daemon.module") == "jobs.spark_daemon"
     states = spark.sparkContext.parallelize(range(4), 2).mapPartitions(_worker_state).collect()
     assert states == [(True, True, True)] * 2  # imported before the fork, and frozen out of the GC
 
 
 def test_the_daemon_is_used_only_when_this_process_starts_spark_locally():
     """Under spark-submit (or with a cluster master) the executors' Python may lack the package."""
-    from curation.runs import spark_settings
+    from jobs.common import spark_settings
 
     key = "spark.python.daemon.module"
-    assert spark_settings(None, submitted=False)[1][key] == "curation.spark_daemon"
+    assert spark_settings(None, submitted=False)[1][key] == "jobs.spark_daemon"
     assert spark_settings("local[2]", submitted=False)[0] == "local[2]"
     assert key not in spark_settings("spark://h:7077", submitted=False)[1]
     assert key not in spark_settings(None, submitted=True)[1]

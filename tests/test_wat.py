@@ -1,4 +1,5 @@
-"""WAT parsing, the event protocol and its accounting, WARC->WAT conversion, url/text tables."""
+"""WAT parsing (curation.inputs.wat), the event protocol and its accounting, WAT writing and WARC->WAT
+conversion (curation.samples). url/text tables: tests/test_inputs.py."""
 
 from __future__ import annotations
 
@@ -7,25 +8,16 @@ import io
 import json
 import os
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-import pytest
-
-from curation import wat
-from curation.urls import image_uuid
-from curation.wat import (
-    RECORD_REJECT_REASONS,
-    SKIP_REASONS,
-    EventCounter,
+from curation.inputs import RECORD_REJECT_REASONS, SKIP_REASONS, EventCounter, iter_wat_events, wat
+from curation.samples.warc_to_wat import warc_pages, warc_to_wat
+from curation.samples.wat_writer import (
     encode_warc_record,
     gzip_member,
-    iter_table_events,
-    iter_wat_events,
-    warc_pages,
-    warc_to_wat,
+    warcinfo_record_bytes,
     wat_record_bytes,
     write_wat,
 )
+from curation.urls import image_uuid
 from tests.conftest import shared_file
 
 PAGE = "https://www.example.de/de/artikel/seite.html"
@@ -170,7 +162,7 @@ def bad_wat_bytes() -> tuple[bytes, list[str]]:
         )
     ).encode()
     members = [
-        (wat.warcinfo_record_bytes("bad.wat.gz"), "skip:not_metadata"),
+        (warcinfo_record_bytes("bad.wat.gz"), "skip:not_metadata"),
         (good, "pairs"),
         (_metadata_record(b'{"Envelope": {"Payload-Metadata": '), "reject:malformed_json"),
         (_metadata_record(b'{"Envelope": "\xff\xfe broken"}'), "reject:invalid_utf8"),
@@ -296,77 +288,6 @@ def test_wat_from_real_warc(tmp_path):
     ]
     assert relative, "the real pages use relative image URLs"
     assert counter.link_rejects["no_text"] > 0  # most real <img> tags have no alt
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def test_real_alt_text_parquet():
-    events = list(iter_table_events(str(shared_file("web/alt-text-1000.parquet")), fmt=None))
-    counter = EventCounter().update(events)
-    assert counter.records == 1000
-    assert counter.pairs + sum(counter.link_rejects.values()) + sum(counter.text_rejects.values()) == 1000
-    assert counter.pairs > 900
-    assert all(p["source"] == "table" and p["uuid"] == image_uuid(p["url"]) for p in pairs_of(events))
-
-
-def test_parquet_table_with_bad_rows(tmp_path):
-    path = tmp_path / "t.parquet"
-    pq.write_table(
-        pa.table({
-            "image_url": ["https://a.example/1.jpg", "data:image/png;base64,AA", "relative.jpg", "https://a.example/2.jpg", None],
-            "caption": ["Hund", "Katze", "Maus", None, "x"],
-        }),
-        path,
-    )
-    events = list(iter_table_events(str(path), url_col="image_url", text_col="caption", batch_size=2))
-    records = per_record(events)
-    assert [r[0][1][0] if r[0][0] == "reject" else "pair" for r in records] == [
-        "pair", "data_uri", "invalid_url", "empty_text", "invalid_url",
-    ]
-    with pytest.raises(ValueError, match="no column"):
-        list(iter_table_events(str(path)))
-
-
-def test_corrupt_parquet(tmp_path):
-    path = tmp_path / "broken.parquet"
-    path.write_bytes(b"PAR1" + b"\x00" * 100)
-    events = list(iter_table_events(str(path)))
-    assert [k for k, _ in events] == ["record", "reject"] and events[1][1][0] == "corrupt_table"
-
-
-@pytest.mark.parametrize("compress", [False, True])
-def test_jsonl_table(tmp_path, compress):
-    lines = [
-        json.dumps({"URL": "https://a.example/1.jpg", "TEXT": "Hund"}).encode(),
-        b'{"URL": "https://a.example/2.jpg", "TEXT": ',
-        b"",
-        b'{"URL": "https://a.example/3.jpg", "TEXT": "\xff"}',
-        json.dumps({"url": "https://a.example/4.jpg"}).encode(),
-        json.dumps(["a", "b"]).encode(),
-        json.dumps({"URL": "javascript:x", "TEXT": "Katze"}).encode(),
-        json.dumps({"URL": "https://a.example/5.jpg", "TEXT": "Katze"}, ensure_ascii=False).encode(),
-    ]
-    data = b"\n".join(lines) + b"\n"
-    name = "t.jsonl.gz" if compress else "t.jsonl"
-    path = tmp_path / name
-    path.write_bytes(gzip.compress(data) if compress else data)
-    events = list(iter_table_events(str(path)))
-    records = per_record(events)
-    assert [r[0][1][0] if r[0][0] == "reject" else "pair" for r in records] == [
-        "pair", "malformed_json", "invalid_utf8", "missing_keys", "missing_keys", "unsupported_scheme", "pair",
-    ]
-    if compress:  # a truncated gzip JSONL keeps what it read and reports the cut
-        path.write_bytes(gzip.compress(data)[:-30])
-        tail = per_record(iter_table_events(str(path)))
-        assert outcome(tail[-1]) == "reject:truncated_gzip"
-
-
-def test_table_format_needs_a_hint(tmp_path):
-    with pytest.raises(ValueError, match="format"):
-        list(iter_table_events(str(tmp_path / "t.csv")))
-    with pytest.raises(ValueError, match="format"):
-        list(iter_table_events(str(tmp_path / "t.parquet"), fmt="csv"))
 
 
 class _ReadOnly:

@@ -5,10 +5,11 @@ seed shared by every process, then dealt to the global workers (rank x DataLoade
 round-robin, so within an epoch no two workers read the same row; when there are fewer units
 than workers, every worker reads all units and keeps every W-th row instead.
 
-Online mode (DESIGN section 3, step 6): per image and epoch pick one matched text
-(curation.balance.pick_index) and keep the image with 1 - prod(1 - prob[lang][e])
-(keep_probabilities / keep_decisions), all hashed on (seed, uuid, epoch): the same sample
-for any partitioning. Offline mode reads the texts of a curated/ table instead.
+Online mode (DESIGN section 3, step 6): each epoch repeats the curate job's sampling
+(curation.sampling.sample, the functions its offline sample uses) on the shards' `texts`
+column: per image one matched text, kept with 1 - prod(1 - prob[lang][e]), all hashed on
+(seed, uuid, epoch): the same sample for any partitioning. Offline mode reads the texts of a
+curated/ table instead.
 
 Each worker's stream is infinite (epoch after epoch) so every DDP rank can take the same
 number of steps. Kept items pass a seeded shuffle buffer; every item carries
@@ -28,39 +29,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from curation import balance
+from curation import balance, sampling
+from curation.schemas import ENTRY_IDS
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def curate_rows(uuids: Sequence[str], texts_lists: Sequence[Sequence[dict]], probs_by_lang: dict[str, np.ndarray],
-                seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch of the paper's sampling for a batch of images: (picked text index, keep) per image.
+# what sampling reads of a text; rows may carry more keys (a MATCHED_TEXT dict), which are ignored
+_SAMPLED_TEXTS = pa.list_(pa.struct([("lang", pa.string()), ("entry_ids", ENTRY_IDS)]))
 
-    Images with no texts, or whose picked text is in a language without entry probabilities,
-    are not kept (keep probability 0).
+
+def curate_rows(uuids: Sequence[str], texts_lists: Sequence[Sequence[dict] | None],
+                probs_by_lang: dict[str, np.ndarray], seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """curation.sampling.sample for images held as Python rows: (picked text index, keep) per image.
+
+    Only converts types; images without texts get index 0 and, like a picked text in a language
+    without entry probabilities, are not kept.
     """
-    n = np.fromiter((len(t) for t in texts_lists), dtype=np.int64, count=len(texts_lists))
-    picked = balance.pick_index(uuids, n, seed, epoch)
-    kp = np.zeros(len(uuids), dtype=np.float64)
-    by_lang: dict[str, list[int]] = {}
-    for i, (texts, j) in enumerate(zip(texts_lists, picked, strict=True)):
-        if n[i] > 0:
-            by_lang.setdefault(texts[j]["lang"], []).append(i)
-    for lang, rows in by_lang.items():
-        probs = probs_by_lang.get(lang)
-        if probs is None:
-            continue
-        ids = [texts_lists[i][picked[i]]["entry_ids"] or [] for i in rows]
-        kp[rows] = balance.keep_probabilities(ids, probs)
-    keep = balance.keep_decisions(uuids, kp, seed, epoch)
-    return picked, keep
+    texts = pa.array(texts_lists, _SAMPLED_TEXTS)
+    rows, keep = sampling.sample(pa.array(uuids, pa.string()), texts, probs_by_lang=probs_by_lang, seed=seed,
+                                 epoch=epoch)
+    return np.maximum(rows - texts.offsets.to_numpy()[:-1], 0), keep
 
 
 def _is_s3(uri) -> bool:
@@ -203,25 +199,34 @@ class ShardDataset(IterableDataset):
                 counter += len(uuids)
             if not idx:
                 continue
-            images = t.column("image").to_pylist()
             if self.mode == "online":
-                texts_all = t.column("texts").to_pylist()
-                sel_u = [uuids[i] for i in idx]
-                sel_t = [texts_all[i] or [] for i in idx]
-                picked, keep = curate_rows(sel_u, sel_t, self.entry_probs, self.seed, epoch)
-                for k, i in enumerate(idx):
-                    if not keep[k]:
-                        self.rejects["not_sampled" if sel_t[k] else "no_texts"] += 1
-                        continue
-                    tx = sel_t[k][picked[k]]
-                    yield _Item(uuids[i], images[i], tx["text"], tx["lang"], list(tx["entry_ids"] or []))
+                for batch in (t if stride_id is None else t.take(idx)).to_batches():
+                    yield from self._sampled(batch, epoch)
             else:
+                images = t.column("image").to_pylist()
                 for i in idx:
                     hit = self.curated.get(uuids[i])
                     if hit is None:
                         self.rejects["not_curated"] += 1
                         continue
                     yield _Item(uuids[i], images[i], hit[0], hit[1], [])
+
+    def _sampled(self, batch: pa.RecordBatch, epoch: int) -> Iterator[_Item]:
+        """The images of a batch (uuid, texts, image) that this epoch's sampling keeps, in order."""
+        texts = batch.column("texts")
+        rows, keep = sampling.sample(batch.column("uuid"), texts, probs_by_lang=self.entry_probs, seed=self.seed,
+                                     epoch=epoch)
+        kept = pa.array(np.flatnonzero(keep))
+        chosen = texts.values.take(pa.array(rows[keep]))
+        items = zip(batch.column("uuid").take(kept).to_pylist(), batch.column("image").take(kept).to_pylist(),
+                    chosen.field("text").to_pylist(), chosen.field("lang").to_pylist(),
+                    chosen.field("entry_ids").to_pylist(), strict=True)
+        for i in range(batch.num_rows):
+            if not keep[i]:
+                self.rejects["no_texts" if rows[i] < 0 else "not_sampled"] += 1
+                continue
+            uuid, image, text, lang, ids = next(items)
+            yield _Item(uuid, image, text, lang, ids or [])
 
     def _shuffled(self, epoch: int, gw: int, n_workers: int) -> Iterator[_Item]:
         rng = np.random.default_rng([self.seed, epoch, gw, 0xB0FF])

@@ -177,6 +177,7 @@ def write_sample_metadata(root: str | os.PathLike, languages=None, version: str 
         root,
         version,
         infos,
+        # the module's old name stays in the manifest: the sample metadata must not change
         {"generator": "curation.sample_data", "sources": ["concept", "number"], "concepts": len(CONCEPTS)},
     )
 
@@ -288,7 +289,7 @@ def _link_url(rng: np.random.Generator, site: str, path: str, page_dir: str) -> 
 
 
 def sample_pages(seed: int, file_index: int, pages: int, languages=None) -> list[dict]:
-    """`curation.wat.write_wat` pages of one sample file: HTML pages with image links and some junk."""
+    """`curation.samples.wat_writer.write_wat` pages of one sample file: HTML pages with image links and some junk."""
     languages = list(languages or LANGUAGE_CODES)
     _check_languages(languages)
     rng = np.random.default_rng([seed, 0xA7, file_index])
@@ -366,7 +367,7 @@ def write_sample(out_dir: str | os.PathLike, seed: int = 0, files: int = 4, page
     Stale sample-*.wat.gz files from a run with more files are removed, so a glob over
     OUT/wat sees exactly this sample. Returns a summary (files, records, links, languages).
     """
-    from curation.wat import write_wat
+    from curation.samples.wat_writer import write_wat
 
     languages = list(languages or LANGUAGE_CODES)
     _check_languages(languages)

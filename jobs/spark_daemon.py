@@ -4,7 +4,7 @@ Spark starts one daemon per executor (`python -m <spark.python.daemon.module>`) 
 worker from it for each concurrent task slot. Every worker of the stock daemon imports numpy,
 pyarrow (whose first array call imports pandas), fastText and our modules again: about 1 CPU-s
 per worker, paid on every executor of a cluster. Imported here, before the fork, they are
-shared copy-on-write by all workers. `curation.runs.build_spark` selects this module.
+shared copy-on-write by all workers. `jobs.common.build_spark` selects this module in local mode.
 
 Fork safety: no thread may hold a lock at fork time. BLAS gets one thread (the workers run
 one task each; OPENBLAS_NUM_THREADS is set before numpy loads), and pyarrow's jemalloc
@@ -33,7 +33,7 @@ PRELOAD = (
     "pyspark.worker",
     "curation.text",
     "curation.urls",
-    "curation.wat",
+    "curation.inputs",
     "curation.lid",
     "curation.matcher",
     "curation.metadata_dir",
