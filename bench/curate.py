@@ -148,7 +148,7 @@ def main(argv=None) -> dict:
 
         cfg = CurateConfig(inputs=(os.path.join(in_dir, "*.parquet"),), metadata=metadata,
                            output=os.path.join(work, "out"), master=f"local[{args.cores}]", batch_size=args.batch_size,
-                           incremental=False, shuffle_partitions=4 * args.cores,
+                           incremental=False,
                            extra_spark_conf={"spark.driver.memory": "4g", "spark.ui.enabled": "false",
                                              **dict(kv.split("=", 1) for kv in args.conf)})
         t = time.perf_counter()

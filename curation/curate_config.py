@@ -18,10 +18,10 @@ from curation.balance import T_EN_CLIP400M, T_EN_METACLIP2
 from curation.config_cli import option
 
 INPUT_FORMATS = ("auto", "wat", "parquet", "jsonl")
-# Fields that change what the per-input stage produces: a different value invalidates the
-# incremental state (texts already identified and matched) of an earlier run.
 STATE_COMPRESSIONS = ("none", "lz4", "zstd")
-STAGE1_FIELDS = ("input_format", "url_col", "text_col", "lid_model", "min_lid_prob")
+# Fields that change what the per-input stage produces (its texts and saved reject rows): a
+# different value invalidates the incremental state of an earlier run.
+STAGE1_FIELDS = ("input_format", "url_col", "text_col", "lid_model", "min_lid_prob", "count_only_reasons")
 # A JSON config file holds the fields, or has them under this key (one file for several jobs).
 SECTION = "curate"
 
@@ -47,9 +47,7 @@ class CurateConfig:
     # --- execution ---
     master: str | None = option(None, metavar="URL", help="Spark master (none: spark-submit's master, else local[*])")
     partitions: int = option(0, help="input tasks (0: one per input file, capped at 10,000)")
-    shuffle_partitions: int = option(0, help="spark.sql.shuffle.partitions for the run (0: keep the session's)")
     batch_size: int = option(4096, help="texts per LID/matching batch inside a task")
-    arrow_batch_rows: int = option(10_000, help="spark.sql.execution.arrow.maxRecordsPerBatch during the run")
     max_loaded_automata: int = option(16, help="matching automata kept per Python worker (least recently used "
                                                "are dropped)")
     max_automata_mb: int = option(2048, help="memory for matching automata per Python worker, about their files' "
@@ -78,15 +76,15 @@ class CurateConfig:
             raise ValueError(f"t_en must be positive, got {self.t_en}")
         if not 0.0 <= self.min_lid_prob <= 1.0:
             raise ValueError(f"min_lid_prob must be in [0, 1], got {self.min_lid_prob}")
-        for name in ("batch_size", "arrow_batch_rows", "max_loaded_automata", "rows_per_file"):
+        for name in ("batch_size", "max_loaded_automata", "rows_per_file"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.state_compression not in STATE_COMPRESSIONS:
             raise ValueError(f"state_compression must be one of {STATE_COMPRESSIONS}, got {self.state_compression!r}")
         if self.max_automata_mb < 0:
             raise ValueError("max_automata_mb must be >= 0")
-        if self.partitions < 0 or self.shuffle_partitions < 0:
-            raise ValueError("partitions and shuffle_partitions must be >= 0")
+        if self.partitions < 0:
+            raise ValueError("partitions must be >= 0")
         for name in ("inputs", "count_only_reasons"):  # constructed in code with a str or a list
             value = getattr(self, name)
             if isinstance(value, str | list):

@@ -53,7 +53,8 @@ JOB_MANIFEST = "_MANIFEST.json"
 
 
 class CurateOutput:
-    """The curate job's output directory (DESIGN 6)."""
+    """The curate job's output directory (DESIGN 6): `CurateOutput(root).matched` and so on are the
+    paths every writer (jobs/curate.py) and reader (download, training, the summary) uses."""
 
     MATCHED = "matched"
     CURATED = "curated"
@@ -66,9 +67,59 @@ class CurateOutput:
     STATE = "_state"  # per-input state and the ledger of an incremental run
     PICKED = "_picked"  # scratch of one run, removed before publishing
     MANIFEST = JOB_MANIFEST
+    STATE_TEXTS = "texts"  # under STATE: one directory per input
+    LEDGER = "ledger.json"  # under STATE: the inputs and settings fingerprint the state belongs to
     LAYOUT = OutputLayout("curate", (JOB_MANIFEST,), frozenset({
         MATCHED, CURATED, COUNTS, ENTRY_PROBS, REJECTS, THRESHOLDS, REPORT_JSON, REPORT_HTML, STATE, PICKED,
         JOB_MANIFEST, SUCCESS}))
+    # the outputs a user reads, in the order the summary lists them
+    PUBLISHED = (MATCHED, CURATED, COUNTS, ENTRY_PROBS, THRESHOLDS, REJECTS)
+
+    def __init__(self, root: str):
+        self.root = os.fspath(root)
+
+    def path(self, *names: str) -> str:
+        return storage.join(self.root, *names)
+
+    @property
+    def matched(self) -> str:
+        return self.path(self.MATCHED)
+
+    @property
+    def curated(self) -> str:
+        return self.path(self.CURATED)
+
+    @property
+    def counts(self) -> str:
+        return self.path(self.COUNTS)
+
+    @property
+    def entry_probs(self) -> str:
+        return self.path(self.ENTRY_PROBS)
+
+    @property
+    def rejects(self) -> str:
+        return self.path(self.REJECTS)
+
+    @property
+    def thresholds(self) -> str:
+        return self.path(self.THRESHOLDS)
+
+    @property
+    def manifest(self) -> str:
+        return self.path(self.MANIFEST)
+
+    @property
+    def picked(self) -> str:
+        return self.path(self.PICKED)
+
+    @property
+    def state_texts(self) -> str:
+        return self.path(self.STATE, self.STATE_TEXTS)
+
+    @property
+    def ledger(self) -> str:
+        return self.path(self.STATE, self.LEDGER)
 
 
 class ImagesOutput:

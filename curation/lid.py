@@ -279,10 +279,6 @@ class LanguageIdentifier:
                 out.append(cands)
         return out
 
-    def lang_of(self, text: str) -> str:
-        """Convenience for one text (still the batch path)."""
-        return self.predict([text])[0][2]
-
 
 __all__ = [
     "LABEL_PREFIX",

@@ -165,15 +165,6 @@ STAGE1 = pa.schema(
 )
 
 
-def _list_array(lists: Sequence[np.ndarray], lengths: np.ndarray | None = None) -> pa.Array:
-    if lengths is None:
-        lengths = np.fromiter((len(x) for x in lists), dtype=np.int32, count=len(lists))
-    offsets = np.zeros(len(lists) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    values = np.concatenate(lists).astype(np.int32, copy=False) if len(lists) else np.zeros(0, np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, pa.int32()))
-
-
 def _column_batch(schema: pa.Schema, n: int, cols: Mapping[str, object]) -> pa.RecordBatch:
     arrays = [cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in schema]
     arrays = [a if isinstance(a, pa.Array) else pa.array(a, f.type) for a, f in zip(arrays, schema, strict=True)]

@@ -53,12 +53,6 @@ class StorageConfig:
 _default_config = StorageConfig()
 
 
-def configure(config: StorageConfig) -> None:
-    """Set the process-wide default config (e.g. from a job's --s3-endpoint flag)."""
-    global _default_config
-    _default_config = config
-
-
 def _cfg(config: StorageConfig | None) -> StorageConfig:
     return config if config is not None else _default_config
 
@@ -80,12 +74,6 @@ def split_s3(uri: str) -> tuple[str, str]:
     if not bucket:
         raise ValueError(f"s3 URI without a bucket: {uri!r}")
     return bucket, key
-
-
-def to_hadoop_uri(uri: str) -> str:
-    """The URI Spark/Hadoop reads and writes: s3:// becomes s3a:// (the S3A connector)."""
-    uri = os.fspath(uri)
-    return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
 
 
 def _s3_uri(bucket: str, key: str) -> str:

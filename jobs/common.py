@@ -12,7 +12,6 @@ JVM start-up; internal errors keep their traceback.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sys
@@ -75,22 +74,6 @@ def build_spark(app_name: str, master: str | None = None, conf: Mapping[str, obj
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
-
-
-@contextlib.contextmanager
-def session_conf(spark, conf: dict):
-    """Set runtime SQL conf for the run and put the previous values back (the session may be shared)."""
-    saved = {k: spark.conf.get(k, None) for k in conf}
-    for k, v in conf.items():
-        spark.conf.set(k, v)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                spark.conf.unset(k)
-            else:
-                spark.conf.set(k, v)
 
 
 # --- tasks ---------------------------------------------------------------------------------------

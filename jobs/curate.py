@@ -47,15 +47,12 @@ import pyarrow as pa  # noqa: E402
 from curation import curate_stages, layout, pipeline, report, runs, storage  # noqa: E402
 from curation.curate_config import CurateConfig, add_arguments, config_from_args  # noqa: E402
 from curation.inputs import CODE_FILES as INPUT_CODE_FILES  # noqa: E402
+from curation.layout import CurateOutput  # noqa: E402
 from curation.metadata_dir import MANIFEST as METADATA_MANIFEST  # noqa: E402
-from jobs.common import build_spark, merged, session_conf, user_error  # noqa: E402
+from jobs.common import build_spark, merged, user_error  # noqa: E402
 
 JOB = "curate"
 APP_NAME = "worldclip-curate"
-STATE = "_state"
-PICKED = "_picked"
-LEDGER = "ledger.json"
-JOB_MANIFEST = "_MANIFEST.json"
 # the code that decides the output: a change invalidates the per-input state of earlier runs
 CODE_FILES = ("curation/pipeline.py", "curation/curate_stages.py", "jobs/curate.py", *INPUT_CODE_FILES,
               "curation/urls.py", "curation/text.py", "curation/lid.py", "curation/languages.py",
@@ -105,7 +102,7 @@ def input_stamp(path: str) -> dict:
 
 
 def read_previous_ledger(output: str) -> dict | None:
-    path = os.path.join(output, STATE, LEDGER)
+    path = CurateOutput(output).ledger
     if not (storage.is_complete(output) and os.path.exists(path)):
         return None
     return runs.read_json(path)
@@ -331,11 +328,7 @@ def run(cfg: CurateConfig, spark=None, progress=print, prepared: tuple[list[str]
 
     if spark is None:
         spark = build_session(cfg)
-    conf = {"spark.sql.execution.arrow.maxRecordsPerBatch": str(cfg.arrow_batch_rows)}
-    if cfg.shuffle_partitions:
-        conf["spark.sql.shuffle.partitions"] = str(cfg.shuffle_partitions)
-    with session_conf(spark, conf):
-        manifest = _run(cfg, spark, t0, inputs, meta, code, lid, fingerprint, progress)
+    manifest = _run(cfg, spark, t0, inputs, meta, code, lid, fingerprint, progress)
     print_summary(manifest, os.path.abspath(cfg.output), progress)
     return manifest
 
@@ -357,9 +350,10 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
 
     with runs.output_lock(output, JOB), storage.publish(output) as staging:
         os.makedirs(staging)
-        state_dir = os.path.join(staging, STATE, "texts")
+        new = CurateOutput(staging)
+        state_dir = new.state_texts
         reused, new_inputs, ledger = plan_inputs(inputs, read_previous_ledger(output), fingerprint, cfg.incremental)
-        previous_state = os.path.join(output, STATE, "texts")
+        previous_state = CurateOutput(output).state_texts
         for iid in list(reused):
             if curate_stages.read_input_stats(previous_state, iid) is None:  # incomplete state: read it again
                 reused.remove(iid)
@@ -392,9 +386,9 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         chunks = reject_chunks(ids, {i: per_input[i]["reject_rows"] for i in ids}, n_files(reject_rows, cfg.rows_per_file))
 
         # 2. matched/ and rejects/ (one task per uuid bucket), entry counts
-        matched_dir = os.path.join(staging, "matched")
-        picked_dir = os.path.join(staging, PICKED)  # scratch: removed before publishing
-        grouped = group_and_count(spark, state_dir, ids, buckets, chunks, matched_dir, os.path.join(staging, "rejects"),
+        matched_dir = new.matched
+        picked_dir = new.picked  # scratch: removed before publishing
+        grouped = group_and_count(spark, state_dir, ids, buckets, chunks, matched_dir, new.rejects,
                                   picked_dir, cfg.seed)
         totals = grouped["totals"]
         images = int(totals.get("images", 0))
@@ -408,19 +402,19 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
 
         # 3. counts -> thresholds -> entry probabilities -> curated
         counts = curate_stages.counts_table(grouped)
-        write_table_files(counts, os.path.join(staging, "counts"), n_files(counts.num_rows, cfg.rows_per_file))
+        write_table_files(counts, new.counts, n_files(counts.num_rows, cfg.rows_per_file))
         counts_by_lang, thresholds, probs_by_lang = pipeline.balance_counts(
             counts, num_entries, cfg.t_en, cfg.en_lang, matched_by_lang)
-        probs_dir = os.path.join(staging, "entry_probs")
+        probs_dir = new.entry_probs
         os.makedirs(probs_dir)
         for lang, probs in probs_by_lang.items():
             np.save(os.path.join(probs_dir, f"{lang}.npy"), probs, allow_pickle=False)
-        runs.write_json(os.path.join(staging, "thresholds.json"),
+        runs.write_json(new.thresholds,
                         {"t_en": cfg.t_en, "en_lang": cfg.en_lang, "p": thresholds[cfg.en_lang]["p"],
                          "languages": thresholds})
         t = mark("counts_thresholds", t)
 
-        sampled = sample_curated(spark, buckets, matched_dir, os.path.join(staging, "curated"),
+        sampled = sample_curated(spark, buckets, matched_dir, new.curated,
                                  {k: probs_by_lang[k] for k in matched_by_lang}, cfg.seed, picked_dir)
         shutil.rmtree(picked_dir, ignore_errors=True)
         curated_rows = int(sampled["totals"].get("curated", 0))
@@ -439,7 +433,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             curated_counts_by_lang=curated_counts, matched_by_lang=matched_by_lang, lid_langs=lid_langs,
             rows=rows, t_en=cfg.t_en, en_lang=cfg.en_lang, metadata_version=meta_version)
         report.write_report(rep, staging)
-        runs.write_json(os.path.join(staging, STATE, LEDGER), {"fingerprint": fingerprint, "inputs": ledger})
+        runs.write_json(new.ledger, {"fingerprint": fingerprint, "inputs": ledger})
         timings["total"] = round(time.time() - t0, 3)
         manifest = {
             "job": JOB,
@@ -462,7 +456,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             "stage1_fingerprint": fingerprint,
             "en_max_count": int(counts_by_lang[cfg.en_lang].max(initial=0)),
         }
-        runs.write_json(os.path.join(staging, JOB_MANIFEST), manifest)  # last, before publish's _SUCCESS
+        runs.write_json(new.manifest, manifest)  # last, before publish's _SUCCESS
     return manifest
 
 
@@ -488,10 +482,10 @@ def print_summary(manifest: dict, output: str, progress=print) -> None:
         progress(f"warning: t_lang = 0 drops every text of {', '.join(dropped)}: English's tail proportion p is "
                  "closer to 0 than to these languages' smallest count share (input too small for this t_en)")
     progress(f"outputs: {output}")
-    for name in ("matched", "curated", "counts", "entry_probs", "thresholds.json", "rejects"):
+    for name in CurateOutput.PUBLISHED:
         progress(f"  {name:<16} {os.path.join(output, name)}")
-    progress(f"report:  {os.path.join(output, 'report.html')}")
-    progress(f"         {os.path.join(output, 'report.json')}")
+    progress(f"report:  {os.path.join(output, CurateOutput.REPORT_HTML)}")
+    progress(f"         {os.path.join(output, CurateOutput.REPORT_JSON)}")
 
 
 def main(argv=None) -> int:

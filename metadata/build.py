@@ -1,22 +1,25 @@
-"""The metadata build: inputs -> Spark counts -> per-language caps -> versioned metadata directory.
+"""The metadata build's library half: its inputs, the per-language write and the manifest.
 
-Stages (each a library function; `jobs/build_metadata.py` only parses flags and calls `build`):
+The build (jobs/build_metadata.py owns its Spark stages):
 
-1. discover inputs: Wikipedia dumps (`<code>wiki-*.xml[.bz2|.xz|.gz]`), WordNet 3.0 data files
-   and OMW tab files, optional pageview files;
-2. Spark: one task per file produces count records (counting.py, pageviews.py, wordnet.py),
-   aggregated once and cached;
-3. Spark: per language, top unigrams, PMI bigrams, titles (pageviews, else in-links);
-4. driver, one language at a time (streamed, bounded memory): merge sources (merge.py),
+1. discover inputs (`discover_inputs`): Wikipedia dumps (`<code>wiki-*.xml[.bz2|.xz|.gz]`),
+   WordNet 3.0 data files and OMW tab files, optional pageview files; `select_dumps` keeps the
+   dumps of the wanted languages;
+2. job: one task per file produces count records (counting.py, pageviews.py, wordnet.py),
+   summed once per (kind, lang, a, b);
+3. job: per language, top unigrams, PMI bigrams, titles (the rules of selection.py);
+4. `publish`, one language at a time (streamed, bounded memory): merge sources (merge.py),
    write `entries/<lang>.parquet` and `automata/<lang>.ac` through curation.metadata_dir;
-5. `manifest.json` last (counts by source, pages read/skipped by reason, corrupt inputs,
-   tokenizers, title ranking, config, checksums); the directory is published atomically.
+   `manifest.json` last (counts by source, pages read/skipped by reason, corrupt inputs,
+   tokenizers, title ranking, `build_config`, checksums); the directory is published atomically;
+5. `write_report`: `_REPORT.json` beside it, with the timings.
 
-The manifest holds no timings and no absolute paths; two builds from the same inputs give
-byte-identical `entries/` files and the same version. `automata/*.ac` files are equal in
-content but not in bytes (pyahocorasick's format embeds memory addresses), so the manifest
-also records `automaton_content_sha256` per language, which is stable. Timings go to
-`_REPORT.json`.
+Everything here runs on plain Python values (the stats come in as rows of (lang, a, b, n)), so
+the write side is tested without Spark and the job only feeds it. The manifest holds no timings
+and no absolute paths; two builds from the same inputs give byte-identical `entries/` files and
+the same version. `automata/*.ac` files are equal in content but not in bytes (pyahocorasick's
+format embeds memory addresses), so the manifest also records `automaton_content_sha256` per
+language, which is stable.
 """
 
 from __future__ import annotations
@@ -24,21 +27,18 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
 import tempfile
-import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from curation.languages import OTHER, is_no_space_lang
+from curation.languages import OTHER
 from curation.metadata_dir import write_language, write_manifest
 from metadata.config import MetadataConfig
 from metadata.merge import merge_language
-
-log = logging.getLogger(__name__)
 
 _DUMP_RE = re.compile(r"^[a-z][a-z0-9_\-]*?wiki[-_.].*\.xml(?:\.(?:bz2|xz|gz))?$")
 _PAGEVIEWS_RE = re.compile(r"^(pageviews|pagecounts)-.*")
@@ -108,69 +108,47 @@ def check_output(output: str, inputs: BuildInputs) -> None:
     layout.check_output(output, layout.MetadataOutput.LAYOUT, [*inputs.wikipedia, *inputs.wordnet, *inputs.pageviews])
 
 
-def build(spark, inputs: BuildInputs, output: str, config: MetadataConfig | None = None,
-          languages: list[str] | None = None, align_to_lid: bool = True, version: str | None = None,
-          progress: bool = True) -> dict:
-    """Build the metadata directory at `output` (local path or s3://); returns the run report."""
-    from pyspark.sql import functions as F
+def select_dumps(paths: list[str], languages: list[str] | None = None,
+                 align_to_lid: bool = True) -> tuple[dict[str, str], list[str]]:
+    """({dump path: metadata language} of the dumps to read, sorted names of the excluded ones).
 
-    from curation import storage
-    from metadata.counting import aggregate, spark_records, top_bigrams, top_titles, top_unigrams
-    from metadata.pageviews import spark_pageviews
-    from metadata.wordnet import spark_wordnet
-
-    config = config or MetadataConfig()
-    check_output(output, inputs)
-    t0 = time.time()
-    timings: dict[str, float] = {}
+    A dump is read when its language is one of `languages` (all when None).
+    """
     wanted = set(languages) if languages else None
-    dump_langs = {p: _dump_lang(p, align_to_lid) for p in inputs.wikipedia}
-    dumps = [p for p in inputs.wikipedia if wanted is None or dump_langs[p] in wanted]
-    excluded_dumps = sorted(os.path.basename(p) for p in inputs.wikipedia if p not in dumps)
+    langs = {p: _dump_lang(p, align_to_lid) for p in paths}
+    dumps = {p: lang for p, lang in langs.items() if wanted is None or lang in wanted}
+    return dumps, sorted(os.path.basename(p) for p in paths if p not in dumps)
 
-    records = spark_records(spark, dumps, config, align_to_lid)
-    pv_records, pv_views = spark_pageviews(spark, inputs.pageviews, align_to_lid, languages)
-    wn_records = spark_wordnet(spark, inputs.wordnet, align_to_lid, languages)
-    agg = aggregate(records.unionByName(pv_records).unionByName(wn_records)).persist()
-    n_agg = agg.count()
-    timings["count_s"] = round(time.time() - t0, 3)
-    log.info("aggregated %d distinct records in %.1fs", n_agg, timings["count_s"])
 
-    if pv_views is not None:
-        pv_views = agg.where(F.col("kind") == "p").select("lang", F.col("a").alias("title"), F.col("n").alias("views"))
-    langs_with_text = sorted(set(dump_langs[p] for p in dumps))
-    joiners = {lang: ("" if is_no_space_lang(lang) else " ") for lang in langs_with_text}
+def build_config(config: MetadataConfig, inputs: BuildInputs, dumps: list[str], excluded_dumps: list[str],
+                 counts: dict, align_to_lid: bool = True, languages: list[str] | None = None) -> dict:
+    """The manifest's `build_config`: what decided the entries (no timings, no absolute paths)."""
+    return {
+        "config": config.to_dict(),
+        "align_to_lid": align_to_lid,
+        "languages_filter": sorted(set(languages)) if languages else None,
+        "inputs": {
+            "wikipedia": sorted(os.path.basename(p) for p in dumps),
+            "wikipedia_excluded": excluded_dumps,
+            "wordnet": sorted(os.path.basename(p) for p in inputs.wordnet),
+            "pageviews": sorted(os.path.basename(p) for p in inputs.pageviews),
+        },
+        "counts": counts["totals"],
+        "entry_id_order": "sources in config.sources order, then entries sorted by code point; first source wins",
+        "titles_rank": "summed pageviews where pageview files cover the language, else in-link count in the dump",
+    }
 
-    t1 = time.time()
-    titles = top_titles(agg, pv_views, config)
-    none = F.lit(None).cast("string")
-    candidates = (
-        agg.where(F.col("kind") == "w").select("lang", F.lit("wordnet").alias("source"), F.col("a").alias("entry"), none.alias("note"))
-        .unionByName(top_unigrams(agg, config).select("lang", F.lit("wiki_unigram").alias("source"), "entry", none.alias("note")))
-        .unionByName(top_bigrams(agg, config, joiners).select("lang", F.lit("wiki_bigram").alias("source"), "entry", none.alias("note")))
-        .unionByName(titles.select("lang", F.lit("wiki_title").alias("source"), "entry", F.col("rank_by").alias("note")))
-        .where(F.col("lang").isNotNull() & (F.col("lang") != ""))
-    )
-    rank_by: dict[str, str] = {}
-    stats_rows = agg.where(F.col("kind") == "s").select("lang", "a", "b", "n").collect()
-    counts = _collect_stats(stats_rows)
 
-    def by_language():
-        """(lang, {source: [entries]}) streamed one language at a time (in partition order)."""
-        cur, bucket = None, defaultdict(list)
-        # each language lands whole in one partition, contiguous after the sort (no global sort needed)
-        parts = max(1, spark.sparkContext.defaultParallelism)
-        grouped = candidates.repartition(parts, "lang").sortWithinPartitions("lang")
-        for row in grouped.toLocalIterator(prefetchPartitions=True):
-            if row["lang"] != cur:
-                if cur is not None:
-                    yield cur, bucket
-                cur, bucket = row["lang"], defaultdict(list)
-            bucket[row["source"]].append(row["entry"])
-            if row["note"]:
-                rank_by[cur] = row["note"]
-        if cur is not None:
-            yield cur, bucket
+def publish(output: str, languages: Iterable[tuple[str, dict[str, list[str]], str | None]], config: MetadataConfig,
+            counts: dict, build_config: dict, version: str | None = None, progress: bool = True) -> dict:
+    """Write the metadata directory at `output` (local path or s3://); returns its manifest.
+
+    `languages` yields (lang, {source: candidate entries}, what ranked its titles) once per
+    language; they are merged and written one at a time, so memory holds one language. `other`
+    is written even without candidates (curation always finds an `other` metadata, at least the
+    numbers); manifest.json comes last and the directory is published atomically.
+    """
+    from curation import storage
 
     s3_out = storage.is_s3(output)
     local_tmp = tempfile.mkdtemp(prefix="metadata-build-") if s3_out else None
@@ -179,51 +157,37 @@ def build(spark, inputs: BuildInputs, output: str, config: MetadataConfig | None
         with storage.publish(output) as staging:
             root = local_tmp if s3_out else staging
             os.makedirs(root, exist_ok=True)
-            done = set()
-            it = by_language()
             if progress:
                 from tqdm import tqdm
 
-                it = tqdm(it, desc="metadata languages", unit="lang", disable=None)
-            for lang, sources in it:
-                if lang in done:  # the grouping guarantees one group per language
+                languages = tqdm(languages, desc="metadata languages", unit="lang", disable=None)
+            for lang, sources, rank_by in languages:
+                if lang in written:  # the caller guarantees one group per language
                     raise RuntimeError(f"language {lang} came in two groups")
-                written[lang] = _write_one(root, lang, sources, config, counts, rank_by.get(lang))
-                done.add(lang)
-            if OTHER not in done:  # curation always finds an `other` metadata (at least numbers)
+                written[lang] = _write_one(root, lang, sources, config, counts, rank_by)
+            if OTHER not in written:
                 written[OTHER] = _write_one(root, OTHER, {}, config, counts, None)
-            timings["select_write_s"] = round(time.time() - t1, 3)
-            build_config = {
-                "config": config.to_dict(),
-                "align_to_lid": align_to_lid,
-                "languages_filter": sorted(wanted) if wanted else None,
-                "inputs": {
-                    "wikipedia": sorted(os.path.basename(p) for p in dumps),
-                    "wikipedia_excluded": excluded_dumps,
-                    "wordnet": sorted(os.path.basename(p) for p in inputs.wordnet),
-                    "pageviews": sorted(os.path.basename(p) for p in inputs.pageviews),
-                },
-                "counts": counts["totals"],
-                "entry_id_order": "sources in config.sources order, then entries sorted by code point; first source wins",
-                "titles_rank": "summed pageviews where pageview files cover the language, else in-link count in the dump",
-            }
-            version = version or _content_version(written, build_config)
-            manifest = write_manifest(root, version, written, build_config)
+            manifest = write_manifest(root, version or _content_version(written, build_config), written, build_config)
             if s3_out:
                 for dirpath, _dirs, files in os.walk(root):
                     for f in files:
                         rel = os.path.relpath(os.path.join(dirpath, f), root)
                         with open(os.path.join(dirpath, f), "rb") as fh:
                             storage.write_bytes(storage.join(staging, *rel.split(os.sep)), fh.read())
-        timings["total_s"] = round(time.time() - t0, 3)
-        report = _report(output, manifest, counts, timings, n_agg)
-        storage.write_bytes(storage.join(output, REPORT),
-                            (json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
-        return report
+        return manifest
     finally:
-        agg.unpersist()
         if local_tmp:
             shutil.rmtree(local_tmp, ignore_errors=True)
+
+
+def write_report(output: str, manifest: dict, counts: dict, timings: dict, n_agg: int) -> dict:
+    """Write `<output>/_REPORT.json` (the run's report, with its timings) beside the published directory."""
+    from curation import storage
+
+    report = _report(output, manifest, counts, timings, n_agg)
+    storage.write_bytes(storage.join(output, REPORT),
+                        (json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+    return report
 
 
 def _write_one(root: str, lang: str, sources: dict, config: MetadataConfig, counts: dict, rank_by: str | None) -> dict:
@@ -238,7 +202,7 @@ def _write_one(root: str, lang: str, sources: dict, config: MetadataConfig, coun
     return info
 
 
-def _collect_stats(rows) -> dict:
+def collect_stats(rows) -> dict:
     """Per-language and total input counts from the 's' records (deterministic, sorted)."""
     langs: dict[str, dict] = defaultdict(lambda: {"wikipedia": Counter(), "wordnet": Counter(), "files": set()})
     totals = {"wikipedia": Counter(), "wordnet": Counter(), "pageviews": Counter()}

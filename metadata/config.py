@@ -45,7 +45,7 @@ class MetadataConfig:
     max_page_chars: int = option(4_000_000, help="larger page texts are skipped (counted), not parsed")
     max_pages_per_dump: int = option(0, help="0 = all; >0 reads only the first N articles of each dump "
                                              "(samples, tests)")
-    # --- Spark ---
+    # --- per-task memory ---
     counter_flush_keys: int = option(2_000_000, help="per-task partial counts are flushed past this many keys")
     sources: tuple[str, ...] = option(SOURCES, help="entry sources in id order (first source wins on duplicates)")
 

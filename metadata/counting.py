@@ -1,4 +1,4 @@
-"""Unigram / bigram / link counts per language, and their aggregation and PMI on Spark.
+"""Unigram / bigram / link counts of one Wikipedia dump, as flat records.
 
 The per-dump work (`dump_records`) is plain Python: read -> strip -> tokenize -> count, with
 partial counts flushed as records when they grow past a bound, so memory per task stays
@@ -10,9 +10,9 @@ bounded on full dumps. Records are flat tuples `(kind, lang, a, b, n)`:
     l  link target a (in-links)        n = count
     s  stat a of input file b          n = count (pages read, skipped by reason, errors)
 
-`spark_*` functions turn them into DataFrames (Spark is imported inside them only).
-PMI(x, y) = log2(c(xy) * N / (c(x) * c(y))), N = number of bigrams of the language,
-c(x), c(y) unigram counts.
+The metadata job (jobs/build_metadata.py) runs `dump_records` as the body of one task per dump
+and sums the records of all tasks per (kind, lang, a, b); what becomes an entry from those sums
+is selection.py's.
 """
 
 from __future__ import annotations
@@ -98,129 +98,3 @@ def _flush(lang: str, unigrams: Counter, bigrams: Counter, links: Counter) -> It
     unigrams.clear()
     bigrams.clear()
     links.clear()
-
-
-# --- Spark side --------------------------------------------------------------------------------
-
-RECORD_DDL = "kind string, lang string, a string, b string, n long"
-
-
-def spark_records(spark, dump_paths: list[str], config: MetadataConfig, align_to_lid: bool = True):
-    """DataFrame of the records of all dumps, one task per dump file (compressed dumps do not split)."""
-    sc = spark.sparkContext
-    paths = sorted(dump_paths)
-    if not paths:
-        return spark.createDataFrame([], RECORD_DDL)
-    cfg = config
-
-    def run(it):
-        for p in it:
-            yield from dump_records(p, cfg, align_to_lid)
-
-    rdd = sc.parallelize(paths, len(paths)).mapPartitions(run)
-    return spark.createDataFrame(rdd, RECORD_DDL, verifySchema=False)
-
-
-def aggregate(records_df):
-    """Sum n per (kind, lang, a, b): merges partial flushes and dumps of merged variants."""
-    from pyspark.sql import functions as F
-
-    return records_df.groupBy("kind", "lang", "a", "b").agg(F.sum("n").alias("n"))
-
-
-def keep_count(distinct: int, fraction: float, cap: int) -> int:
-    """How many of `distinct` ranked candidates a "top fraction, at most cap" rule keeps.
-
-    ceil(distinct * fraction), rounded to 6 decimals first so 30 * 0.1 keeps 3, not 4.
-    """
-    import math
-
-    return min(math.ceil(round(distinct * fraction, 6)), cap)
-
-
-def _ceil_fraction(col, fraction: float):
-    from pyspark.sql import functions as F
-
-    return F.ceil(F.round(col.cast("double") * F.lit(float(fraction)), 6))
-
-
-def top_unigrams(agg, config: MetadataConfig):
-    """Per language: the most frequent `unigram_top_fraction` of distinct unigrams, <= unigram_max."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    u = agg.where(F.col("kind") == "u").select("lang", F.col("a").alias("entry"), F.col("n").alias("count"))
-    w_rank = Window.partitionBy("lang").orderBy(F.col("count").desc(), F.col("entry").asc())
-    w_all = Window.partitionBy("lang")
-    ranked = u.withColumn("rank", F.row_number().over(w_rank)).withColumn("distinct", F.count("*").over(w_all))
-    limit = F.least(_ceil_fraction(F.col("distinct"), config.unigram_top_fraction), F.lit(config.unigram_max))
-    return ranked.where(F.col("rank") <= limit).select("lang", "entry", F.col("count").cast("double").alias("score"))
-
-
-def bigram_pmi(agg, joiners: dict[str, str]):
-    """Bigrams with counts and PMI; `joiners[lang]` is '' for no-space languages (default ' ')."""
-    from pyspark.sql import functions as F
-
-    b = agg.where(F.col("kind") == "b").select("lang", F.col("a").alias("x"), F.col("b").alias("y"), F.col("n").alias("cxy"))
-    u = agg.where(F.col("kind") == "u").select("lang", F.col("a").alias("w"), F.col("n").alias("cw"))
-    totals = b.groupBy("lang").agg(F.sum("cxy").alias("N"))
-    ux = u.select("lang", F.col("w").alias("x"), F.col("cw").alias("cx"))
-    uy = u.select("lang", F.col("w").alias("y"), F.col("cw").alias("cy"))
-    j = b.join(totals, "lang").join(ux, ["lang", "x"]).join(uy, ["lang", "y"])
-    pmi = F.log2(F.col("cxy").cast("double") * F.col("N").cast("double") / (F.col("cx").cast("double") * F.col("cy").cast("double")))
-    no_space = [lang for lang, jn in sorted(joiners.items()) if jn == ""]
-    joined = F.when(F.col("lang").isin(no_space), F.concat("x", "y")) if no_space else None
-    entry = joined.otherwise(F.concat_ws(" ", "x", "y")) if joined is not None else F.concat_ws(" ", "x", "y")
-    return j.select("lang", entry.alias("entry"), F.col("cxy").alias("count"), pmi.alias("pmi"))
-
-
-def top_bigrams(agg, config: MetadataConfig, joiners: dict[str, str]):
-    """Per language: bigrams with PMI > bigram_min_pmi (and count >= bigram_min_count), best PMI first."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    scored = bigram_pmi(agg, joiners).where(
-        (F.col("pmi") > F.lit(config.bigram_min_pmi)) & (F.col("count") >= F.lit(config.bigram_min_count))
-    )
-    w = Window.partitionBy("lang").orderBy(F.col("pmi").desc(), F.col("count").desc(), F.col("entry").asc())
-    return (
-        scored.withColumn("rank", F.row_number().over(w))
-        .where(F.col("rank") <= F.lit(config.bigram_max))
-        .select("lang", "entry", F.col("pmi").alias("score"))
-    )
-
-
-def top_titles(agg, pageviews_df, config: MetadataConfig):
-    """Per language: the most viewed `title_top_fraction` of titles, <= title_max.
-
-    Languages with pageviews rank by summed views (restricted to the dump's articles when the
-    language has a dump and `titles_require_article`); languages without rank their dump's
-    article titles by in-link count. Returns (DataFrame lang, entry, score, rank_by).
-    """
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    articles = agg.where(F.col("kind") == "a").select("lang", F.col("a").alias("entry")).distinct()
-    inlinks = agg.where(F.col("kind") == "l").select("lang", F.col("a").alias("entry"), F.col("n").alias("links"))
-    by_links = (
-        articles.join(inlinks, ["lang", "entry"], "left")
-        .select("lang", "entry", F.coalesce(F.col("links"), F.lit(0)).cast("double").alias("score"), F.lit("inlinks").alias("rank_by"))
-    )
-    if pageviews_df is not None:
-        pv = pageviews_df.groupBy("lang", F.col("title").alias("entry")).agg(F.sum("views").cast("double").alias("score"))
-        pv_langs = pv.select("lang").distinct()
-        dump_langs = articles.select("lang").distinct()
-        if config.titles_require_article:
-            with_dump = pv.join(articles, ["lang", "entry"], "inner")
-            without_dump = pv.join(dump_langs, "lang", "left_anti")
-            pv = with_dump.unionByName(without_dump)
-        by_views = pv.withColumn("rank_by", F.lit("pageviews"))
-        by_links = by_links.join(pv_langs, "lang", "left_anti")
-        candidates = by_views.unionByName(by_links)
-    else:
-        candidates = by_links
-    w_rank = Window.partitionBy("lang").orderBy(F.col("score").desc(), F.col("entry").asc())
-    w_all = Window.partitionBy("lang")
-    ranked = candidates.withColumn("rank", F.row_number().over(w_rank)).withColumn("distinct", F.count("*").over(w_all))
-    limit = F.least(_ceil_fraction(F.col("distinct"), config.title_top_fraction), F.lit(config.title_max))
-    return ranked.where(F.col("rank") <= limit).select("lang", "entry", "score", "rank_by")

@@ -114,24 +114,3 @@ def _flush(views: Counter) -> Iterator[Record]:
     for (lang, title), n in views.items():
         yield ("p", lang, title, "", n)
     views.clear()
-
-
-def spark_pageviews(spark, paths: list[str], align_to_lid: bool = True, languages=None):
-    """(records DataFrame incl. stats, views DataFrame lang/title/views) of all pageview files."""
-    from pyspark.sql import functions as F
-
-    from metadata.counting import RECORD_DDL
-
-    paths = sorted(paths)
-    if not paths:
-        return spark.createDataFrame([], RECORD_DDL), None
-    langs = sorted(languages) if languages else None
-
-    def run(it):
-        for p in it:
-            yield from pageview_records(p, align_to_lid, langs)
-
-    rdd = spark.sparkContext.parallelize(paths, len(paths)).mapPartitions(run)
-    df = spark.createDataFrame(rdd, RECORD_DDL, verifySchema=False)
-    views = df.where(F.col("kind") == "p").select("lang", F.col("a").alias("title"), F.col("n").alias("views"))
-    return df, views

@@ -133,20 +133,3 @@ def wordnet_records(path: str, align_to_lid: bool = True, languages: Iterable[st
     lang = ",".join(sorted(seen_langs))
     for key, n in sorted(stats.items()):
         yield ("s", lang, f"wordnet:{key}", name, int(n))
-
-
-def spark_wordnet(spark, paths: list[str], align_to_lid: bool = True, languages=None):
-    """DataFrame of wordnet records (lemmas and stats) of all files, one task per file."""
-    from metadata.counting import RECORD_DDL
-
-    paths = sorted(paths)
-    if not paths:
-        return spark.createDataFrame([], RECORD_DDL)
-    langs = sorted(languages) if languages else None
-
-    def run(it):
-        for p in it:
-            yield from wordnet_records(p, align_to_lid, langs)
-
-    rdd = spark.sparkContext.parallelize(paths, min(len(paths), 64)).mapPartitions(run)
-    return spark.createDataFrame(rdd, RECORD_DDL, verifySchema=False)

@@ -20,7 +20,6 @@ import pytest
 
 from curation import balance
 from curation.curate_config import CurateConfig
-from jobs.curate import InjectedFailure, input_id, plan_inputs, run
 from curation.inputs import iter_wat_events
 from curation.lid import LanguageIdentifier
 from curation.matcher import match_ids
@@ -28,6 +27,7 @@ from curation.metadata_dir import MetadataDir
 from curation.samples.alt_texts import write_sample
 from curation.samples.wat_writer import encode_warc_record, gzip_member, write_wat
 from curation.urls import image_uuid, normalize_url
+from jobs.curate import InjectedFailure, input_id, plan_inputs, run
 
 pytestmark = pytest.mark.spark
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,7 +52,7 @@ def _quiet(*_a):
 @pytest.fixture(scope="module")
 def baseline(spark, sample, tmp_path_factory):
     out = tmp_path_factory.mktemp("baseline") / "out"
-    manifest = run(_cfg(sample, out, partitions=1, shuffle_partitions=2), spark, progress=_quiet)
+    manifest = run(_cfg(sample, out, partitions=1), spark, progress=_quiet)
     return out, manifest
 
 
@@ -143,7 +143,7 @@ def test_counts_thresholds_probs_and_sample_equal_the_paper(baseline, sample):
 
 def test_three_partitions_give_identical_output(spark, sample, baseline, tmp_path):
     out = tmp_path / "p3"
-    run(_cfg(sample, out, partitions=3, shuffle_partitions=3), spark, progress=_quiet)
+    run(_cfg(sample, out, partitions=3), spark, progress=_quiet)
     _same_outputs(baseline[0], out)
 
 
@@ -166,7 +166,7 @@ def test_killed_run_leaves_nothing_complete_and_rerun_with_8_partitions_equals(s
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     assert not out.exists(), "a killed first run must not leave an output a reader could take"
-    manifest = run(_cfg(sample, out, partitions=8, shuffle_partitions=8), spark, progress=_quiet)
+    manifest = run(_cfg(sample, out, partitions=8), spark, progress=_quiet)
     assert manifest["inputs"]["read"] == 8
     _same_outputs(baseline[0], out)
     assert not glob.glob(str(tmp_path / ".killed.staging-*")), "the rerun cleans what the killed run left"

@@ -11,9 +11,9 @@ import pytest
 
 from curation.balance import T_EN_CLIP400M, T_EN_METACLIP2
 from curation.curate_config import CurateConfig, add_arguments, config_from_args
-from jobs.curate import expand_inputs, n_files, reject_chunks
 from curation.curate_stages import uuid_range
 from curation.runs import output_lock
+from jobs.curate import expand_inputs, n_files, reject_chunks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,7 +48,7 @@ def test_example_config_loads():
     assert cfg.t_en == T_EN_METACLIP2 and cfg.inputs and cfg.metadata.startswith("s3://")
     # the way infra/submit.sh and cron-curate.sh pass it: --config plus a few flags
     cfg = _parse(["--config", os.path.join(ROOT, "infra", "curate.json"), "--t-en", "20000", "--conf", "a=b"])
-    assert (cfg.t_en, cfg.shuffle_partitions, cfg.input_format) == (20000, 4000, "wat")
+    assert (cfg.t_en, cfg.partitions, cfg.input_format) == (20000, 0, "wat")
     assert cfg.extra_spark_conf == {"a": "b"} and cfg.cache_dir == "/mnt/local/worldclip-cache"
     cfg.validate_for_run()
 
@@ -63,13 +63,13 @@ def test_every_flag_and_the_config_file_rules(tmp_path):
     cfg = _parse(["--config", str(path), "-i", "x", "--input", "y", "--incremental", "--lid-model", "none",
                   "--metadata", "m", "--output", "o", "--input-format", "parquet", "--url-col", "u",
                   "--text-col", "t", "--en-lang", "de", "--min-lid-prob", "0.5", "--master", "local[2]",
-                  "--partitions", "3", "--shuffle-partitions", "4", "--batch-size", "5", "--arrow-batch-rows", "6",
+                  "--partitions", "3", "--batch-size", "5",
                   "--max-loaded-automata", "7", "--rows-per-file", "8", "--cache-dir", "c", "--fail-after", "stage1",
                   "--set", "count_only_reasons=no_match"])
     assert cfg == CurateConfig(inputs=("x", "y"), metadata="m", output="o", input_format="parquet", url_col="u",
                                text_col="t", t_en=900, en_lang="de", min_lid_prob=0.5, lid_model=None,
-                               master="local[2]", partitions=3, shuffle_partitions=4, batch_size=5,
-                               arrow_batch_rows=6, max_loaded_automata=7, rows_per_file=8,
+                               master="local[2]", partitions=3, batch_size=5,
+                               max_loaded_automata=7, rows_per_file=8,
                                count_only_reasons=("no_match",), incremental=True, cache_dir="c",
                                fail_after="stage1", extra_spark_conf={"a": "file", "b": "file"})
     # the same fields under a "curate" key of a shared file

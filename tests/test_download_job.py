@@ -18,11 +18,11 @@ from PIL import Image
 from test_fetch import HostileServer, make_jpeg, standard_images
 
 from curation import download_shards
-from jobs import download as download_job
 from curation.download_config import DownloadConfig
 from curation.schemas import CURATED, IMAGES, MATCHED
 from curation.urls import image_uuid
 from jobs import download
+from jobs import download as download_job
 
 pytestmark = pytest.mark.spark
 
