@@ -167,14 +167,34 @@ class _Watchdog:
         self._stop.set()
 
 
+# IPv6 ranges decided here rather than by the running Python's tables (which differ between
+# versions): an address that carries an IPv4 address is judged by that IPv4 address, since a
+# 6to4 relay or NAT64 gateway delivers to it; deprecated site-local is as private as fc00::/7.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+
+
+def _embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv4-mapped, 6to4 or NAT64 address reaches, if it is one."""
+    if addr.ipv4_mapped is not None:  # ::ffff:10.0.0.1 is 10.0.0.1
+        return addr.ipv4_mapped
+    if addr.sixtofour is not None:  # 2002:0a00:0001:: is routed to 10.0.0.1
+        return addr.sixtofour
+    if addr in _NAT64:  # 64:ff9b::a00:1 is translated to 10.0.0.1
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    return None
+
+
 def address_refusal(ip: str, allow_loopback: bool = False, allow_private: bool = False) -> str | None:
     """None when connecting to `ip` is allowed, else a short reason why not."""
     try:
         addr = ipaddress.ip_address(ip.split("%", 1)[0])
     except ValueError:
         return f"unparsable address {ip!r}"
-    if addr.version == 6 and addr.ipv4_mapped is not None:  # ::ffff:10.0.0.1 is 10.0.0.1
-        addr = addr.ipv4_mapped
+    if addr.version == 6:
+        if addr in _SITE_LOCAL:
+            return None if allow_private else "private"
+        addr = _embedded_ipv4(addr) or addr
     if addr.is_loopback:
         return None if allow_loopback else "loopback"
     if addr.is_link_local:

@@ -333,6 +333,7 @@ class _AtomicWriter(io.BufferedIOBase):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fd, self._tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                                   dir=os.path.dirname(path))
+            os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600: outputs are read by other users
             self._path = path
             self._file = os.fdopen(fd, "wb")
 
@@ -432,6 +433,17 @@ def atomic_local_path(path: str | os.PathLike) -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back; there is no getter)."""
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_umask_lock = threading.Lock()
 
 
 def write_bytes(uri: str | os.PathLike, data: bytes, config: StorageConfig | None = None) -> None:
@@ -541,6 +553,53 @@ def glob_paths(pattern: str | os.PathLike, config: StorageConfig | None = None) 
         for o in _iter_keys(bucket, literal, _cfg(config))
         if _match_segments(pat, _split_glob(o["Key"]))
     ]
+    return sorted(out)
+
+
+def _side_file(rel: str) -> bool:
+    """A path below a listed directory that readers skip: one of its parts starts with `_` or `.`
+    (_SUCCESS, _stats/, _failed/, .tmp files), the convention of Spark, Hadoop and pyarrow."""
+    return any(part.startswith(("_", ".")) for part in rel.replace(os.sep, "/").split("/") if part)
+
+
+def _expand_one(spec: str, suffix: str | None, config: StorageConfig | None) -> list[str]:
+    if spec.startswith("@"):
+        with open_read(spec[1:], config) as f:
+            lines = [ln.strip() for ln in f.read().decode("utf-8").splitlines()]
+        return [p for ln in lines if ln and not ln.startswith("#") for p in _expand_one(ln, suffix, config)]
+    if any(ch in spec for ch in _GLOB_CHARS):
+        return [p for p in glob_paths(spec, config) if suffix is None or p.endswith(suffix)]
+    found = list_files(spec, config)
+    if not found:
+        raise FileNotFoundError(f"not found (or an empty directory): {spec}")
+    if is_s3(spec):
+        bucket, key = split_s3(spec)
+        base = _s3_uri(bucket, key.rstrip("/"))
+        rels = [(p, p[len(base):]) for p in found]
+    else:
+        rels = [(p, os.path.relpath(p, _local(spec))) for p in found]
+    # rel "" / ".": the spec is a file, taken as named whatever its name
+    return [p for p, rel in rels
+            if rel in ("", ".") or not _side_file(rel) and (suffix is None or p.endswith(suffix))]
+
+
+def expand(specs, suffix: str | None = None, config: StorageConfig | None = None) -> list[str]:
+    """Sorted unique data files named by one spec or a sequence of them, local or s3://.
+
+    A spec is a file (taken as named), a directory or prefix (listed recursively, skipping every
+    path with a `_`- or `.`-prefixed part below it, as Spark and pyarrow read a dataset: the
+    side files of curate and download outputs live there), a glob (`*` within one path segment,
+    `**` across) or `@FILE` (one spec a line, `#` comments). `suffix` keeps the listed and
+    globbed names ending in it. Local results are absolute paths; s3a:// and s3n:// come back as
+    s3://. FileNotFoundError for a file or directory that does not exist and when nothing matches
+    at all: a typo must not process nothing.
+    """
+    specs = [specs] if isinstance(specs, str | os.PathLike) else list(specs)
+    out = {os.path.abspath(p) if not is_s3(p) else p
+           for s in specs for p in _expand_one(os.fspath(s), suffix, config)}
+    if not out:
+        what = f" ending in {suffix}" if suffix else ""
+        raise FileNotFoundError(f"no files{what} match {[os.fspath(s) for s in specs]}")
     return sorted(out)
 
 

@@ -39,6 +39,10 @@ def spark_settings(master: str | None, submitted: bool, conf: Mapping[str, objec
     master = master or (None if submitted else "local[*]")
     settings["spark.python.worker.reuse"] = "true"
     if not submitted and master.startswith("local"):
+        # local mode talks to itself only: bind the driver's RPC and block manager to loopback
+        # instead of the machine's external interface
+        settings["spark.driver.bindAddress"] = "127.0.0.1"
+        settings["spark.driver.host"] = "127.0.0.1"
         # workers fork from a daemon that has already imported numpy/pyarrow/fastText/our modules.
         # Local mode only: the daemon starts before any --py-files reach sys.path, so on a cluster
         # it needs the package installed in the executors' Python (see infra/spark-defaults.conf).

@@ -50,6 +50,8 @@ def spark(tmp_path_factory):
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.python.worker.reuse", "true")
         .config("spark.python.daemon.module", "jobs.spark_daemon")  # as jobs.common.build_spark in local mode
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

@@ -309,6 +309,15 @@ def test_loopback_refused_without_the_allow_flag(server):
         ("::ffff:10.0.0.1", False),
         ("fc00::1", False),
         ("::1", False),
+        ("2002:0a00:0001::1", False),  # 6to4 around 10.0.0.1
+        ("2002:a9fe:a9fe::1", False),  # 6to4 around 169.254.169.254
+        ("2002:7f00:0001::1", False),  # 6to4 around 127.0.0.1
+        ("2002:0808:0808::1", True),  # 6to4 around 8.8.8.8
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
+        ("64:ff9b::808:808", True),  # NAT64 of 8.8.8.8
+        ("fec0::1", False),  # site-local (deprecated, private)
+        ("feff::1", False),
     ],
 )
 def test_address_refusal_table(ip, allowed):
@@ -321,6 +330,9 @@ def test_allow_flags_are_narrow():
     assert address_refusal("10.0.0.1", allow_private=True) is None
     # link-local (cloud metadata) stays refused whatever the flags
     assert address_refusal("169.254.169.254", allow_loopback=True, allow_private=True) == "link-local"
+    assert address_refusal("2002:a9fe:a9fe::1", allow_loopback=True, allow_private=True) == "link-local"
+    assert address_refusal("2002:7f00:1::1", allow_loopback=True) is None  # loopback, wrapped, is loopback
+    assert address_refusal("fec0::1") == "private" and address_refusal("fec0::1", allow_private=True) is None
 
 
 @pytest.mark.parametrize(

@@ -39,3 +39,13 @@ def test_the_daemon_is_used_only_when_this_process_starts_spark_locally():
     assert master is None and conf[key] == "pyspark.daemon" and "spark.driver.memory" not in conf
     conf = spark_settings(None, False, {"a": 1}, {"a": 2, "b": 3})[1]
     assert (conf["a"], conf["b"]) == ("1", "3")  # conf wins over local_conf
+
+
+def test_local_spark_binds_to_loopback_and_cluster_masters_keep_their_settings():
+    from jobs.common import spark_settings
+
+    for master in (None, "local[2]"):
+        conf = spark_settings(master, submitted=False)[1]
+        assert conf["spark.driver.bindAddress"] == conf["spark.driver.host"] == "127.0.0.1"
+    for master, submitted in (("spark://h:7077", False), (None, True)):
+        assert "spark.driver.bindAddress" not in spark_settings(master, submitted)[1]

@@ -295,3 +295,17 @@ def test_atomic_local_path_renames_on_success_and_keeps_the_old_file_on_error(tm
             open(tmp, "wb").write(b"partial")
             raise RuntimeError("writer died")
     assert target.read_bytes() == b"one" and os.listdir(tmp_path) == ["f.bin"]  # no temp file left
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_honour_the_umask(tmp_path, umask, mode):
+    """A training job running as another user must be able to read manifests and shards."""
+    old = os.umask(umask)
+    try:
+        storage.write_bytes(str(tmp_path / "f.json"), b"{}")
+        with storage.publish(str(tmp_path / "out")) as staging:
+            storage.write_bytes(storage.join(staging, "part-0"), b"x")
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "f.json").st_mode & 0o777) == mode
+    assert (os.stat(tmp_path / "out" / "part-0").st_mode & 0o777) == mode
