@@ -122,8 +122,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     from curation.curate_config import CurateConfig
-    from jobs.curate import build_session, run
     from curation.samples.alt_texts import LANGUAGE_CODES, generate_alt_texts, write_sample_metadata
+    from jobs.curate import build_session, run
 
     work = args.workdir or tempfile.mkdtemp(prefix="bench-curate-")
     os.makedirs(work, exist_ok=True)

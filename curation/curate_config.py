@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from curation import config_cli
 from curation.balance import T_EN_CLIP400M, T_EN_METACLIP2
 from curation.config_cli import option
+from curation.inputs import FORMATS
 
-INPUT_FORMATS = ("auto", "wat", "parquet", "jsonl")
+INPUT_FORMATS = ("auto", *FORMATS)
 STATE_COMPRESSIONS = ("none", "lz4", "zstd")
 # Fields that change what the per-input stage produces (its texts and saved reject rows): a
 # different value invalidates the incremental state of an earlier run.
@@ -34,8 +35,8 @@ class CurateConfig:
                                           "replaces the config file's inputs")
     metadata: str = option("", metavar="DIR", help="metadata directory (local path or s3:// prefix, cached locally per executor)")
     output: str = option("", metavar="DIR", help="output directory, published atomically")
-    input_format: str = option("auto", metavar="FORMAT", help=f"one of {', '.join(INPUT_FORMATS)}; auto: *.wat(.gz) -> wat, "
-                                            "*.parquet -> parquet, *.json(l)(.gz) -> jsonl")
+    input_format: str = option("auto", metavar="FORMAT", help=f"one of {', '.join(INPUT_FORMATS)}; auto: by file name "
+                                            "(*.parquet, *.json(l)(.gz), *.csv(.gz); anything else is WAT)")
     url_col: str = option("URL", metavar="COLUMN", help="URL column of table inputs (LAION style)")
     text_col: str = option("TEXT", metavar="COLUMN", help="alt-text column of table inputs")
     # --- algorithm (paper defaults) ---

@@ -2,7 +2,7 @@
 """The curate job: WAT / url+text tables in, balanced Parquet out (DESIGN sections 3 and 6).
 
 One run: input planning and the incremental ledger, fingerprints, the three
-Spark phases (curation.curate_stages), balancing, the report and the manifest (DESIGN 3, 6, 7).
+Spark phases (curation.grouping), balancing, the report and the manifest (DESIGN 3, 6, 7).
 
 Phases:
   1. per input file: parse -> LID -> match, stored per input under
@@ -44,7 +44,16 @@ from collections.abc import Iterable, Iterator, Sequence  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from curation import curate_stages, layout, pipeline, report, runs, storage  # noqa: E402
+from curation import (  # noqa: E402
+    accounting,
+    annotate,
+    grouping,
+    inputs,  # noqa: E402
+    layout,
+    report,
+    runs,
+    storage,
+)
 from curation.curate_config import CurateConfig, add_arguments, config_from_args  # noqa: E402
 from curation.inputs import CODE_FILES as INPUT_CODE_FILES  # noqa: E402
 from curation.layout import CurateOutput  # noqa: E402
@@ -54,7 +63,7 @@ from jobs.common import build_spark, merged, user_error  # noqa: E402
 JOB = "curate"
 APP_NAME = "worldclip-curate"
 # the code that decides the output: a change invalidates the per-input state of earlier runs
-CODE_FILES = ("curation/pipeline.py", "curation/curate_stages.py", "jobs/curate.py", *INPUT_CODE_FILES,
+CODE_FILES = ("curation/annotate.py", "curation/grouping.py", "jobs/curate.py", *INPUT_CODE_FILES,
               "curation/urls.py", "curation/text.py", "curation/lid.py", "curation/languages.py",
               "curation/matcher.py", "curation/balance.py", "curation/sampling.py", "curation/schemas.py")
 
@@ -168,7 +177,7 @@ def write_table_files(table: pa.Table, path: str, files: int) -> None:
     os.makedirs(path, exist_ok=True)
     per = max(1, math.ceil(table.num_rows / files))
     for k in range(files):
-        curate_stages.write_parquet(table.slice(k * per, per), os.path.join(path, curate_stages.part_name(k)))
+        grouping.write_parquet(table.slice(k * per, per), os.path.join(path, grouping.part_name(k)))
 
 
 def link_tree(src: str, dst: str) -> None:
@@ -208,12 +217,12 @@ def group_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, in
     """RDD partition body over task ids: task k groups bucket k (k < buckets) and writes reject
     part k (k < len(reject_chunks)). `input_ids` / `reject_chunks` may be Spark broadcasts."""
     ids, chunks = _value(input_ids), _value(reject_chunks)
-    texts_files = [os.path.join(curate_stages.input_state_dir(state_dir, i), curate_stages.TEXTS_FILE) for i in ids]
+    texts_files = [os.path.join(grouping.input_state_dir(state_dir, i), grouping.TEXTS_FILE) for i in ids]
     for k in task_ids:
-        result = curate_stages.group_bucket(k, buckets, texts_files, matched_dir, picked_dir, seed) if k < buckets else curate_stages.new_result()
+        result = grouping.group_bucket(k, buckets, texts_files, matched_dir, picked_dir, seed) if k < buckets else grouping.new_result()
         if k < len(chunks):
-            files = [os.path.join(curate_stages.input_state_dir(state_dir, i), curate_stages.REJECTS_FILE) for i in chunks[k]]
-            result["totals"]["rejects"] = curate_stages.write_rejects_part(k, files, rejects_dir)
+            files = [os.path.join(grouping.input_state_dir(state_dir, i), grouping.REJECTS_FILE) for i in chunks[k]]
+            result["totals"]["rejects"] = grouping.write_rejects_part(k, files, rejects_dir)
         yield result
 
 
@@ -222,7 +231,7 @@ def curate_partition(task_ids: Iterable[int], *, matched_dir: str, curated_dir: 
     """RDD partition body over task ids; `probs_by_lang` may be a Spark broadcast."""
     probs = _value(probs_by_lang)
     for k in task_ids:
-        yield curate_stages.curate_part(k, matched_dir, curated_dir, probs, seed, epoch, picked_dir)
+        yield grouping.curate_part(k, matched_dir, curated_dir, probs, seed, epoch, picked_dir)
 
 
 def input_partition(rows: Iterable[tuple[str, str, str]], *, state_dir: str, metadata: str, lid_model: str | None,
@@ -230,9 +239,9 @@ def input_partition(rows: Iterable[tuple[str, str, str]], *, state_dir: str, met
                     max_loaded: int = 16, cache_dir: str | None = None, state_compression: str | None = None,
                     max_loaded_mb: float = 0) -> Iterator[tuple[str, dict]]:
     """RDD partition body: (path, input_id, format) -> (input_id, stats) per input."""
-    res = pipeline.worker_resources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
+    res = annotate.worker_resources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
     for path, iid, fmt in rows:
-        yield iid, curate_stages.process_input(path, iid, fmt, state_dir, res, url_col=url_col, text_col=text_col,
+        yield iid, grouping.process_input(path, iid, fmt, state_dir, res, url_col=url_col, text_col=text_col,
                                  batch_size=batch_size, min_lid_prob=min_lid_prob, count_only=count_only,
                                  state_compression=state_compression)
 
@@ -242,7 +251,7 @@ def input_partition(rows: Iterable[tuple[str, str, str]], *, state_dir: str, met
 
 def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: str) -> dict[str, dict]:
     """Phase 1 on Spark: per-input state files; returns {input_id: stats}."""
-    rows = [(p, input_id(p), pipeline.input_format(p, cfg.input_format)) for p in new_inputs]
+    rows = [(p, input_id(p), inputs.input_format(p, cfg.input_format)) for p in new_inputs]
     tasks = cfg.partitions or min(len(new_inputs), 10_000)
     os.makedirs(state_dir, exist_ok=True)
     body = functools.partial(
@@ -268,8 +277,8 @@ def group_and_count(spark, state_dir: str, ids: list[str], buckets: int, chunks:
                              reject_chunks=chunks_bc, matched_dir=matched_dir, rejects_dir=rejects_dir,
                              picked_dir=picked_dir, seed=seed)
     try:
-        return merged(sc.parallelize(range(tasks), tasks).mapPartitions(body), curate_stages.merge_results,
-                      curate_stages.new_result)
+        return merged(sc.parallelize(range(tasks), tasks).mapPartitions(body), grouping.merge_results,
+                      grouping.new_result)
     finally:
         ids_bc.unpersist()
         chunks_bc.unpersist()
@@ -284,8 +293,8 @@ def sample_curated(spark, buckets: int, matched_dir: str, curated_dir: str, prob
     body = functools.partial(curate_partition, matched_dir=matched_dir, curated_dir=curated_dir,
                              probs_by_lang=bc, seed=seed, epoch=0, picked_dir=picked_dir)
     try:
-        return merged(sc.parallelize(range(buckets), buckets).mapPartitions(body), curate_stages.merge_results,
-                      curate_stages.new_result)
+        return merged(sc.parallelize(range(buckets), buckets).mapPartitions(body), grouping.merge_results,
+                      grouping.new_result)
     finally:
         bc.unpersist()
 
@@ -355,25 +364,25 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         reused, new_inputs, ledger = plan_inputs(inputs, read_previous_ledger(output), fingerprint, cfg.incremental)
         previous_state = CurateOutput(output).state_texts
         for iid in list(reused):
-            if curate_stages.read_input_stats(previous_state, iid) is None:  # incomplete state: read it again
+            if grouping.read_input_stats(previous_state, iid) is None:  # incomplete state: read it again
                 reused.remove(iid)
                 new_inputs.append(ledger[iid]["path"])
                 continue
-            link_tree(curate_stages.input_state_dir(previous_state, iid), curate_stages.input_state_dir(state_dir, iid))
+            link_tree(grouping.input_state_dir(previous_state, iid), grouping.input_state_dir(state_dir, iid))
         progress(f"curate: {len(inputs)} inputs ({len(reused)} reused from the previous output, "
                  f"{len(new_inputs)} to read), metadata {meta_version}, {len(languages)} languages, t_en={cfg.t_en:,}")
         t = time.time()
         per_input = process_inputs(spark, cfg, new_inputs, state_dir) if new_inputs else {}
         new_inputs_ids = list(per_input)
         for iid in reused:
-            per_input[iid] = curate_stages.read_input_stats(state_dir, iid)
+            per_input[iid] = grouping.read_input_stats(state_dir, iid)
         missing = [iid for iid in ids if per_input.get(iid) is None]
         if missing:
             raise RuntimeError(f"{len(missing)} inputs have no stage-1 stats (e.g. {ledger[missing[0]]['path']})")
         t = mark("parse_lid_match", t)
         _check_hook(cfg, "stage1")
 
-        acct = pipeline.StageAccounting()
+        acct = accounting.StageAccounting()
         lid_langs: dict[str, int] = {}
         for iid in sorted(per_input):
             s = per_input[iid]
@@ -401,9 +410,9 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         _check_hook(cfg, "matched")
 
         # 3. counts -> thresholds -> entry probabilities -> curated
-        counts = curate_stages.counts_table(grouped)
+        counts = grouping.counts_table(grouped)
         write_table_files(counts, new.counts, n_files(counts.num_rows, cfg.rows_per_file))
-        counts_by_lang, thresholds, probs_by_lang = pipeline.balance_counts(
+        counts_by_lang, thresholds, probs_by_lang = grouping.balance_counts(
             counts, num_entries, cfg.t_en, cfg.en_lang, matched_by_lang)
         probs_dir = new.entry_probs
         os.makedirs(probs_dir)
@@ -419,7 +428,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         shutil.rmtree(picked_dir, ignore_errors=True)
         curated_rows = int(sampled["totals"].get("curated", 0))
         acct.add("sample", images, curated_rows, {"not_sampled": images - curated_rows})
-        curated_counts = pipeline.dense_counts(curate_stages.counts_table(sampled), num_entries)
+        curated_counts = grouping.dense_counts(grouping.counts_table(sampled), num_entries)
         t = mark("curated", t)
         _check_hook(cfg, "outputs")
 

@@ -37,8 +37,9 @@ PRELOAD = (
     "curation.lid",
     "curation.matcher",
     "curation.metadata_dir",
-    "curation.pipeline",
-    "curation.curate_stages",
+    "curation.accounting",
+    "curation.annotate",
+    "curation.grouping",
     "curation.download_shards",
 )
 

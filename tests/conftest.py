@@ -15,6 +15,20 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# Every process of the suite (this one, and Spark's Python workers, which inherit PYTHONPATH)
+# can connect to loopback only: tests/loopback_only/sitecustomize.py.
+LOOPBACK_ONLY = str(ROOT / "tests" / "loopback_only")
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (LOOPBACK_ONLY, os.environ.get("PYTHONPATH")) if p)
+sys.path.insert(0, LOOPBACK_ONLY)
+import sitecustomize as _loopback_only  # noqa: E402
+
+if not hasattr(_loopback_only, "NonLoopbackConnect"):  # an interpreter-wide sitecustomize came first
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location("loopback_only", os.path.join(LOOPBACK_ONLY, "sitecustomize.py"))
+    _loopback_only = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_loopback_only)
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

@@ -11,7 +11,7 @@ import pytest
 
 from curation.balance import T_EN_CLIP400M, T_EN_METACLIP2
 from curation.curate_config import CurateConfig, add_arguments, config_from_args
-from curation.curate_stages import uuid_range
+from curation.grouping import uuid_range
 from curation.runs import output_lock
 from jobs.curate import expand_inputs, n_files, reject_chunks
 
@@ -93,7 +93,7 @@ def test_clip400m_against_t_en_from_flags_set_and_file(tmp_path):
     ({"incremental": "no"}, "expected bool"),
     ({"inputs": ["a", 1]}, "expected list of str"),
     ({"extra_spark_conf": ["a=b"]}, "expected object"),
-    ({"input_format": "csv"}, "input_format must be one of"),
+    ({"input_format": "xml"}, "input_format must be one of"),
     ({"t_enn": 1}, "unknown curate config keys"),
 ])
 def test_bad_config_files_name_the_file(tmp_path, doc, match):
@@ -162,6 +162,6 @@ def test_submit_wrapper_ships_the_code():
     assert res.returncode == 0, res.stderr
     cmd, *files = res.stdout.splitlines()
     assert "--py-files" in cmd and "spark-defaults.conf" in cmd and cmd.rstrip().endswith("--t-en 20000")
-    assert {"curation/pipeline.py", "jobs/curate.py", "curation/inputs/wat.py"} <= set(files)
+    assert {"curation/annotate.py", "jobs/curate.py", "curation/inputs/wat.py"} <= set(files)
     for script in ("submit.sh", "cron-curate.sh"):
         assert subprocess.run(["bash", "-n", os.path.join(ROOT, "infra", script)]).returncode == 0

@@ -1,4 +1,4 @@
-"""curation.curate_stages and the column-wise table path of curation.pipeline, without Spark:
+"""curation.grouping and the column-wise table path of curation.annotate, without Spark:
 per-input state files, uuid buckets, grouping, counts and their merging."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation import curate_stages, inputs, pipeline
+from curation import annotate, grouping, inputs
 from curation.inputs import EventCounter, iter_table_events
 from curation.samples.alt_texts import write_sample
 
@@ -23,7 +23,7 @@ def sample(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def resources(sample):
-    return pipeline.worker_resources(sample["metadata"], None, max_loaded=4)
+    return annotate.worker_resources(sample["metadata"], None, max_loaded=4)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def state(sample, resources, tmp_path_factory):
     ids, stats = [], {}
     for k, path in enumerate(sample["wat_files"]):
         iid = f"i{k}"
-        stats[iid] = curate_stages.process_input(path, iid, "wat", d, resources, batch_size=16,
+        stats[iid] = grouping.process_input(path, iid, "wat", d, resources, batch_size=16,
                                                  count_only=("no_match", "not_response"))
         ids.append(iid)
     return d, ids, stats
@@ -54,10 +54,10 @@ def test_table_columns_equal_the_event_path(tmp_path, resources):
     assert sum(chunk.records for chunk in chunks) == sum(1 for k, _ in events if k == "record")
     assert all(chunk.texts == chunk.columns["text"].to_pylist() for chunk in chunks)
     # the whole stage: same stats either way
-    a = pipeline.Stage1("i", str(path), resources, batch_size=2)
-    b = pipeline.Stage1("i", str(path), resources, batch_size=2)
-    ta = pa.Table.from_batches(list(a.run_columns(iter(chunks))), schema=pipeline.STAGE1)
-    tb = pa.Table.from_batches(list(b.run(iter(events))), schema=pipeline.STAGE1)
+    a = annotate.Annotator("i", str(path), resources, batch_size=2)
+    b = annotate.Annotator("i", str(path), resources, batch_size=2)
+    ta = pa.Table.from_batches(list(a.run_columns(iter(chunks))), schema=annotate.ANNOTATED)
+    tb = pa.Table.from_batches(list(b.run(iter(events))), schema=annotate.ANNOTATED)
     assert a.stats() == b.stats() and all(s["balanced"] for s in a.stats()["accounting"].values())
     key = lambda r: (r["kind"], r["uuid"] or "", r["text"] or "", r["reason"] or "")  # noqa: E731
     assert sorted(ta.to_pylist(), key=key) == sorted(tb.to_pylist(), key=key)
@@ -67,38 +67,38 @@ def test_table_columns_equal_the_event_path(tmp_path, resources):
 def test_input_state_is_sorted_by_uuid_and_complete(state):
     d, ids, stats = state
     for iid in ids:
-        texts = curate_stages.read_state_texts(f"{d}/input_id={iid}/{curate_stages.TEXTS_FILE}")
+        texts = grouping.read_state_texts(f"{d}/input_id={iid}/{grouping.TEXTS_FILE}")
         uuids = texts.column("uuid").to_pylist()
         assert uuids == sorted(uuids) and texts.num_rows == stats[iid]["texts"] > 0
-        assert curate_stages.read_input_stats(d, iid) == json.loads(json.dumps(stats[iid]))
-        assert pq.read_table(f"{d}/input_id={iid}/{curate_stages.REJECTS_FILE}").num_rows == stats[iid]["reject_rows"]
-    assert curate_stages.read_input_stats(d, "nope") is None
+        assert grouping.read_input_stats(d, iid) == json.loads(json.dumps(stats[iid]))
+        assert pq.read_table(f"{d}/input_id={iid}/{grouping.REJECTS_FILE}").num_rows == stats[iid]["reject_rows"]
+    assert grouping.read_input_stats(d, "nope") is None
 
 
 def _read_parts(d, n):
-    return [r for k in range(n) for r in pq.read_table(f"{d}/{curate_stages.part_name(k)}").to_pylist()]
+    return [r for k in range(n) for r in pq.read_table(f"{d}/{grouping.part_name(k)}").to_pylist()]
 
 
 def test_buckets_partition_the_images_and_merge_to_the_one_bucket_result(state, tmp_path):
     d, ids, stats = state
-    files = [f"{d}/input_id={i}/{curate_stages.TEXTS_FILE}" for i in ids]
+    files = [f"{d}/input_id={i}/{grouping.TEXTS_FILE}" for i in ids]
     one, three = tmp_path / "one", tmp_path / "three"
     one.mkdir()
     three.mkdir()
-    r1 = curate_stages.group_bucket(0, 1, files, str(one))
-    parts = [curate_stages.group_bucket(k, 3, files, str(three)) for k in range(3)]
+    r1 = grouping.group_bucket(0, 1, files, str(one))
+    parts = [grouping.group_bucket(k, 3, files, str(three)) for k in range(3)]
     merged = parts[0]
     for p in parts[1:]:
-        merged = curate_stages.merge_results(merged, p)
+        merged = grouping.merge_results(merged, p)
     rows1, rows3 = _read_parts(one, 1), _read_parts(three, 3)
     assert rows1 == rows3 and len(rows1) == r1["totals"]["images"] == merged["totals"]["images"]
     assert [r["uuid"] for r in rows1] == sorted(r["uuid"] for r in rows1)  # globally sorted across parts
     assert r1["totals"]["texts_in"] == sum(s["texts"] for s in stats.values())
-    assert curate_stages.counts_table(merged).equals(curate_stages.counts_table(r1))
+    assert grouping.counts_table(merged).equals(grouping.counts_table(r1))
     assert merged["lang_texts"] == r1["lang_texts"]
     # counts = texts containing each entry, over unique (uuid, text)
     expect = Counter((t["lang"], e) for r in rows1 for t in r["texts"] for e in t["entry_ids"])
-    got = curate_stages.counts_table(r1).to_pylist()
+    got = grouping.counts_table(r1).to_pylist()
     assert {(x["lang"], x["entry_id"]): x["count"] for x in got} == dict(expect)
     assert [(x["lang"], x["entry_id"]) for x in got] == sorted(expect)
     for r in rows1:
@@ -111,25 +111,25 @@ def test_group_texts_keeps_identical_texts_once_and_empty_input():
             ("a" * 24, "u1", "x", "alt")]
     t = pa.Table.from_pylist([{"uuid": u, "url": url, "text": x, "source": s, "page_url": "", "lid": "en",
                                "lid_prob": 0.5, "lang": "en", "entry_ids": [1]} for u, url, x, s in rows],
-                             schema=curate_stages.STATE_TEXTS)
-    matched, unique = curate_stages.group_texts(t)
+                             schema=grouping.STATE_TEXTS)
+    matched, unique = grouping.group_texts(t)
     got = [(r["uuid"][0], [(x["text"], x["source"]) for x in r["texts"]]) for r in matched.to_pylist()]
     assert got == [("a", [("x", "alt"), ("y", "alt")]), ("b", [("x", "alt")])] and unique.num_rows == 3
-    empty, _ = curate_stages.group_texts(curate_stages.STATE_TEXTS.empty_table())
+    empty, _ = grouping.group_texts(grouping.STATE_TEXTS.empty_table())
     assert empty.num_rows == 0
-    assert curate_stages.entry_counts(pa.array([], pa.string()), pa.array([], pa.list_(pa.int32()))) == \
-        curate_stages.new_result()
+    assert grouping.entry_counts(pa.array([], pa.string()), pa.array([], pa.list_(pa.int32()))) == \
+        grouping.new_result()
 
 
 def test_merge_results_sums_exactly():
-    a = curate_stages.new_result(images=2)
+    a = grouping.new_result(images=2)
     a["counts"]["en"] = (np.array([1, 5], np.int32), np.array([3, 2**40], np.int64))
-    b = curate_stages.new_result(images=1, curated=4)
+    b = grouping.new_result(images=1, curated=4)
     b["counts"]["en"] = (np.array([0, 5], np.int32), np.array([1, 1], np.int64))
     b["counts"]["de"] = (np.array([2], np.int32), np.array([7], np.int64))
-    m = curate_stages.merge_results(a, b)
+    m = grouping.merge_results(a, b)
     assert m["totals"] == {"images": 3, "curated": 4}
-    assert curate_stages.counts_table(m).to_pylist() == [
+    assert grouping.counts_table(m).to_pylist() == [
         {"lang": "de", "entry_id": 2, "count": 7}, {"lang": "en", "entry_id": 0, "count": 1},
         {"lang": "en", "entry_id": 1, "count": 3}, {"lang": "en", "entry_id": 5, "count": 2**40 + 1}]
 
@@ -138,28 +138,28 @@ def test_uuid_order_is_the_string_order():
     rng = np.random.default_rng(3)
     uuids = ["%024x" % int(x) for x in rng.integers(0, 2**62, 500)] + ["0" * 24, "f" * 24, "0" * 24]
     arr = pa.array(uuids).slice(1)  # a sliced array: offsets do not start at 0
-    order = curate_stages.uuid_order(arr)
+    order = grouping.uuid_order(arr)
     assert [arr[i].as_py() for i in order] == sorted(uuids[1:])
     odd = pa.array(["b", "a", "ccc"])
-    assert curate_stages.uuid_order(odd).tolist() == [1, 0, 2]
+    assert grouping.uuid_order(odd).tolist() == [1, 0, 2]
     # realistic uuids (uniform hex) with repeats: the one-key fast path, stable like a full sort
     real = [rng.bytes(12).hex() for _ in range(300)] * 3
     rng.shuffle(real)
     stable = sorted(range(len(real)), key=lambda i: real[i])  # Python's sort is stable
-    assert curate_stages.uuid_order(pa.array(real)).tolist() == stable
+    assert grouping.uuid_order(pa.array(real)).tolist() == stable
     # equal first 16 characters, different ends: the full comparison decides
     close = ["abcdef0123456789" + end for end in ("ffffffff", "00000000", "ffffffff", "0000000f")]
-    assert curate_stages.uuid_order(pa.array(close)).tolist() == [1, 3, 0, 2]
+    assert grouping.uuid_order(pa.array(close)).tolist() == [1, 3, 0, 2]
 
 
 def test_stage1_lid_decisions_equal_identify(sample, resources):
-    """Stage1 groups LID decisions per language; they must equal pipeline.identify text by text."""
+    """Annotator groups LID decisions per language; they must equal annotate.identify text by text."""
     events = [e for path in sample["wat_files"] for e in inputs.iter_input_events(path, "wat", "URL", "TEXT")]
     texts = [v["text"] for k, v in events if k == "pair"]
     for min_prob in (0.0, 0.9):
-        stage = pipeline.Stage1("i", "x", resources, batch_size=32, min_lid_prob=min_prob)
+        stage = annotate.Annotator("i", "x", resources, batch_size=32, min_lid_prob=min_prob)
         list(stage.run(iter(events)))
-        _l, _p, _langs, reasons = pipeline.identify(texts, resources, min_prob)
+        _l, _p, _langs, reasons = annotate.identify(texts, resources, min_prob)
         lid = stage.stats()["accounting"]["lid"]
         assert lid["rejected"] == dict(Counter(r for r in reasons if r is not None))
         assert lid["out"] == sum(r is None for r in reasons) and lid["balanced"]
@@ -183,21 +183,21 @@ def test_non_string_table_columns_take_the_row_path(tmp_path):
 @pytest.mark.parametrize("compression", [None, "lz4"])
 def test_state_texts_range_reads_equal_a_filter(tmp_path, monkeypatch, compression):
     """Skipped batches, sliced edge batches, empty and unbounded ranges: always the filtered rows."""
-    monkeypatch.setattr(curate_stages, "STATE_BATCH_ROWS", 7)
+    monkeypatch.setattr(grouping, "STATE_BATCH_ROWS", 7)
     uuids = sorted(f"{(i * 2654435761) % 16**6:06x}" + "0" * 18 for i in range(60)) + ["f" * 24] * 3
     table = pa.table({name: pa.array([f"{name}{i}" for i in range(len(uuids))]) if f.type == pa.string()
-                      else pa.nulls(len(uuids), f.type) for name, f in zip(curate_stages.STATE_TEXTS.names,
-                                                                           curate_stages.STATE_TEXTS, strict=True)})
-    table = table.set_column(0, "uuid", pa.array(uuids)).cast(curate_stages.STATE_TEXTS)
+                      else pa.nulls(len(uuids), f.type) for name, f in zip(grouping.STATE_TEXTS.names,
+                                                                           grouping.STATE_TEXTS, strict=True)})
+    table = table.set_column(0, "uuid", pa.array(uuids)).cast(grouping.STATE_TEXTS)
     path = str(tmp_path / "t.arrow")
-    curate_stages.write_state_texts(table, path, compression=compression)
-    assert curate_stages.read_state_texts(path).equals(table)
+    grouping.write_state_texts(table, path, compression=compression)
+    assert grouping.read_state_texts(path).equals(table)
     for lo, hi in [(None, None), ("4", "8"), (uuids[7], uuids[30]), ("0", "00"), (None, uuids[0]), ("f", None),
                    ("5", "50"), (uuids[10], uuids[10] + "x")]:
         want = [u for u in uuids if (lo is None or u >= lo) and (hi is None or u < hi)]
-        got = curate_stages.read_state_texts(path, lo, hi)
+        got = grouping.read_state_texts(path, lo, hi)
         assert got.column("uuid").to_pylist() == want, (lo, hi)
-        assert got.schema == curate_stages.STATE_TEXTS
+        assert got.schema == grouping.STATE_TEXTS
 
 
 def test_picks_stored_by_grouping_give_the_sample_of_matched(state, tmp_path):
@@ -205,16 +205,16 @@ def test_picks_stored_by_grouping_give_the_sample_of_matched(state, tmp_path):
     import numpy as np
 
     d, ids, _stats = state
-    files = [f"{d}/input_id={i}/{curate_stages.TEXTS_FILE}" for i in ids]
+    files = [f"{d}/input_id={i}/{grouping.TEXTS_FILE}" for i in ids]
     matched, picked, direct, via = (tmp_path / n for n in ("matched", "picked", "direct", "via"))
     for p in (matched, picked, direct, via):
         p.mkdir()
-    result = [curate_stages.group_bucket(k, 2, files, str(matched), str(picked), seed=7) for k in range(2)]
+    result = [grouping.group_bucket(k, 2, files, str(matched), str(picked), seed=7) for k in range(2)]
     assert sum(r["totals"]["images"] for r in result) > 0
     langs = {r["lang"] for k in range(2) for row in _read_parts(matched, 2) for r in row["texts"]}
     probs = {lang: np.linspace(0.05, 1.0, 4096) for lang in langs}  # any probabilities: the paths must agree
     for k in range(2):
-        a = curate_stages.curate_part(k, str(matched), str(direct), probs, seed=7)
-        b = curate_stages.curate_part(k, str(matched), str(via), probs, seed=7, picked_dir=str(picked))
+        a = grouping.curate_part(k, str(matched), str(direct), probs, seed=7)
+        b = grouping.curate_part(k, str(matched), str(via), probs, seed=7, picked_dir=str(picked))
         assert a["totals"]["curated"] == b["totals"]["curated"]
     assert _read_parts(direct, 2) == _read_parts(via, 2) and len(_read_parts(via, 2)) > 0

@@ -2,7 +2,7 @@
 
 Every format is registered once; auto-detection, the config's choices and the dispatch come from
 that registry. The table formats must agree: the same rows give the same records, pairs and
-rejects whichever format holds them, through the reader and through Stage1 (run_input).
+rejects whichever format holds them, through the reader and through Annotator (run_input).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation import inputs, pipeline
+from curation import annotate, inputs
 from curation.inputs import EventCounter, iter_table_events
 from curation.samples.alt_texts import write_sample_metadata
 from curation.urls import image_uuid
@@ -245,7 +245,7 @@ def test_csv_bad_rows_cost_only_themselves(tmp_path):
 def resources(tmp_path_factory):
     meta = tmp_path_factory.mktemp("inputs-meta")
     write_sample_metadata(meta, ["en", "de"])
-    return pipeline.worker_resources(str(meta), None, max_loaded=4)
+    return annotate.worker_resources(str(meta), None, max_loaded=4)
 
 
 def test_csv_input_through_stage1_equals_jsonl_and_parquet(tmp_path, resources):
@@ -263,9 +263,9 @@ def test_csv_input_through_stage1_equals_jsonl_and_parquet(tmp_path, resources):
         path = write_table(tmp_path / name, fmt, rows)
         fmt_seen = inputs.input_format(path)
         assert fmt_seen == fmt
-        stage = pipeline.Stage1("i", path, resources, batch_size=2, count_only=("no_match",))
+        stage = annotate.Annotator("i", path, resources, batch_size=2, count_only=("no_match",))
         out = pa.Table.from_batches(list(inputs.run_input(stage, path, fmt_seen, "URL", "TEXT")),
-                                    schema=pipeline.STAGE1).to_pylist()
+                                    schema=annotate.ANNOTATED).to_pylist()
         assert out[-1]["kind"] == "stats"
         body = sorted((tuple((k, v) for k, v in r.items() if k not in ("input_id", "source")) for r in out[:-1]),
                       key=repr)

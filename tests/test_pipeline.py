@@ -1,4 +1,5 @@
-"""curation.pipeline without Spark: stage accounting, stage 1 on real WAT events, the offline sample."""
+"""curation.accounting, curation.annotate and the offline sample without Spark: stage accounting,
+annotation of real WAT events, the offline sample."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation import balance, curate_stages, pipeline, sampling
+from curation import accounting, annotate, balance, grouping, sampling
 from curation.inputs import SKIP_REASONS, input_format, iter_input_events, iter_wat_events
 from curation.matcher import match_ids
 from curation.samples.alt_texts import write_sample
@@ -25,20 +26,20 @@ def sample(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def resources(sample):
-    return pipeline.worker_resources(sample["metadata"], None, max_loaded=4)
+    return annotate.worker_resources(sample["metadata"], None, max_loaded=4)
 
 
 def test_stage_accounting_balances_and_merges():
-    a = pipeline.StageAccounting()
+    a = accounting.StageAccounting()
     a.add("lid", 10, 7, {"no_metadata_lang": 3})
-    b = pipeline.StageAccounting({"lid": {"in": 5, "out": 5, "rejected": {}}})
+    b = accounting.StageAccounting({"lid": {"in": 5, "out": 5, "rejected": {}}})
     a.merge(b).merge(b.to_dict())
     d = a.to_dict()
     assert d["lid"]["in"] == 20 and d["lid"]["out"] == 17 and d["lid"]["rejected"] == {"no_metadata_lang": 3}
     assert d["lid"]["balanced"] and a.unbalanced() == []
     a.add("match", 4, 1, {"no_match": 2})
     assert a.unbalanced() == ["match"]
-    assert list(pipeline.StageAccounting({"sample": d["lid"], "read": d["lid"]}).to_dict()) == ["read", "sample"]
+    assert list(accounting.StageAccounting({"sample": d["lid"], "read": d["lid"]}).to_dict()) == ["read", "sample"]
 
 
 def test_input_format_from_name():
@@ -49,8 +50,8 @@ def test_input_format_from_name():
 
 
 def _run_stage1(path, resources, batch_size=7, count_only=("no_match", "not_response")):
-    stage = pipeline.Stage1("i1", str(path), resources, batch_size=batch_size, count_only=count_only)
-    table = pa.Table.from_batches(list(stage.run(iter_wat_events(str(path)))), schema=pipeline.STAGE1)
+    stage = annotate.Annotator("i1", str(path), resources, batch_size=batch_size, count_only=count_only)
+    table = pa.Table.from_batches(list(stage.run(iter_wat_events(str(path)))), schema=annotate.ANNOTATED)
     return stage, table
 
 
@@ -96,11 +97,11 @@ def test_stage1_loads_each_automaton_rarely_with_a_small_cache(sample, monkeypat
     loads = []
     real = metadata_dir.load_automaton
     monkeypatch.setattr(metadata_dir, "load_automaton", lambda path: loads.append(path) or real(path))
-    res = pipeline.WorkerResources(sample["metadata"], None, max_loaded=2)
+    res = annotate.WorkerResources(sample["metadata"], None, max_loaded=2)
     events = list(iter_wat_events(sample["wat_files"][0]))
     n_pairs = sum(1 for k, _ in events if k == "pair")
-    stage = pipeline.Stage1("i1", "x", res, batch_size=64)
-    table = pa.Table.from_batches(list(stage.run(events)), schema=pipeline.STAGE1)
+    stage = annotate.Annotator("i1", "x", res, batch_size=64)
+    table = pa.Table.from_batches(list(stage.run(events)), schema=annotate.ANNOTATED)
     langs = {r["lang"] for r in table.to_pylist() if r["kind"] == "text"}
     assert len(langs) > 2
     # at most one load per full queue of a language plus one final flush per language
@@ -197,12 +198,12 @@ def test_curate_part_rejects_unknown_language(tmp_path):
     matched, picked = tmp_path / "matched", tmp_path / "picked"
     matched.mkdir()
     picked.mkdir()
-    pq.write_table(pa.Table.from_batches([batch]).cast(MATCHED), matched / curate_stages.part_name(0))
-    curate_stages.write_arrow(pa.Table.from_batches([sampling.pick_texts(batch, 0)]),
-                              curate_stages.picked_path(str(picked), 0))
+    pq.write_table(pa.Table.from_batches([batch]).cast(MATCHED), matched / grouping.part_name(0))
+    grouping.write_arrow(pa.Table.from_batches([sampling.pick_texts(batch, 0)]),
+                              grouping.picked_path(str(picked), 0))
     for picked_dir in (None, str(picked)):
         with pytest.raises(KeyError, match="xx"):
-            curate_stages.curate_part(0, str(matched), str(tmp_path / "curated"), {"en": np.ones(1, np.float32)},
+            grouping.curate_part(0, str(matched), str(tmp_path / "curated"), {"en": np.ones(1, np.float32)},
                                       seed=0, picked_dir=picked_dir)
 
 
@@ -223,14 +224,14 @@ def test_stage1_reads_s3_inputs_and_s3_metadata(sample, s3_bucket, tmp_path):
     table = tmp_path / "t.parquet"
     pq.write_table(pa.table({"URL": ["https://ex.com/a.jpg", "ftp://x/y.jpg"], "TEXT": ["dog and cat", "dog"]}), table)
     s3.upload_file(str(table), s3_bucket, "in/t.parquet")
-    res = pipeline.WorkerResources(f"s3://{s3_bucket}/meta", None, max_loaded=4, cache_dir=str(tmp_path / "cache"))
+    res = annotate.WorkerResources(f"s3://{s3_bucket}/meta", None, max_loaded=4, cache_dir=str(tmp_path / "cache"))
     assert res.local_root.startswith(str(tmp_path / "cache")) and "en" in res.languages
-    local = pipeline.WorkerResources(sample["metadata"], None, max_loaded=4)
+    local = annotate.WorkerResources(sample["metadata"], None, max_loaded=4)
 
     def rows(path, fmt, r):
-        st = pipeline.Stage1("i", path, r)
+        st = annotate.Annotator("i", path, r)
         out = pa.Table.from_batches(list(st.run(iter_input_events(path, fmt, "URL", "TEXT"))),
-                                    schema=pipeline.STAGE1).to_pylist()
+                                    schema=annotate.ANNOTATED).to_pylist()
         return sorted((x["uuid"], x["text"], x["entry_ids"]) for x in out if x["kind"] == "text"), out[-1]
 
     got, _ = rows(f"s3://{s3_bucket}/in/a.wat.gz", "wat", res)
@@ -245,12 +246,12 @@ def test_balance_counts_covers_every_metadata_language():
     from curation.schemas import COUNTS
 
     counts = pa.table({"lang": ["de", "en", "en"], "entry_id": [1, 0, 2], "count": [5, 9, 1]}, schema=COUNTS)
-    dense, th, probs = pipeline.balance_counts(counts, {"en": 3, "de": 2, "ja": 4}, t_en=2, matched_by_lang={"en": 9})
+    dense, th, probs = grouping.balance_counts(counts, {"en": 3, "de": 2, "ja": 4}, t_en=2, matched_by_lang={"en": 9})
     assert dense["en"].tolist() == [9, 0, 1] and dense["ja"].tolist() == [0, 0, 0, 0]
     assert th["en"]["t"] == 2 and th["en"]["p"] == pytest.approx(1 / 10) and th["en"]["matched_texts"] == 9
     assert probs["en"].tolist() == pytest.approx([2 / 9, 1.0, 1.0]) and probs["ja"].tolist() == [1.0] * 4
     with pytest.raises(ValueError, match="xx"):
-        pipeline.dense_counts(pa.table({"lang": ["xx"], "entry_id": [0], "count": [1]}), {"en": 1})
+        grouping.dense_counts(pa.table({"lang": ["xx"], "entry_id": [0], "count": [1]}), {"en": 1})
 
 
 def test_keep_probabilities_flat_equals_the_per_text_definition():

@@ -10,7 +10,7 @@ from jobs.spark_daemon import PRELOAD, preload
 def test_preload_imports_everything_it_lists():
     assert preload() == []
     assert preload(("no_such_module_xyz", "json")) == ["no_such_module_xyz"]  # skipped, not fatal
-    assert "curation.pipeline" in PRELOAD and "pyarrow.parquet" in PRELOAD
+    assert "curation.annotate" in PRELOAD and "pyarrow.parquet" in PRELOAD
 
 
 @pytest.mark.spark
@@ -19,7 +19,7 @@ def test_spark_workers_fork_from_the_preloaded_frozen_daemon(spark):
         import gc
         import sys
 
-        yield ("curation.curate_stages" in sys.modules, "pandas" in sys.modules, gc.get_freeze_count() > 0)
+        yield ("curation.grouping" in sys.modules, "pandas" in sys.modules, gc.get_freeze_count() > 0)
 
     assert spark.sparkContext.getConf().get("spark.python.daemon.module") == "jobs.spark_daemon"
     states = spark.sparkContext.parallelize(range(4), 2).mapPartitions(_worker_state).collect()

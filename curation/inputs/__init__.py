@@ -1,6 +1,6 @@
 """Input reading of the curate job: one registry of formats, one way in for every input file.
 
-Stage1 (curation.pipeline) consumes either events or PairChunks (curation.inputs.base) and
+Annotator (curation.annotate) consumes either events or PairChunks (curation.inputs.base) and
 never asks where they came from. A format is a Reader (its `name`, file-name `extensions`,
 `events`, and for column-wise formats `pair_chunks`) in its own module, registered in READERS
 below; the format names of the config, auto-detection by extension (`input_format`) and the
@@ -98,7 +98,7 @@ def iter_input_events(path: str, fmt: str, url_col: str = "URL", text_col: str =
 
 
 def run_input(stage, path: str, fmt: str, url_col: str, text_col: str):
-    """Stage1 over one input: column chunks where the reader has them (local files), else events."""
+    """Annotator over one input: column chunks where the reader has them (local files), else events."""
     from curation import storage
 
     r = reader(fmt)

@@ -1,7 +1,7 @@
-"""What every input reader hands Stage1: the event protocol, PairChunks, and their bookkeeping.
+"""What every input reader hands Annotator: the event protocol, PairChunks, and their bookkeeping.
 
 Readers differ in how they find image links and texts (a WAT's HTML links, a table's url/text
-columns); Stage1 and the accounting must not care. So every reader speaks one protocol:
+columns); Annotator and the accounting must not care. So every reader speaks one protocol:
 
     ('record', None)            once per input record, before that record's other events
     ('skip', reason)            the record holds nothing to extract (SKIP_REASONS)
@@ -125,7 +125,7 @@ class Reader:
     `name` is the format's config value, `extensions` the lower-case file-name endings that
     select it when the format is "auto". `events` must accept a local path and a binary file
     object (s3:// inputs arrive opened, see curation.inputs.iter_input_events). A `columnar`
-    reader also has `pair_chunks` (local paths only), which Stage1.run_columns consumes.
+    reader also has `pair_chunks` (local paths only), which Annotator.run_columns consumes.
     `table` readers take their pairs from the columns named url_col / text_col.
     """
 

@@ -1,7 +1,7 @@
-"""Parquet url/text tables, the one input Stage1 reads column-wise.
+"""Parquet url/text tables, the one input Annotator reads column-wise.
 
 Parquet already holds the URLs and texts as Arrow columns, so a local file goes to
-Stage1.run_columns as PairChunks (curation.inputs.table decides the rows per column, in C)
+Annotator.run_columns as PairChunks (curation.inputs.table decides the rows per column, in C)
 rather than as one event tuple per row; the event path remains for file objects (s3:// inputs,
 read whole into memory because Parquet needs random access). A file or page that pyarrow cannot
 read loses the rest of the file, counted as one `corrupt_table` record; a file without the
@@ -78,5 +78,5 @@ class ParquetReader(TableReader):
 
 
 def table_pair_chunks(path, url_col: str, text_col: str, chunk_rows: int = TABLE_BATCH_ROWS) -> Iterator[PairChunk]:
-    """A local Parquet url/text table as PairChunks for Stage1.run_columns."""
+    """A local Parquet url/text table as PairChunks for Annotator.run_columns."""
     return ParquetReader().pair_chunks(path, url_col, text_col, chunk_rows)

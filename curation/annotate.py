@@ -1,16 +1,17 @@
-"""Per-partition stages of the curate job, on plain Python/Arrow values (no Spark import).
+"""Annotation of one input, the curate job's first phase: LID -> per-language queues -> matching.
 
-Stage 1, per input file (`Stage1`, driven by curation.curate_stages.process_input): read
-events, or column chunks for Parquet tables (both from curation.inputs) -> LID in
-batches -> Aho-Corasick match per language (texts queued per language) -> Arrow batches of
-matched texts, reject rows and one stats row. Then texts are grouped per image
-(curation.curate_stages), `balance_counts` turns counts into t_lang and entry probabilities,
-and curation.sampling draws the offline sample: one hash-picked text per image, kept with
-1 - prod(1 - prob[e]).
+The `Annotator` (driven per input file by curation.grouping.process_input) takes the events
+or column chunks of curation.inputs, identifies languages in batches (one fastText call per
+`batch_size` texts), queues the kept texts per language as Arrow slices and matches a
+language's queue against its Aho-Corasick automaton when it is full, so each automaton pass
+covers many texts. It yields ANNOTATED record batches: matched texts, reject rows and one
+stats row. Grouping per image, counting and balancing follow in curation.grouping, sampling
+in curation.sampling.
 
 Everything an executor loads (LID model, metadata automata) is cached per Python worker
 process (`worker_resources`), automata LRU-bounded, so a task pays for loading once. Every
-record is accounted for in a `StageAccounting` (records in = out + rejected by reason).
+record is accounted for in a curation.accounting.StageAccounting (records in = out +
+rejected by reason).
 """
 
 from __future__ import annotations
@@ -24,78 +25,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from curation import balance
-from curation.inputs import PAIR_COLUMNS, PairChunk, input_format, run_input  # noqa: F401 - called as pipeline.*
+from curation.accounting import StageAccounting, accounting_from_events
+from curation.inputs import PAIR_COLUMNS, PairChunk
 from curation.schemas import MATCHED_TEXT, REJECTS
-
-# --- stage accounting ----------------------------------------------------------------------------
-
-# Stages in pipeline order, with the unit each one counts.
-STAGES: dict[str, str] = {
-    "read": "input records (WAT records, table rows)",
-    "extract": "image links and their texts",
-    "lid": "texts",
-    "match": "texts",
-    "group": "matched texts (identical texts of an image kept once)",
-    "sample": "images",
-}
-
-
-class StageAccounting:
-    """Records in / out / rejected by reason, per stage; mergeable and JSON-serialisable."""
-
-    def __init__(self, data: Mapping | None = None):
-        self.stages: dict[str, dict] = {}
-        if data:
-            self.merge(data)
-
-    def _stage(self, name: str) -> dict:
-        if name not in self.stages:
-            self.stages[name] = {"in": 0, "out": 0, "rejected": Counter()}
-        return self.stages[name]
-
-    def add(self, stage: str, n_in: int = 0, n_out: int = 0, rejected: Mapping[str, int] | None = None) -> None:
-        s = self._stage(stage)
-        s["in"] += int(n_in)
-        s["out"] += int(n_out)
-        for reason, n in (rejected or {}).items():
-            if n:
-                s["rejected"][reason] += int(n)
-
-    def merge(self, other: StageAccounting | Mapping) -> StageAccounting:
-        stages = other.stages if isinstance(other, StageAccounting) else other
-        for name, s in stages.items():
-            self.add(name, s["in"], s["out"], s["rejected"])
-        return self
-
-    def unbalanced(self) -> list[str]:
-        """Stages where in != out + rejected (must be empty)."""
-        return [n for n, s in self.stages.items() if s["in"] != s["out"] + sum(s["rejected"].values())]
-
-    def to_dict(self) -> dict:
-        order = [n for n in STAGES if n in self.stages] + sorted(n for n in self.stages if n not in STAGES)
-        out = {}
-        for name in order:
-            s = self.stages[name]
-            out[name] = {
-                "unit": STAGES.get(name, ""),
-                "in": s["in"],
-                "out": s["out"],
-                "rejected": dict(sorted(s["rejected"].items())),
-                "balanced": s["in"] == s["out"] + sum(s["rejected"].values()),
-            }
-        return out
-
-
-def accounting_from_events(counter) -> StageAccounting:
-    """The read and extract stages from a curation.inputs.EventCounter."""
-    acct = StageAccounting()
-    d = counter.as_dict()
-    acct.add("read", d["records"], d["records_with_image_links"], {**d["skipped"], **d["record_rejects"]})
-    dropped = {**d["link_rejects"], **d["text_rejects"]}
-    acct.add("extract", d["pairs"] + sum(dropped.values()), d["pairs"], dropped)
-    return acct
-
 
 # --- per-worker resources ------------------------------------------------------------------------
 
@@ -155,10 +87,10 @@ def worker_resources(metadata: str, lid_model: str | None, max_loaded: int = 16,
 
 # --- stage 1: one input file -> matched texts, rejects, stats -----------------------------------
 
-# What Stage1 yields: one schema for the three kinds of rows (texts, rejects, the stats row);
-# curation.curate_stages splits them into the per-input state files.
+# What Annotator yields: one schema for the three kinds of rows (texts, rejects, the stats row);
+# curation.grouping splits them into the per-input state files.
 # A text row carries MATCHED_TEXT's fields flat; a reject row REJECTS' (its source is the input).
-STAGE1 = pa.schema(
+ANNOTATED = pa.schema(
     [("input_id", pa.string()), ("kind", pa.string()), ("uuid", pa.string()), ("url", pa.string())]  # kind: text | reject | stats
     + list(MATCHED_TEXT)
     + [REJECTS.field(name) for name in ("stage", "reason", "detail")]
@@ -186,8 +118,8 @@ def identify(texts: Sequence[str], resources: WorkerResources, min_lid_prob: flo
     return labels, probs, langs, reasons
 
 
-class Stage1:
-    """Turns the events (or column chunks) of one input into STAGE1 record batches: texts,
+class Annotator:
+    """Turns the events (or column chunks) of one input into ANNOTATED record batches: texts,
     rejects and a final stats row.
 
     Pairs are held column-wise and identified in batches of `batch_size` (one fastText call),
@@ -311,7 +243,7 @@ class Stage1:
                 cols[name] = pa.repeat(pa.scalar(value, pa.string()), n)
         offsets = np.zeros(n + 1, dtype=np.int32)
         np.cumsum(sizes[matched], out=offsets[1:])
-        yield _column_batch(STAGE1, n, {
+        yield _column_batch(ANNOTATED, n, {
             **cols,
             "input_id": pa.repeat(pa.scalar(self.input_id, pa.string()), n),
             "kind": pa.repeat(pa.scalar("text", pa.string()), n),
@@ -322,7 +254,7 @@ class Stage1:
 
     def _rejects_batch(self, rejects: list[tuple[str, str, str]]) -> pa.RecordBatch:
         n = len(rejects)
-        return _column_batch(STAGE1, n, {
+        return _column_batch(ANNOTATED, n, {
             "input_id": [self.input_id] * n,
             "kind": ["reject"] * n,
             "source": [self.source] * n,
@@ -356,7 +288,7 @@ class Stage1:
             yield self._rejects_batch(self.rejects)
             self.rejects = []
         self.acct = accounting_from_events(self.counter).merge(self.acct)
-        yield _column_batch(STAGE1, 1, {
+        yield _column_batch(ANNOTATED, 1, {
             "input_id": [self.input_id], "kind": ["stats"], "source": [self.source],
             "detail": [json.dumps(self.stats(), sort_keys=True)],
         })
@@ -364,7 +296,7 @@ class Stage1:
     # --- drivers ---
 
     def run(self, events: Iterable[tuple[str, object]]) -> Iterator[pa.RecordBatch]:
-        """Events of curation.wat (WAT files, JSONL tables)."""
+        """Events of curation.inputs (WAT files, JSONL and CSV tables, s3:// Parquet)."""
         counter = self.counter
         cols: dict[str, list] = {name: [] for name in PAIR_COLUMNS}
         appends = [(name, cols[name].append) for name in PAIR_COLUMNS]
@@ -385,7 +317,7 @@ class Stage1:
         yield from self._finish()
 
     def run_columns(self, chunks: Iterable[PairChunk]) -> Iterator[pa.RecordBatch]:
-        """Column chunks (table_pair_chunks): pairs as Arrow columns plus their texts as str."""
+        """Column chunks (a columnar reader's pair_chunks): pairs as Arrow columns plus their texts as str."""
         counter = self.counter
         for chunk in chunks:
             counter.records += chunk.records
@@ -400,36 +332,4 @@ class Stage1:
                                           chunk.texts[start:start + bs])
         yield from self._finish()
 
-
-def dense_counts(table: pa.Table, num_entries: dict[str, int]) -> dict[str, np.ndarray]:
-    """(lang, entry_id, count) rows -> per metadata language a dense int64 vector indexed by entry id."""
-    out = {lang: np.zeros(n, dtype=np.int64) for lang, n in num_entries.items()}
-    if table.num_rows == 0:
-        return out
-    langs = table.column("lang").to_pylist()
-    ids = table.column("entry_id").to_numpy()
-    counts = table.column("count").to_numpy()
-    order = {}
-    for i, lang in enumerate(langs):
-        order.setdefault(lang, []).append(i)
-    for lang, idx in order.items():
-        if lang not in out:
-            raise ValueError(f"counts for language {lang!r} that the metadata does not have")
-        out[lang][ids[idx]] = counts[idx]
-    return out
-
-
-def balance_counts(counts: pa.Table, num_entries: Mapping[str, int], t_en: float, en_lang: str = "en",
-                   matched_by_lang: Mapping[str, int] | None = None):
-    """counts rows -> (dense counts, per-language thresholds, entry probabilities) of every metadata language.
-
-    Languages without a single match take part with all-zero counts (t = 0, probabilities 1),
-    so entry_probs/ covers every language the metadata has.
-    """
-    counts_by_lang = dense_counts(counts, num_entries)
-    thresholds = balance.language_thresholds(counts_by_lang, t_en, en=en_lang)
-    for lang, th in thresholds.items():
-        th["matched_texts"] = int((matched_by_lang or {}).get(lang, 0))
-    probs = {lang: balance.entry_probabilities(counts_by_lang[lang], thresholds[lang]["t"]) for lang in counts_by_lang}
-    return counts_by_lang, thresholds, probs
 

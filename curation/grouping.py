@@ -1,4 +1,4 @@
-"""Task bodies of the curate job that read and write their own Parquet files (no Spark import).
+"""Per-image grouping and counting: the curate job's task bodies around the uuid exchange.
 
 Why: Spark's JVM side costs more per row than the whole LID + matching loop when every text
 crosses into the JVM, is converted to rows, written, read back, shuffled as a wide row and
@@ -20,7 +20,8 @@ texts stay in Arrow inside the Python workers:
 Files are written under a temporary name and renamed, so a retried or speculative task
 leaves exactly one complete file. The number of buckets and the uuid ranges depend only on
 the data, so any partitioning of the inputs gives byte-identical outputs. Task results are
-summed with `merge_results` (associative, so Spark can tree-reduce them).
+summed with `merge_results` (associative, so Spark can tree-reduce them); `balance_counts`
+turns the summed entry counts into t_lang and entry probabilities (curation.balance).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation import pipeline, runs, sampling, storage
+from curation import annotate, balance, inputs, runs, sampling, storage
 from curation.schemas import COUNTS, CURATED, MATCHED, MATCHED_TEXT, REJECTS
 
 TEXTS_FILE = "texts.arrow"
@@ -44,7 +45,7 @@ STATS_FILE = "stats.json"
 STATE_BATCH_ROWS = 8192  # rows per record batch of an input's texts: the unit a bucket read can skip
 UUID_RANGES_KEY = b"uuid_ranges"  # schema metadata: [first, last] uuid of each record batch
 
-STATE_TEXTS = pa.schema([pipeline.STAGE1.field(n) for n in
+STATE_TEXTS = pa.schema([annotate.ANNOTATED.field(n) for n in
                          ("uuid", "url", "text", "source", "page_url", "lid", "lid_prob", "lang", "entry_ids")])
 # Identical texts of an image are kept once: the first of this order (the smallest detail wins).
 TEXT_ORDER = [("uuid", "ascending"), ("text", "ascending"), ("source", "ascending"),
@@ -77,17 +78,17 @@ def input_state_dir(state_dir: str, input_id: str) -> str:
 def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, url_col: str = "URL",
                   text_col: str = "TEXT", batch_size: int = 4096, min_lid_prob: float = 0.0,
                   count_only: Sequence[str] = (), state_compression: str | None = None) -> dict:
-    """Parse -> LID -> match one input (pipeline.Stage1) and store its state; returns its stats."""
+    """Parse -> LID -> match one input (annotate.Annotator) and store its state; returns its stats."""
     cpu0 = time.process_time()
-    stage = pipeline.Stage1(input_id, path, res, batch_size, min_lid_prob, count_only)
+    stage = annotate.Annotator(input_id, path, res, batch_size, min_lid_prob, count_only)
     by_kind: dict[str, list[pa.RecordBatch]] = {"text": [], "reject": [], "stats": []}
-    for batch in pipeline.run_input(stage, path, fmt, url_col, text_col):
-        if batch.num_rows:  # Stage1 yields batches of one kind each
+    for batch in inputs.run_input(stage, path, fmt, url_col, text_col):
+        if batch.num_rows:  # Annotator yields batches of one kind each
             by_kind[batch.column("kind")[0].as_py()].append(batch)
-    texts = pa.Table.from_batches(by_kind["text"], schema=pipeline.STAGE1).select(STATE_TEXTS.names)
+    texts = pa.Table.from_batches(by_kind["text"], schema=annotate.ANNOTATED).select(STATE_TEXTS.names)
     # sorted by uuid: a bucket reads only the row groups of its uuid range
     texts = texts.take(pa.array(uuid_order(texts.column("uuid").combine_chunks()), pa.int64()))
-    rejects = pa.Table.from_batches(by_kind["reject"], schema=pipeline.STAGE1).select(REJECTS.names)
+    rejects = pa.Table.from_batches(by_kind["reject"], schema=annotate.ANNOTATED).select(REJECTS.names)
     rejects = rejects.sort_by(REJECT_ORDER)
     out = input_state_dir(state_dir, input_id)
     os.makedirs(out, exist_ok=True)
@@ -375,3 +376,39 @@ def curate_part(k: int, matched_dir: str, curated_dir: str, probs_by_lang: Mappi
     result = entry_counts(curated.column("lang"), curated.column("entry_ids"))
     result["totals"] = {"curated": curated.num_rows, "cpu_seconds_curate": time.process_time() - cpu0}
     return result
+
+
+# --- counts -> thresholds -> entry probabilities (curation.balance on the counts table) ----------
+
+
+def dense_counts(table: pa.Table, num_entries: dict[str, int]) -> dict[str, np.ndarray]:
+    """(lang, entry_id, count) rows -> per metadata language a dense int64 vector indexed by entry id."""
+    out = {lang: np.zeros(n, dtype=np.int64) for lang, n in num_entries.items()}
+    if table.num_rows == 0:
+        return out
+    langs = table.column("lang").to_pylist()
+    ids = table.column("entry_id").to_numpy()
+    counts = table.column("count").to_numpy()
+    order = {}
+    for i, lang in enumerate(langs):
+        order.setdefault(lang, []).append(i)
+    for lang, idx in order.items():
+        if lang not in out:
+            raise ValueError(f"counts for language {lang!r} that the metadata does not have")
+        out[lang][ids[idx]] = counts[idx]
+    return out
+
+
+def balance_counts(counts: pa.Table, num_entries: Mapping[str, int], t_en: float, en_lang: str = "en",
+                   matched_by_lang: Mapping[str, int] | None = None):
+    """counts rows -> (dense counts, per-language thresholds, entry probabilities) of every metadata language.
+
+    Languages without a single match take part with all-zero counts (t = 0, probabilities 1),
+    so entry_probs/ covers every language the metadata has.
+    """
+    counts_by_lang = dense_counts(counts, num_entries)
+    thresholds = balance.language_thresholds(counts_by_lang, t_en, en=en_lang)
+    for lang, th in thresholds.items():
+        th["matched_texts"] = int((matched_by_lang or {}).get(lang, 0))
+    probs = {lang: balance.entry_probabilities(counts_by_lang[lang], thresholds[lang]["t"]) for lang in counts_by_lang}
+    return counts_by_lang, thresholds, probs
