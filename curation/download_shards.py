@@ -32,14 +32,15 @@ from curation import storage
 from curation.download_config import DownloadConfig
 from curation.fetch import Fetcher, fetch_many
 from curation.images import process_image, resolve_resizer
+from curation.layout import ImagesOutput
 from curation.runs import read_json, write_json
 from curation.schemas import IMAGES
 
-PLAN = "_PLAN.json"
-MANIFEST = "_MANIFEST.json"
-DUPLICATES = "_dedup/duplicates.parquet"
-STATS_DIR = "_stats"
-FAILED_DIR = "_failed"
+# the names of the layout (curation.layout.ImagesOutput is their one home)
+PLAN, MANIFEST, DUPLICATES = ImagesOutput.PLAN, ImagesOutput.MANIFEST, ImagesOutput.DUPLICATES
+STATS_DIR, FAILED_DIR = ImagesOutput.STATS_DIR, ImagesOutput.FAILED_DIR
+shard_name, shard_uri = ImagesOutput.shard_name, ImagesOutput.shard_uri
+stats_uri, failed_uri = ImagesOutput.stats_uri, ImagesOutput.failed_uri
 FAILED = pa.schema([("uuid", pa.string()), ("url", pa.string()), ("reason", pa.string()), ("detail", pa.string())])
 DUPS = pa.schema([("uuid", pa.string()), ("sha256", pa.string()), ("kept_uuid", pa.string()), ("shard", pa.int32())])
 NOT_RETRIED = frozenset({"duplicate", "duplicate_uuid"})
@@ -56,22 +57,6 @@ def shard_of(uuid: str, num_shards: int) -> int:
     """Stable shard of a uuid: blake2b, independent of Spark partitioning and Python's hash seed."""
     h = hashlib.blake2b(uuid.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(h, "little") % num_shards
-
-
-def shard_name(k: int) -> str:
-    return f"shard-{k:05d}"
-
-
-def shard_uri(out: str, k: int) -> str:
-    return storage.join(out, f"{shard_name(k)}.parquet")
-
-
-def stats_uri(out: str, k: int) -> str:
-    return storage.join(out, STATS_DIR, f"{shard_name(k)}.json")
-
-
-def failed_uri(out: str, k: int) -> str:
-    return storage.join(out, FAILED_DIR, f"{shard_name(k)}.parquet")
 
 
 # --- Parquet I/O (through curation.storage, every file atomic) --------------------------------------

@@ -123,11 +123,32 @@ class CurateOutput:
 
 
 class ImagesOutput:
-    """The download job's output directory: resumed in place, so its plan marks it from the start."""
+    """The download job's output directory (described in curation.download_shards): resumed in
+    place, so its plan marks it as the job's from the first run on. Side files live in
+    `_`-prefixed subdirectories, so a dataset reader of the directory sees the image shards alone."""
 
     PLAN = "_PLAN.json"
     MANIFEST = JOB_MANIFEST
+    DUPLICATES = "_dedup/duplicates.parquet"
+    STATS_DIR = "_stats"
+    FAILED_DIR = "_failed"
     LAYOUT = OutputLayout("download", (JOB_MANIFEST, PLAN), None)
+
+    @staticmethod
+    def shard_name(k: int) -> str:
+        return f"shard-{k:05d}"
+
+    @staticmethod
+    def shard_uri(out: str, k: int) -> str:
+        return storage.join(out, f"{ImagesOutput.shard_name(k)}.parquet")
+
+    @staticmethod
+    def stats_uri(out: str, k: int) -> str:
+        return storage.join(out, ImagesOutput.STATS_DIR, f"{ImagesOutput.shard_name(k)}.json")
+
+    @staticmethod
+    def failed_uri(out: str, k: int) -> str:
+        return storage.join(out, ImagesOutput.FAILED_DIR, f"{ImagesOutput.shard_name(k)}.parquet")
 
 
 class MetadataOutput:

@@ -75,26 +75,6 @@ class InjectedFailure(RuntimeError):
 # --- inputs ------------------------------------------------------------------------------------
 
 
-def expand_inputs(specs) -> list[str]:
-    """Sorted unique input files from paths, globs, directories and @list files (one entry a line)."""
-    out: set[str] = set()
-    for spec in specs:
-        spec = os.fspath(spec)
-        if spec.startswith("@"):
-            with storage.open_read(spec[1:]) as f:
-                lines = f.read().decode("utf-8").splitlines()
-            out.update(expand_inputs([ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]))
-        elif any(c in spec for c in "*?["):
-            out.update(storage.glob_paths(spec))
-        elif storage.is_s3(spec) or os.path.isdir(spec):
-            out.update(p for p in storage.list_files(spec) if not os.path.basename(p).startswith(("_", ".")))
-        else:
-            if not storage.exists(spec):
-                raise FileNotFoundError(f"input not found: {spec}")
-            out.add(os.path.abspath(spec))
-    return sorted(os.path.abspath(p) if not storage.is_s3(p) else p for p in out)
-
-
 def input_id(path: str) -> str:
     """Stable id of an input (its state directory name); starts with a letter so it stays a string."""
     return "i" + hashlib.sha1(path.encode("utf-8")).hexdigest()[:20]
@@ -316,9 +296,7 @@ def preflight(cfg: CurateConfig) -> tuple[list[str], dict]:
     cfg.validate_for_run()
     if storage.is_s3(cfg.output):
         raise ValueError("output must be a local or shared filesystem path (s3:// outputs are not supported yet)")
-    inputs = expand_inputs(cfg.inputs)
-    if not inputs:
-        raise FileNotFoundError(f"no input files match {list(cfg.inputs)}")
+    inputs = storage.expand(cfg.inputs)
     layout.check_output(cfg.output, layout.CurateOutput.LAYOUT, inputs)
     meta = read_metadata_manifest(cfg.metadata)
     if cfg.en_lang not in meta["languages"]:

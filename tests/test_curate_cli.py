@@ -13,7 +13,8 @@ from curation.balance import T_EN_CLIP400M, T_EN_METACLIP2
 from curation.curate_config import CurateConfig, add_arguments, config_from_args
 from curation.grouping import uuid_range
 from curation.runs import output_lock
-from jobs.curate import expand_inputs, n_files, reject_chunks
+from curation.storage import expand as expand_inputs
+from jobs.curate import n_files, reject_chunks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
