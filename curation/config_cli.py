@@ -370,3 +370,25 @@ def config_from_args(cls, args: argparse.Namespace, base=None, section: str | No
         base = load_json(cls, path, section) if path else cls()
     changes = overrides_from_args(cls, args, base)
     return dataclasses.replace(base, **changes) if changes else base
+
+
+class ConfigMixin:
+    """The methods every job's config dataclass shares: JSON-ready `to_dict`, strict `from_dict`
+    (unknown keys and wrong types are errors), `from_json` (the fields, or under the class's
+    SECTION key of a file shared by several jobs) and `replace` (None leaves a field as it is)."""
+
+    SECTION: str | None = None  # not annotated in subclasses: a class attribute, never a field
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        return from_dict(cls, data)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike):
+        return load_json(cls, path, section=cls.SECTION)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from dataclasses import dataclass
 
 from curation import config_cli
@@ -28,7 +27,9 @@ SECTION = "curate"
 
 
 @dataclass(frozen=True)
-class CurateConfig:
+class CurateConfig(config_cli.ConfigMixin):
+    SECTION = SECTION
+
     # --- inputs / outputs ---
     inputs: tuple[str, ...] = option((), flags=("--input", "-i"), repeat=True, metavar="PATH_OR_GLOB",
                                      help="input WAT/Parquet/JSONL path, glob, s3:// URI or @list-file; "
@@ -96,24 +97,8 @@ class CurateConfig:
         if missing:
             raise ValueError(f"curate config lacks {', '.join(missing)} (give --input/--metadata/--output or a --config file)")
 
-    def to_dict(self) -> dict:
-        return config_cli.to_dict(self)
-
     def stage1_fingerprint(self) -> dict:
         return {k: getattr(self, k) for k in STAGE1_FIELDS}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CurateConfig:
-        """Unknown keys and values of the wrong type are errors: a typo must not fall back to a default."""
-        return config_cli.from_dict(cls, d)
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike) -> CurateConfig:
-        """A JSON object of fields (local or s3://), or a file with them under a "curate" key (`_` keys are notes)."""
-        return config_cli.load_json(cls, path, section=SECTION)
-
-    def replace(self, **changes) -> CurateConfig:
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 # --- command line -------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ the field help texts below) can override any field.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from curation import config_cli
@@ -18,7 +17,9 @@ DEFAULT_USER_AGENT = "worldclip-img-downloader/0.1 (MetaCLIP 2 data curation; re
 
 
 @dataclass(frozen=True)
-class DownloadConfig:
+class DownloadConfig(config_cli.ConfigMixin):
+    SECTION = "download"
+
     # --- HTTP ---
     user_agent: str = option(DEFAULT_USER_AGENT, help="User-Agent header of every request")
     connect_timeout: float = option(5.0, help="seconds to open a TCP (+TLS) connection")
@@ -73,18 +74,4 @@ class DownloadConfig:
         if min(self.connect_timeout, self.read_timeout, self.total_timeout) <= 0:
             raise ValueError("timeouts must be positive")
 
-    def to_dict(self) -> dict:
-        return config_cli.to_dict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DownloadConfig":
-        return config_cli.from_dict(cls, d)
-
-    @classmethod
-    def from_json(cls, path: str) -> "DownloadConfig":
-        """A JSON object of fields, or a file with them under a "download" key (`_` keys are notes)."""
-        return config_cli.load_json(cls, path, section="download")
-
-    def replace(self, **changes) -> "DownloadConfig":
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
