@@ -1,4 +1,4 @@
-"""The Spark metadata build end to end: real dumps/WordNet facts, determinism, bad input, PMI."""
+"""The Spark metadata build end to end: real dumps/WordNet facts, determinism, bad input, PMI, selection."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from conftest import shared_file
 
 from curation.matcher import load_automaton, match_ids
 from curation.metadata_dir import MetadataDir
-from metadata.build import BuildInputs, build, discover_inputs
+from jobs.build_metadata import bigram_pmi, build, top_bigrams, top_titles, top_unigrams
+from metadata import selection
+from metadata.build import BuildInputs, discover_inputs
 from metadata.config import MetadataConfig
 from metadata.dump_reader import iter_pages
 from metadata.samples import SamplePage, dump_xml, write_dump, write_omw, write_pageviews
@@ -161,8 +163,6 @@ def test_deterministic_and_languages_independent(spark, real_build, s3_bucket):
 
 
 def test_bigram_pmi_matches_hand_computation(spark):
-    from metadata.counting import bigram_pmi
-
     rows = [("u", "en", "new", "", 4), ("u", "en", "york", "", 2), ("u", "en", "city", "", 6),
             ("b", "en", "new", "york", 2), ("b", "en", "new", "city", 2), ("b", "en", "york", "city", 4),
             ("u", "zh", "北京", "", 1), ("u", "zh", "大学", "", 1), ("b", "zh", "北京", "大学", 1)]
@@ -172,6 +172,39 @@ def test_bigram_pmi_matches_hand_computation(spark):
     assert got[("en", "new york")] == pytest.approx(math.log2(2 * n / (4 * 2)))
     assert got[("en", "york city")] == pytest.approx(math.log2(4 * n / (2 * 6)))
     assert got[("zh", "北京大学")] == pytest.approx(0.0)  # joined without a space
+
+
+def test_job_selection_agrees_with_the_library_rules(spark):
+    """The job's window ranks keep what metadata.selection keeps, language by language."""
+    rows = [("u", "en", w, "", n) for w, n in [("new", 4), ("york", 2), ("city", 6), ("a", 6), ("b", 1), ("c", 1)]]
+    rows += [("b", "en", "new", "york", 2), ("b", "en", "new", "city", 2), ("b", "en", "york", "city", 4), ("b", "en", "a", "b", 1)]
+    rows += [("u", "zh", w, "", 1) for w in ("北京", "大学", "生")] + [("b", "zh", "北京", "大学", 1), ("b", "zh", "大学", "生", 1)]
+    rows += [("a", lang, t, "", 1) for lang, t in [("en", "Dog"), ("en", "Cat"), ("en", "Bird"), ("de", "Berlin"), ("de", "Bonn")]]
+    rows += [("l", "en", "Cat", "", 3), ("l", "en", "Nowhere", "", 9), ("l", "de", "Bonn", "", 2)]
+    rows += [("p", "de", "Berlin", "", 7), ("p", "de", "Kein Artikel", "", 99), ("p", "fr", "Paris", "", 5), ("p", "fr", "Lyon", "", 5)]
+    agg = spark.createDataFrame(rows, "kind string, lang string, a string, b string, n long")
+    joiners = {"en": " ", "zh": ""}
+
+    def by_lang(df):
+        out: dict[str, list[str]] = {}
+        for r in df.collect():
+            out.setdefault(r["lang"], []).append(r["entry"])
+        return {lang: sorted(entries) for lang, entries in out.items()}
+
+    def of(kind, lang):
+        return {(r[2], r[3]) if kind == "b" else r[2]: r[4] for r in rows if r[0] == kind and r[1] == lang}
+
+    for cfg in (MetadataConfig(unigram_top_fraction=0.5, bigram_min_pmi=0.5, title_top_fraction=0.76),
+                MetadataConfig(unigram_max=2, bigram_min_pmi=-1.0, bigram_max=1, title_top_fraction=0.4, titles_require_article=False)):
+        assert by_lang(top_unigrams(agg, cfg)) == {lang: sorted(selection.top_unigrams(of("u", lang), cfg)) for lang in ("en", "zh")}
+        bigrams = {lang: sorted(selection.top_bigrams(of("b", lang), of("u", lang), cfg, selection.bigram_joiner(lang)))
+                   for lang in ("en", "zh")}
+        assert by_lang(top_bigrams(agg, cfg, joiners)) == {lang: b for lang, b in bigrams.items() if b}
+        got = top_titles(agg, cfg, with_pageviews=True).collect()
+        want = {lang: selection.top_titles(of("a", lang), of("l", lang), of("p", lang), cfg) for lang in ("en", "de", "fr")}
+        assert {lang: sorted(r["entry"] for r in got if r["lang"] == lang) for lang in want} == {
+            lang: sorted(titles) for lang, (titles, _) in want.items()}
+        assert {r["lang"]: r["rank_by"] for r in got} == {lang: rank_by for lang, (titles, rank_by) in want.items() if titles}
 
 
 def test_job_cli_defaults(tmp_path):

@@ -1,17 +1,20 @@
-"""WordNet/OMW readers, pageview parsing, per-language merge rules and the config."""
+"""WordNet/OMW readers, pageview parsing, selection and merge rules, the write side and the config."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from conftest import shared_file
 
+from curation.metadata_dir import MetadataDir
+from metadata.build import BuildInputs, build_config, collect_stats, publish
 from metadata.config import MetadataConfig
-from metadata.counting import keep_count
 from metadata.merge import clean_entry, merge_language
 from metadata.pageviews import pageview_records, parse_line
 from metadata.samples import write_omw, write_pageviews
+from metadata.selection import bigram_joiner, keep_count, pmi, top_bigrams, top_titles, top_unigrams
 from metadata.wordnet import omw_lemmas, synset_names, wordnet_records
 
 
@@ -97,6 +100,64 @@ def test_keep_count_rounding_and_caps():
     assert keep_count(31, 0.10, 251_465) == 4
     assert keep_count(10_000_000, 0.10, 251_465) == 251_465
     assert keep_count(100, 0.76, 61_235) == 76
+
+
+def test_top_unigrams_fraction_cap_and_code_point_ties():
+    counts = {"b": 5, "a": 5, "c": 9, "d": 1, "e": 1, "f": 1, "g": 1, "h": 1, "i": 1, "j": 1}
+    cfg = MetadataConfig(unigram_top_fraction=0.3, unigram_max=100)
+    assert top_unigrams(counts, cfg) == ["c", "a", "b"]  # ceil(10 * 0.3) = 3; equal counts by code point
+    assert top_unigrams(counts, MetadataConfig(unigram_top_fraction=0.3, unigram_max=2)) == ["c", "a"]
+    assert top_unigrams({}, cfg) == []
+
+
+def test_top_bigrams_pmi_thresholds_and_joiner():
+    unigrams = {"new": 4, "york": 2, "city": 6}
+    bigrams = {("new", "york"): 2, ("new", "city"): 2, ("york", "city"): 4, ("new", "gone"): 9}
+    n = 17  # every bigram of the language counts in N, also one whose word is not counted
+    assert pmi(2, n, 4, 2) == pytest.approx(math.log2(2 * n / (4 * 2)))
+    cfg = MetadataConfig(bigram_min_pmi=1.0, bigram_min_count=1, bigram_max=10)
+    # york city: log2(4*17/12) = 2.50, new york: log2(34/8) = 2.09, new city: log2(34/24) = 0.50
+    assert top_bigrams(bigrams, unigrams, cfg) == ["york city", "new york"]
+    assert top_bigrams(bigrams, unigrams, MetadataConfig(bigram_min_pmi=1.0, bigram_min_count=3)) == ["york city"]
+    assert top_bigrams(bigrams, unigrams, MetadataConfig(bigram_min_pmi=1.0, bigram_max=1)) == ["york city"]
+    assert bigram_joiner("zh") == "" and bigram_joiner("en") == " "
+    assert top_bigrams({("北京", "大学"): 1, ("大学", "生"): 1}, {"北京": 1, "大学": 1, "生": 1},
+                       MetadataConfig(bigram_min_pmi=0.5), bigram_joiner("zh")) == ["北京大学", "大学生"]
+
+
+def test_top_titles_by_pageviews_else_inlinks():
+    articles = ["Berlin", "Hamburg", "Köln", "Bonn"]
+    inlinks = {"Berlin": 3, "Bonn": 3, "Köln": 1, "Nowhere": 50}
+    cfg = MetadataConfig(title_top_fraction=0.76, title_max=100)
+    # ceil(4 * 0.76) = 4 articles by in-links (a link target that is no article is no title)
+    assert top_titles(articles, inlinks, None, cfg) == (["Berlin", "Bonn", "Köln", "Hamburg"], "inlinks")
+    assert top_titles(articles, inlinks, None, MetadataConfig(title_top_fraction=0.5))[0] == ["Berlin", "Bonn"]
+    views = {"Hamburg": 50, "Berlin": 70, "Kein Artikel": 999}
+    assert top_titles(articles, inlinks, views, cfg) == (["Berlin", "Hamburg"], "pageviews")  # only the dump's articles
+    loose = MetadataConfig(title_top_fraction=0.76, title_max=100, titles_require_article=False)
+    assert top_titles(articles, inlinks, views, loose) == (["Kein Artikel", "Berlin", "Hamburg"], "pageviews")
+    assert top_titles([], {}, views, cfg) == (["Kein Artikel", "Berlin", "Hamburg"], "pageviews")  # no dump: all views
+    assert top_titles(articles, inlinks, {}, cfg)[1] == "inlinks"
+
+
+def test_publish_writes_languages_other_and_the_manifest_without_spark(tmp_path):
+    rows = [{"lang": "en", "a": "pages", "b": "enwiki-x.xml", "n": 3}, {"lang": "en", "a": "tokenizer:space", "b": "enwiki-x.xml", "n": 1},
+            {"lang": "", "a": "pageviews:kept", "b": "pageviews-1.gz", "n": 2}]
+    counts = collect_stats(rows)
+    assert counts["languages"]["en"]["wikipedia"] == {"pages": 3} and counts["totals"]["pageviews"] == {"kept": 2}
+    cfg = MetadataConfig(numbers_upto=2)
+    bc = build_config(cfg, BuildInputs(wikipedia=["/in/enwiki-x.xml"]), ["/in/enwiki-x.xml"], [], counts)
+    out = tmp_path / "m"
+    groups = [("en", {"wordnet": ["dog"], "wiki_title": ["Dog"]}, "inlinks")]
+    manifest = publish(str(out), iter(groups), cfg, counts, bc, progress=False)
+    md = MetadataDir(out)
+    assert md.languages() == ["en", "other"] and md.entries("en") == ["dog", "Dog", "0", "1", "2"]
+    assert manifest["languages"]["en"]["titles_ranked_by"] == "inlinks" and manifest["languages"]["en"]["tokenizer"] == "space"
+    assert manifest["build_config"]["inputs"]["wikipedia"] == ["enwiki-x.xml"]  # names, no absolute paths
+    again = publish(str(tmp_path / "m2"), iter(groups), cfg, counts, bc, progress=False)
+    assert again["version"] == manifest["version"]  # the version comes from the content
+    with pytest.raises(RuntimeError, match="two groups"):
+        publish(str(tmp_path / "m3"), iter(groups * 2), cfg, counts, bc, progress=False)
 
 
 def test_config_json_and_overrides(tmp_path):
