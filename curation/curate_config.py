@@ -66,6 +66,8 @@ class CurateConfig(config_cli.ConfigMixin):
     incremental: bool = option(True, help="reuse per-input state of the previous output for unchanged inputs")
     state_compression: str = option("none", help="compression of the per-input state files under _state/ "
                                                  "(none, lz4, zstd): none is fastest, lz4 about halves their size")
+    state_dir: str | None = option(None, metavar="DIR", help="per-input state, kept across runs and failures and keyed by "
+                                   "settings and input version (none: .<output name>.state beside the output)")
     cache_dir: str | None = option(None, metavar="DIR", help="local cache for s3:// metadata (none: storage.default_cache_dir())")
     fail_after: str | None = option(None, metavar="PHASE", help="testing hook: raise after this phase (stage1, matched, outputs)")
     extra_spark_conf: dict = option(default_factory=dict, flags=("--conf",), repeat=True,

@@ -26,6 +26,7 @@ turns the summed entry counts into t_lang and entry probabilities (curation.bala
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -75,11 +76,15 @@ def input_state_dir(state_dir: str, input_id: str) -> str:
 # --- 1. per input ------------------------------------------------------------------------------
 
 
-def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, url_col: str = "URL",
-                  text_col: str = "TEXT", batch_size: int = 4096, min_lid_prob: float = 0.0,
+def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, state_key: str | None = None,
+                  url_col: str = "URL", text_col: str = "TEXT", batch_size: int = 4096, min_lid_prob: float = 0.0,
                   count_only: Sequence[str] = (), state_compression: str | None = None) -> dict:
-    """Parse -> LID -> match one input (annotate.Annotator) and store its state; returns its stats."""
+    """Parse -> LID -> match one input (annotate.Annotator) and store its state under
+    `state_dir`/input_id=<state_key or input_id>; returns its stats."""
     cpu0 = time.process_time()
+    out = input_state_dir(state_dir, state_key or input_id)
+    with contextlib.suppress(FileNotFoundError):  # rewritten state is complete only once stats.json is back
+        os.unlink(os.path.join(out, STATS_FILE))
     stage = annotate.Annotator(input_id, path, res, batch_size, min_lid_prob, count_only)
     by_kind: dict[str, list[pa.RecordBatch]] = {"text": [], "reject": [], "stats": []}
     for batch in inputs.run_input(stage, path, fmt, url_col, text_col):
@@ -90,7 +95,6 @@ def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, ur
     texts = texts.take(pa.array(uuid_order(texts.column("uuid").combine_chunks()), pa.int64()))
     rejects = pa.Table.from_batches(by_kind["reject"], schema=annotate.ANNOTATED).select(REJECTS.names)
     rejects = rejects.sort_by(REJECT_ORDER)
-    out = input_state_dir(state_dir, input_id)
     os.makedirs(out, exist_ok=True)
     write_state_texts(texts, os.path.join(out, TEXTS_FILE),
                       compression=None if state_compression in (None, "none") else state_compression)

@@ -64,11 +64,10 @@ class CurateOutput:
     THRESHOLDS = "thresholds.json"
     REPORT_JSON = "report.json"
     REPORT_HTML = "report.html"
-    STATE = "_state"  # per-input state and the ledger of an incremental run
+    STATE = "_state"  # the ledger: which inputs (and versions) the output covers
     PICKED = "_picked"  # scratch of one run, removed before publishing
     MANIFEST = JOB_MANIFEST
-    STATE_TEXTS = "texts"  # under STATE: one directory per input
-    LEDGER = "ledger.json"  # under STATE: the inputs and settings fingerprint the state belongs to
+    LEDGER = "ledger.json"  # under STATE: the inputs, their versions and the settings fingerprint
     LAYOUT = OutputLayout("curate", (JOB_MANIFEST,), frozenset({
         MATCHED, CURATED, COUNTS, ENTRY_PROBS, REJECTS, THRESHOLDS, REPORT_JSON, REPORT_HTML, STATE, PICKED,
         JOB_MANIFEST, SUCCESS}))
@@ -112,10 +111,6 @@ class CurateOutput:
     @property
     def picked(self) -> str:
         return self.path(self.PICKED)
-
-    @property
-    def state_texts(self) -> str:
-        return self.path(self.STATE, self.STATE_TEXTS)
 
     @property
     def ledger(self) -> str:

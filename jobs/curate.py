@@ -5,10 +5,11 @@ One run: input planning and the incremental ledger, fingerprints, the three
 Spark phases (curation.grouping), balancing, the report and the manifest (DESIGN 3, 6, 7).
 
 Phases:
-  1. per input file: parse -> LID -> match, stored per input under
-     <output>/_state/texts/input_id=...; inputs already processed by the previous output with the
-     same settings are reused from it (ledger <output>/_state/ledger.json), so a rerun reads only
-     new inputs;
+  1. per input file: parse -> LID -> match, stored as per-input state under
+     <state dir>/<settings fingerprint>/input_id=<id>-<input version>/ (default state dir:
+     .<output name>.state beside the output), outside any staging area: an input whose state
+     is complete (stats.json) is never read again, by a rerun, an incremental cron run or the
+     rerun of a run that failed or was killed in a later phase;
   2. per uuid bucket: identical texts of an image once -> matched/, (lang, entry_id) counts, rejects/;
   3. counts/ -> thresholds.json -> entry_probs/<lang>.npy -> curated/ (offline sample, epoch 0);
   4. report.json, report.html, _MANIFEST.json, then _SUCCESS: the whole directory is built in a
@@ -76,8 +77,24 @@ class InjectedFailure(RuntimeError):
 
 
 def input_id(path: str) -> str:
-    """Stable id of an input (its state directory name); starts with a letter so it stays a string."""
+    """Stable id of an input (in its rows and reject records); starts with a letter so it stays a string."""
     return "i" + hashlib.sha1(path.encode("utf-8")).hexdigest()[:20]
+
+
+def state_key(path: str, stamp: dict) -> str:
+    """The name of an input's state: its id and its version (a changed input gets new state,
+    so state written for the old version can never be mistaken for the new one's)."""
+    version = hashlib.sha1(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{input_id(path)}-{version}"
+
+
+def state_root(cfg: CurateConfig) -> str:
+    """Where per-input state lives: --state-dir, else `.<name>.state` beside the output. Outside
+    any staging area, so a run that fails or is killed after phase 1 keeps what it computed."""
+    if cfg.state_dir:
+        return os.path.abspath(cfg.state_dir)
+    parent, name = os.path.split(storage.resolve_local(cfg.output))
+    return os.path.join(parent, f".{name}.state")
 
 
 def input_stamp(path: str) -> dict:
@@ -90,19 +107,9 @@ def input_stamp(path: str) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def read_previous_ledger(output: str) -> dict | None:
-    path = CurateOutput(output).ledger
-    if not (storage.is_complete(output) and os.path.exists(path)):
-        return None
-    return runs.read_json(path)
-
-
-def plan_inputs(inputs: list[str], previous: dict | None, fingerprint: str, incremental: bool):
-    """(reused input ids, new inputs, ledger entries): reuse only unchanged inputs of the same fingerprint."""
-    prev = {}
-    if incremental and previous and previous.get("fingerprint") == fingerprint:
-        prev = previous.get("inputs", {})
-    reused, new, ledger = [], [], {}
+def plan_inputs(inputs: list[str], state_dir: str, incremental: bool):
+    """(reused input ids, new inputs, ledger entries, state key per input id): an input is reused
+    when `state_dir` (the state of one settings fingerprint) holds complete state of its version."""
     if any(storage.is_s3(p) for p in inputs):  # one HEAD request each: do them concurrently
         from concurrent.futures import ThreadPoolExecutor
 
@@ -110,14 +117,16 @@ def plan_inputs(inputs: list[str], previous: dict | None, fingerprint: str, incr
             stamps = list(pool.map(input_stamp, inputs))
     else:
         stamps = [input_stamp(p) for p in inputs]
+    reused, new, ledger, keys = [], [], {}, {}
     for path, stamp in zip(inputs, stamps, strict=True):
         iid = input_id(path)
         ledger[iid] = {"path": path, **stamp}
-        if iid in prev and prev[iid] == ledger[iid]:
+        keys[iid] = state_key(path, stamp)
+        if incremental and grouping.read_input_stats(state_dir, keys[iid]) is not None:
             reused.append(iid)
         else:
             new.append(path)
-    return reused, new, ledger
+    return reused, new, ledger, keys
 
 
 # --- versions / fingerprints ------------------------------------------------------------------
@@ -158,16 +167,6 @@ def write_table_files(table: pa.Table, path: str, files: int) -> None:
     per = max(1, math.ceil(table.num_rows / files))
     for k in range(files):
         grouping.write_parquet(table.slice(k * per, per), os.path.join(path, grouping.part_name(k)))
-
-
-def link_tree(src: str, dst: str) -> None:
-    """Hard-link (copy across filesystems) a directory tree: reuse without rewriting the bytes."""
-    def _link(s, d):
-        try:
-            os.link(s, d)
-        except OSError:
-            shutil.copy2(s, d)
-    shutil.copytree(src, dst, copy_function=_link, dirs_exist_ok=True)
 
 
 def reject_chunks(input_ids: list[str], reject_rows: dict[str, int], parts: int) -> list[list[str]]:
@@ -214,14 +213,14 @@ def curate_partition(task_ids: Iterable[int], *, matched_dir: str, curated_dir: 
         yield grouping.curate_part(k, matched_dir, curated_dir, probs, seed, epoch, picked_dir)
 
 
-def input_partition(rows: Iterable[tuple[str, str, str]], *, state_dir: str, metadata: str, lid_model: str | None,
+def input_partition(rows: Iterable[tuple[str, str, str, str]], *, state_dir: str, metadata: str, lid_model: str | None,
                     url_col: str, text_col: str, batch_size: int, min_lid_prob: float, count_only: Sequence[str],
                     max_loaded: int = 16, cache_dir: str | None = None, state_compression: str | None = None,
                     max_loaded_mb: float = 0) -> Iterator[tuple[str, dict]]:
-    """RDD partition body: (path, input_id, format) -> (input_id, stats) per input."""
+    """RDD partition body: (path, input_id, format, state key) -> (input_id, stats) per input."""
     res = annotate.worker_resources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
-    for path, iid, fmt in rows:
-        yield iid, grouping.process_input(path, iid, fmt, state_dir, res, url_col=url_col, text_col=text_col,
+    for path, iid, fmt, key in rows:
+        yield iid, grouping.process_input(path, iid, fmt, state_dir, res, state_key=key, url_col=url_col, text_col=text_col,
                                  batch_size=batch_size, min_lid_prob=min_lid_prob, count_only=count_only,
                                  state_compression=state_compression)
 
@@ -229,9 +228,10 @@ def input_partition(rows: Iterable[tuple[str, str, str]], *, state_dir: str, met
 # --- the phases (RDDs of task ids: no SQL planning, no rows for the JVM to convert) -----------------
 
 
-def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: str) -> dict[str, dict]:
-    """Phase 1 on Spark: per-input state files; returns {input_id: stats}."""
-    rows = [(p, input_id(p), inputs.input_format(p, cfg.input_format)) for p in new_inputs]
+def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: str, keys: dict[str, str]
+                   ) -> dict[str, dict]:
+    """Phase 1 on Spark: per-input state files under `state_dir`/<state key>; returns {input_id: stats}."""
+    rows = [(p, input_id(p), inputs.input_format(p, cfg.input_format), keys[input_id(p)]) for p in new_inputs]
     tasks = cfg.partitions or min(len(new_inputs), 10_000)
     os.makedirs(state_dir, exist_ok=True)
     body = functools.partial(
@@ -335,25 +335,18 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
     num_entries = {lang: int(meta["languages"][lang]["entries"]) for lang in languages}
     ids = [input_id(p) for p in inputs]
 
+    state_dir = os.path.join(state_root(cfg), fingerprint)  # one settings fingerprint's state
     with runs.output_lock(output, JOB), storage.publish(output) as staging:
         os.makedirs(staging)
         new = CurateOutput(staging)
-        state_dir = new.state_texts
-        reused, new_inputs, ledger = plan_inputs(inputs, read_previous_ledger(output), fingerprint, cfg.incremental)
-        previous_state = CurateOutput(output).state_texts
-        for iid in list(reused):
-            if grouping.read_input_stats(previous_state, iid) is None:  # incomplete state: read it again
-                reused.remove(iid)
-                new_inputs.append(ledger[iid]["path"])
-                continue
-            link_tree(grouping.input_state_dir(previous_state, iid), grouping.input_state_dir(state_dir, iid))
-        progress(f"curate: {len(inputs)} inputs ({len(reused)} reused from the previous output, "
+        reused, new_inputs, ledger, keys = plan_inputs(inputs, state_dir, cfg.incremental)
+        progress(f"curate: {len(inputs)} inputs ({len(reused)} with state from an earlier run, "
                  f"{len(new_inputs)} to read), metadata {meta_version}, {len(languages)} languages, t_en={cfg.t_en:,}")
         t = time.time()
-        per_input = process_inputs(spark, cfg, new_inputs, state_dir) if new_inputs else {}
+        per_input = process_inputs(spark, cfg, new_inputs, state_dir, keys) if new_inputs else {}
         new_inputs_ids = list(per_input)
         for iid in reused:
-            per_input[iid] = grouping.read_input_stats(state_dir, iid)
+            per_input[iid] = grouping.read_input_stats(state_dir, keys[iid])
         missing = [iid for iid in ids if per_input.get(iid) is None]
         if missing:
             raise RuntimeError(f"{len(missing)} inputs have no stage-1 stats (e.g. {ledger[missing[0]]['path']})")
@@ -370,12 +363,14 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         matched_texts_in = sum(per_input[i]["texts"] for i in ids)
         reject_rows = sum(per_input[i]["reject_rows"] for i in ids)
         buckets = n_files(matched_texts_in, cfg.rows_per_file)
-        chunks = reject_chunks(ids, {i: per_input[i]["reject_rows"] for i in ids}, n_files(reject_rows, cfg.rows_per_file))
+        state_keys = [keys[i] for i in ids]  # the state of each input, in input order
+        chunks = reject_chunks(state_keys, {keys[i]: per_input[i]["reject_rows"] for i in ids},
+                               n_files(reject_rows, cfg.rows_per_file))
 
         # 2. matched/ and rejects/ (one task per uuid bucket), entry counts
         matched_dir = new.matched
         picked_dir = new.picked  # scratch: removed before publishing
-        grouped = group_and_count(spark, state_dir, ids, buckets, chunks, matched_dir, new.rejects,
+        grouped = group_and_count(spark, state_dir, state_keys, buckets, chunks, matched_dir, new.rejects,
                                   picked_dir, cfg.seed)
         totals = grouped["totals"]
         images = int(totals.get("images", 0))

@@ -147,7 +147,10 @@ def test_three_partitions_give_identical_output(spark, sample, baseline, tmp_pat
     _same_outputs(baseline[0], out)
 
 
-def test_killed_run_leaves_nothing_complete_and_rerun_with_8_partitions_equals(spark, sample, baseline, tmp_path):
+def test_run_killed_in_grouping_leaves_nothing_complete_and_rerun_reads_no_input_again(spark, sample, baseline,
+                                                                                     tmp_path):
+    """SIGKILL to the driver while it groups per image: no output a reader could take, and the
+    rerun (with 8 partitions) reuses every input's state and equals an uninterrupted run."""
     out = tmp_path / "killed"
     args = [sys.executable, os.path.join(ROOT, "jobs", "curate.py"), "--metadata", sample["metadata"],
             "--output", str(out), "--t-en", str(T_EN), "--seed", str(SEED), "--master", "local[1]"]
@@ -157,17 +160,16 @@ def test_killed_run_leaves_nothing_complete_and_rerun_with_8_partitions_equals(s
                             start_new_session=True)
     try:
         deadline = time.time() + 120
-        while not glob.glob(str(tmp_path / ".killed.staging-*")):
+        while not glob.glob(str(tmp_path / ".killed.staging-*" / "matched")):  # phase 2 has begun
             assert proc.poll() is None, "the job ended before it could be killed"
-            assert time.time() < deadline, "no staging directory appeared"
-            time.sleep(0.2)
-        time.sleep(1.0)  # let it write a little
+            assert time.time() < deadline, "grouping never started"
+            time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     assert not out.exists(), "a killed first run must not leave an output a reader could take"
     manifest = run(_cfg(sample, out, partitions=8), spark, progress=_quiet)
-    assert manifest["inputs"]["read"] == 8
+    assert (manifest["inputs"]["read"], manifest["inputs"]["reused"]) == (0, 8)
     _same_outputs(baseline[0], out)
     assert not glob.glob(str(tmp_path / ".killed.staging-*")), "the rerun cleans what the killed run left"
 
@@ -183,7 +185,8 @@ def test_incremental_rerun_reads_only_new_inputs(spark, sample, baseline, tmp_pa
     assert (out / "_SUCCESS").exists() and _files_rows(out / "matched") == before
     assert not glob.glob(str(tmp_path / ".inc.staging-*"))
     second = run(_cfg(sample, out), spark, progress=_quiet)
-    assert (second["inputs"]["reused"], second["inputs"]["read"]) == (4, 4)
+    # the failed run's phase 1 survived it: its 4 new inputs are not read again either
+    assert (second["inputs"]["reused"], second["inputs"]["read"]) == (8, 0)
     _same_outputs(baseline[0], out)
     assert second["accounting"] == baseline[1]["accounting"]
 
@@ -194,16 +197,20 @@ def test_plan_inputs_reuses_only_unchanged_inputs_of_the_same_fingerprint(tmp_pa
         f = tmp_path / f"in-{i}.wat.gz"
         f.write_bytes(b"x" * (i + 1))
         files.append(str(f))
-    reused, new, ledger = plan_inputs(files[:2], None, "fp1", True)
+    state = tmp_path / "state" / "fp1"
+    reused, new, ledger, keys = plan_inputs(files[:2], str(state), True)
     assert reused == [] and new == files[:2]
-    previous = {"fingerprint": "fp1", "inputs": ledger}
-    reused, new, _ = plan_inputs(files, previous, "fp1", True)
+    for iid in ledger:  # their state completes (stats.json is written last)
+        d = state / f"input_id={keys[iid]}"
+        d.mkdir(parents=True)
+        (d / "stats.json").write_text("{}")
+    reused, new, _, _ = plan_inputs(files, str(state), True)
     assert reused == [input_id(f) for f in files[:2]] and new == files[2:]
     os.utime(files[0], ns=(1, 1))  # a changed input is read again
-    reused, new, _ = plan_inputs(files, previous, "fp1", True)
+    reused, new, _, _ = plan_inputs(files, str(state), True)
     assert reused == [input_id(files[1])] and new == [files[0], files[2]]
-    assert plan_inputs(files, previous, "fp2", True)[0] == []  # other settings / metadata / code
-    assert plan_inputs(files, previous, "fp1", False)[0] == []  # --no-incremental
+    assert plan_inputs(files, str(tmp_path / "state" / "fp2"), True)[0] == []  # other settings / metadata / code
+    assert plan_inputs(files, str(state), False)[0] == []  # --no-incremental
 
 
 # --- bad input ------------------------------------------------------------------------------------
