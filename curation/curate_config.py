@@ -50,6 +50,8 @@ class CurateConfig(config_cli.ConfigMixin):
     master: str | None = option(None, metavar="URL", help="Spark master (none: spark-submit's master, else local[*])")
     partitions: int = option(0, help="input tasks (0: one per input file, capped at 10,000)")
     batch_size: int = option(4096, help="texts per LID/matching batch inside a task")
+    exchange_tasks: int = option(0, help="tasks of the exchange that regroups texts by uuid bucket (0: twice Spark's "
+                                         "default parallelism); a fixed number keeps its cost linear in the data")
     max_loaded_automata: int = option(16, help="matching automata kept per Python worker (least recently used "
                                                "are dropped)")
     max_automata_mb: int = option(2048, help="memory for matching automata per Python worker, about their files' "
@@ -87,8 +89,8 @@ class CurateConfig(config_cli.ConfigMixin):
             raise ValueError(f"state_compression must be one of {STATE_COMPRESSIONS}, got {self.state_compression!r}")
         if self.max_automata_mb < 0:
             raise ValueError("max_automata_mb must be >= 0")
-        if self.partitions < 0:
-            raise ValueError("partitions must be >= 0")
+        if self.partitions < 0 or self.exchange_tasks < 0:
+            raise ValueError("partitions and exchange_tasks must be >= 0")
         for name in ("inputs", "count_only_reasons"):  # constructed in code with a str or a list
             value = getattr(self, name)
             if isinstance(value, str | list):

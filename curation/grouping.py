@@ -194,12 +194,55 @@ def read_state_texts(path: str, lo: str | None = None, hi: str | None = None) ->
     return pa.Table.from_batches(batches, schema=STATE_TEXTS).replace_schema_metadata(None)
 
 
-def read_bucket(files: Sequence[str], lo: str | None, hi: str | None) -> pa.Table:
-    """The texts with lo <= uuid < hi of every input's texts file."""
-    tables = [read_state_texts(f, lo, hi) for f in files]
-    if not tables:
-        return STATE_TEXTS.empty_table()
-    return pa.concat_tables(tables)
+# --- 2a. the exchange: inputs' texts regrouped by uuid bucket, each input read once ------------------
+
+
+def bucket_offsets(uuids: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray:
+    """Row offsets of the uuid buckets in a uuid-sorted column: bucket k is rows [o[k], o[k+1])."""
+    values = np.asarray(uuids.to_numpy(zero_copy_only=False), dtype=object)
+    bounds = [uuid_range(k, buckets)[0] for k in range(1, buckets)]
+    cuts = np.searchsorted(values, np.asarray(bounds, dtype=object), side="left") if bounds else []
+    return np.concatenate([[0], cuts, [len(values)]]).astype(np.int64)
+
+
+def exchange_run(texts_files: Sequence[str], buckets: int, path: str, compression: str | None = None) -> dict:
+    """One exchange task: the texts of some inputs (their state files, in input order) as one
+    Arrow IPC file of exactly `buckets` record batches, batch k holding bucket k's rows.
+
+    Why: a bucket task then reads one batch (O(1), memory-mapped) from each of the exchange's
+    runs instead of a slice of every input, so the opens of the whole exchange are
+    inputs + runs x buckets with a fixed number of runs: linear in the data, where opening every
+    input for every bucket grew with inputs x buckets. Each input is read once, and only these
+    inputs' memory maps are held. Rows keep input order inside a bucket, as reading the inputs
+    one by one did (grouping sorts them anyway).
+    """
+    cpu0 = time.process_time()
+    tables = [read_state_texts(f) for f in texts_files]
+    cuts = [bucket_offsets(t.column("uuid"), buckets) for t in tables]
+    options = pa.ipc.IpcWriteOptions(compression=compression, use_threads=False)
+    rows = 0
+    with storage.atomic_local_path(path) as tmp, pa.OSFile(tmp, "wb") as sink, \
+            pa.ipc.new_file(sink, STATE_TEXTS, options=options) as writer:
+        for k in range(buckets):
+            pieces = [t.slice(c[k], c[k + 1] - c[k]) for t, c in zip(tables, cuts, strict=True) if c[k + 1] > c[k]]
+            batch = (pa.concat_tables(pieces).combine_chunks().to_batches() if pieces else [])
+            writer.write_batch(batch[0] if batch else pa.RecordBatch.from_pylist([], schema=STATE_TEXTS))
+            rows += batch[0].num_rows if batch else 0
+    return new_result(exchanged=rows, cpu_seconds_exchange=time.process_time() - cpu0)
+
+
+def read_bucket(runs: Sequence[str], k: int) -> pa.Table:
+    """Bucket k of the exchange: batch k of every run (memory-mapped, no copy)."""
+    batches = []
+    for path in runs:
+        source = pa.memory_map(path)
+        try:
+            batch = pa.ipc.open_file(source).get_batch(k)
+        finally:
+            source.close()  # the batch keeps the mapping alive; the file handle is not needed
+        if batch.num_rows:
+            batches.append(batch)
+    return pa.Table.from_batches(batches, schema=STATE_TEXTS)
 
 
 def _adjacent_equal(arr: pa.Array) -> np.ndarray:
@@ -299,17 +342,16 @@ def part_name(k: int) -> str:
     return f"part-{k:05d}.parquet"
 
 
-def group_bucket(k: int, buckets: int, texts_files: Sequence[str], matched_dir: str,
+def group_bucket(k: int, buckets: int, runs: Sequence[str], matched_dir: str,
                  picked_dir: str | None = None, seed: int = 0) -> dict:
-    """Bucket k of every input -> matched/part-k; returns entry counts, texts per language, totals.
+    """Bucket k of the exchange's runs -> matched/part-k; returns entry counts, texts per language, totals.
 
     With `picked_dir`, the text each image offers the offline sample (sampling.pick_texts, epoch
     0) is also written there (picked_path), so the sampling task reads that small file instead
     of matched/ again.
     """
     cpu0 = time.process_time()
-    lo, hi = uuid_range(k, buckets)
-    texts = read_bucket(texts_files, lo, hi)
+    texts = read_bucket(runs, k)
     matched, unique = group_texts(texts)
     write_parquet(matched, os.path.join(matched_dir, part_name(k)), use_dictionary=MATCHED_DICTIONARY,
                   write_statistics=["uuid", "url"])

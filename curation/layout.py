@@ -66,11 +66,12 @@ class CurateOutput:
     REPORT_HTML = "report.html"
     STATE = "_state"  # the ledger: which inputs (and versions) the output covers
     PICKED = "_picked"  # scratch of one run, removed before publishing
+    EXCHANGE = "_exchange"  # scratch of one run (the inputs' texts by uuid bucket), removed before publishing
     MANIFEST = JOB_MANIFEST
     LEDGER = "ledger.json"  # under STATE: the inputs, their versions and the settings fingerprint
     LAYOUT = OutputLayout("curate", (JOB_MANIFEST,), frozenset({
         MATCHED, CURATED, COUNTS, ENTRY_PROBS, REJECTS, THRESHOLDS, REPORT_JSON, REPORT_HTML, STATE, PICKED,
-        JOB_MANIFEST, SUCCESS}))
+        EXCHANGE, JOB_MANIFEST, SUCCESS}))
     # the outputs a user reads, in the order the summary lists them
     PUBLISHED = (MATCHED, CURATED, COUNTS, ENTRY_PROBS, THRESHOLDS, REJECTS)
 
@@ -111,6 +112,10 @@ class CurateOutput:
     @property
     def picked(self) -> str:
         return self.path(self.PICKED)
+
+    @property
+    def exchange(self) -> str:
+        return self.path(self.EXCHANGE)
 
     @property
     def ledger(self) -> str:

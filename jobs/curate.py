@@ -190,15 +190,28 @@ def _value(x):
     return x.value if hasattr(x, "value") else x  # a Spark broadcast or the plain value
 
 
-def group_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, input_ids, reject_chunks,
-                    matched_dir: str, rejects_dir: str, picked_dir: str | None = None, seed: int = 0
-                    ) -> Iterator[dict]:
-    """RDD partition body over task ids: task k groups bucket k (k < buckets) and writes reject
-    part k (k < len(reject_chunks)). `input_ids` / `reject_chunks` may be Spark broadcasts."""
-    ids, chunks = _value(input_ids), _value(reject_chunks)
-    texts_files = [os.path.join(grouping.input_state_dir(state_dir, i), grouping.TEXTS_FILE) for i in ids]
+def exchange_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, chunks, exchange_dir: str,
+                       compression: str | None) -> Iterator[dict]:
+    """RDD partition body over task ids: task m writes the exchange run of input chunk m."""
+    chunks = _value(chunks)
+    for m in task_ids:
+        files = [os.path.join(grouping.input_state_dir(state_dir, key), grouping.TEXTS_FILE) for key in chunks[m]]
+        yield grouping.exchange_run(files, buckets, exchange_run_path(exchange_dir, m), compression)
+
+
+def exchange_run_path(exchange_dir: str, m: int) -> str:
+    return os.path.join(exchange_dir, f"run-{m:05d}.arrow")
+
+
+def group_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, runs: int, exchange_dir: str,
+                    reject_chunks, matched_dir: str, rejects_dir: str, picked_dir: str | None = None,
+                    seed: int = 0) -> Iterator[dict]:
+    """RDD partition body over task ids: task k groups bucket k (k < buckets) of the exchange's
+    `runs` runs and writes reject part k (k < len(reject_chunks), a Spark broadcast or a list)."""
+    chunks = _value(reject_chunks)
+    run_files = [exchange_run_path(exchange_dir, m) for m in range(runs)]
     for k in task_ids:
-        result = grouping.group_bucket(k, buckets, texts_files, matched_dir, picked_dir, seed) if k < buckets else grouping.new_result()
+        result = grouping.group_bucket(k, buckets, run_files, matched_dir, picked_dir, seed) if k < buckets else grouping.new_result()
         if k < len(chunks):
             files = [os.path.join(grouping.input_state_dir(state_dir, i), grouping.REJECTS_FILE) for i in chunks[k]]
             result["totals"]["rejects"] = grouping.write_rejects_part(k, files, rejects_dir)
@@ -242,26 +255,51 @@ def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: s
     return dict(spark.sparkContext.parallelize(rows, tasks).mapPartitions(body).collect())
 
 
-def group_and_count(spark, state_dir: str, ids: list[str], buckets: int, chunks: list[list[str]],
+def exchange(spark, state_dir: str, state_keys: list[str], buckets: int, runs: int, exchange_dir: str,
+             compression: str | None) -> dict:
+    """Phase 2a on Spark: `runs` tasks, each regrouping a contiguous chunk of the inputs by bucket."""
+    os.makedirs(exchange_dir, exist_ok=True)
+    chunks = [state_keys[m * len(state_keys) // runs:(m + 1) * len(state_keys) // runs] for m in range(runs)]
+    sc = spark.sparkContext
+    chunks_bc = sc.broadcast(chunks)
+    body = functools.partial(exchange_partition, buckets=buckets, state_dir=state_dir, chunks=chunks_bc,
+                             exchange_dir=exchange_dir, compression=compression)
+    try:
+        return merged(sc.parallelize(range(runs), runs).mapPartitions(body), grouping.merge_results,
+                      grouping.new_result)
+    finally:
+        chunks_bc.unpersist()
+
+
+def group_and_count(spark, state_dir: str, runs: int, exchange_dir: str, buckets: int, chunks: list[list[str]],
                     matched_dir: str, rejects_dir: str, picked_dir: str | None = None, seed: int = 0) -> dict:
-    """Phase 2 on Spark: matched/ and rejects/ files (and each image's pick for the sample in
+    """Phase 2b on Spark: matched/ and rejects/ files (and each image's pick for the sample in
     `picked_dir`); returns the summed task results."""
     os.makedirs(matched_dir, exist_ok=True)
     os.makedirs(rejects_dir, exist_ok=True)
     if picked_dir is not None:
         os.makedirs(picked_dir, exist_ok=True)
     sc = spark.sparkContext
-    ids_bc, chunks_bc = sc.broadcast(ids), sc.broadcast(chunks)
+    chunks_bc = sc.broadcast(chunks)
     tasks = max(buckets, len(chunks))
-    body = functools.partial(group_partition, buckets=buckets, state_dir=state_dir, input_ids=ids_bc,
-                             reject_chunks=chunks_bc, matched_dir=matched_dir, rejects_dir=rejects_dir,
-                             picked_dir=picked_dir, seed=seed)
+    body = functools.partial(group_partition, buckets=buckets, state_dir=state_dir, runs=runs,
+                             exchange_dir=exchange_dir, reject_chunks=chunks_bc, matched_dir=matched_dir,
+                             rejects_dir=rejects_dir, picked_dir=picked_dir, seed=seed)
     try:
         return merged(sc.parallelize(range(tasks), tasks).mapPartitions(body), grouping.merge_results,
                       grouping.new_result)
     finally:
-        ids_bc.unpersist()
         chunks_bc.unpersist()
+
+
+def _compression(cfg: CurateConfig) -> str | None:
+    return None if cfg.state_compression in (None, "none") else cfg.state_compression
+
+
+def exchange_runs(cfg: CurateConfig, n_inputs: int, default_parallelism: int) -> int:
+    """How many exchange runs: fixed by the settings and the cluster, never by the input count
+    (so the bucket phase opens runs x buckets files: linear in the data); at most one per input."""
+    return max(1, min(n_inputs, cfg.exchange_tasks or 2 * default_parallelism))
 
 
 def sample_curated(spark, buckets: int, matched_dir: str, curated_dir: str, probs_by_lang: dict, seed: int,
@@ -367,11 +405,18 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         chunks = reject_chunks(state_keys, {keys[i]: per_input[i]["reject_rows"] for i in ids},
                                n_files(reject_rows, cfg.rows_per_file))
 
-        # 2. matched/ and rejects/ (one task per uuid bucket), entry counts
+        # 2. the exchange (inputs' texts by uuid bucket), then matched/ and rejects/ (one task per
+        # uuid bucket), entry counts
+        n_runs = exchange_runs(cfg, len(ids), spark.sparkContext.defaultParallelism)
+        exchanged = exchange(spark, state_dir, state_keys, buckets, n_runs, new.exchange, _compression(cfg))
+        if exchanged["totals"].get("exchanged", 0) != matched_texts_in:
+            raise RuntimeError(f"the exchange moved {exchanged['totals']} texts, stage 1 stored {matched_texts_in}")
+        t = mark("exchange", t)
         matched_dir = new.matched
         picked_dir = new.picked  # scratch: removed before publishing
-        grouped = group_and_count(spark, state_dir, state_keys, buckets, chunks, matched_dir, new.rejects,
+        grouped = group_and_count(spark, state_dir, n_runs, new.exchange, buckets, chunks, matched_dir, new.rejects,
                                   picked_dir, cfg.seed)
+        shutil.rmtree(new.exchange, ignore_errors=True)
         totals = grouped["totals"]
         images = int(totals.get("images", 0))
         if totals.get("texts_in", 0) != matched_texts_in or totals.get("rejects", 0) != reject_rows:
@@ -431,6 +476,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             # CPU of the Python task bodies (not worker start-up, not the JVM): where the work is
             "task_cpu_seconds": {
                 "inputs": round(sum(per_input[i].get("cpu_seconds", 0.0) for i in new_inputs_ids), 3),
+                "exchange": round(exchanged["totals"].get("cpu_seconds_exchange", 0.0), 3),
                 "group": round(totals.get("cpu_seconds_group", 0.0), 3),
                 "curate": round(sampled["totals"].get("cpu_seconds_curate", 0.0), 3)},
             "spark": {"version": spark.version, "master": spark.sparkContext.master,

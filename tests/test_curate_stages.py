@@ -79,14 +79,27 @@ def _read_parts(d, n):
     return [r for k in range(n) for r in pq.read_table(f"{d}/{grouping.part_name(k)}").to_pylist()]
 
 
+def _exchange(files, buckets, directory, n_runs):
+    """The exchange as the job runs it: contiguous chunks of the inputs, one run each."""
+    directory.mkdir(exist_ok=True)
+    runs = []
+    for m in range(n_runs):
+        runs.append(str(directory / f"run-{m}-of-{n_runs}-{buckets}.arrow"))
+        result = grouping.exchange_run(files[m * len(files) // n_runs:(m + 1) * len(files) // n_runs], buckets, runs[-1])
+        assert pa.ipc.open_file(runs[-1]).num_record_batches == buckets
+        assert result["totals"]["exchanged"] == sum(pa.ipc.open_file(r).read_all().num_rows for r in runs[-1:])
+    return runs
+
+
 def test_buckets_partition_the_images_and_merge_to_the_one_bucket_result(state, tmp_path):
     d, ids, stats = state
     files = [f"{d}/input_id={i}/{grouping.TEXTS_FILE}" for i in ids]
     one, three = tmp_path / "one", tmp_path / "three"
     one.mkdir()
     three.mkdir()
-    r1 = grouping.group_bucket(0, 1, files, str(one))
-    parts = [grouping.group_bucket(k, 3, files, str(three)) for k in range(3)]
+    r1 = grouping.group_bucket(0, 1, _exchange(files, 1, tmp_path / "x", 1), str(one))
+    runs3 = _exchange(files, 3, tmp_path / "x", 2)
+    parts = [grouping.group_bucket(k, 3, runs3, str(three)) for k in range(3)]
     merged = parts[0]
     for p in parts[1:]:
         merged = grouping.merge_results(merged, p)
@@ -209,7 +222,8 @@ def test_picks_stored_by_grouping_give_the_sample_of_matched(state, tmp_path):
     matched, picked, direct, via = (tmp_path / n for n in ("matched", "picked", "direct", "via"))
     for p in (matched, picked, direct, via):
         p.mkdir()
-    result = [grouping.group_bucket(k, 2, files, str(matched), str(picked), seed=7) for k in range(2)]
+    runs = _exchange(files, 2, tmp_path / "x", 3)
+    result = [grouping.group_bucket(k, 2, runs, str(matched), str(picked), seed=7) for k in range(2)]
     assert sum(r["totals"]["images"] for r in result) > 0
     langs = {r["lang"] for k in range(2) for row in _read_parts(matched, 2) for r in row["texts"]}
     probs = {lang: np.linspace(0.05, 1.0, 4096) for lang in langs}  # any probabilities: the paths must agree
@@ -218,3 +232,29 @@ def test_picks_stored_by_grouping_give_the_sample_of_matched(state, tmp_path):
         b = grouping.curate_part(k, str(matched), str(via), probs, seed=7, picked_dir=str(picked))
         assert a["totals"]["curated"] == b["totals"]["curated"]
     assert _read_parts(direct, 2) == _read_parts(via, 2) and len(_read_parts(via, 2)) > 0
+
+
+def test_the_exchange_moves_every_text_once_and_the_run_count_changes_nothing(state, tmp_path):
+    d, ids, stats = state
+    files = [f"{d}/input_id={i}/{grouping.TEXTS_FILE}" for i in ids]
+    total = sum(s["texts"] for s in stats.values())
+    for buckets in (1, 4, 7):
+        by_runs = {}
+        for n_runs in (1, 2, len(files)):
+            runs = _exchange(files, buckets, tmp_path / f"b{buckets}r{n_runs}", n_runs)
+            tables = [grouping.read_bucket(runs, k) for k in range(buckets)]
+            assert sum(t.num_rows for t in tables) == total
+            for k, t in enumerate(tables):  # bucket k holds exactly the uuids of its range
+                lo, hi = grouping.uuid_range(k, buckets)
+                us = t.column("uuid").to_pylist()
+                assert all((lo is None or u >= lo) and (hi is None or u < hi) for u in us)
+            by_runs[n_runs] = [grouping.group_texts(t)[0] for t in tables]
+        assert by_runs[1] == by_runs[2] == by_runs[len(files)]
+
+
+def test_bucket_offsets_cut_a_sorted_uuid_column_at_the_bucket_bounds():
+    uuids = pa.array(["0" * 24, "3" * 24, "5555" + "0" * 20, "5555" + "5" * 20, "a" * 24, "f" * 24])
+    assert grouping.bucket_offsets(uuids, 1).tolist() == [0, 6]
+    # bounds "555555" and "aaaaaa": "5555000..." < "555555" <= "5555555..."; "aaaa..." >= "aaaaaa"
+    assert grouping.bucket_offsets(uuids, 3).tolist() == [0, 3, 4, 6]
+    assert grouping.bucket_offsets(pa.array([], pa.string()), 2).tolist() == [0, 0, 0]
