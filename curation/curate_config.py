@@ -65,6 +65,8 @@ class CurateConfig(config_cli.ConfigMixin):
         ("not_metadata", "not_response", "not_html", "no_image_links", "no_text",
          "no_metadata_lang", "no_match", "duplicate_text", "not_sampled"),
         cli=False, help="reject reasons only counted in the report, not written to rejects/")
+    drop_missing_inputs: bool = option(False, help="publish without inputs that the earlier output covered and this "
+                                                   "run does not name (refused otherwise: they would vanish silently)")
     incremental: bool = option(True, help="reuse per-input state of the previous output for unchanged inputs")
     state_compression: str = option("none", help="compression of the per-input state files under _state/ "
                                                  "(none, lz4, zstd): none is fastest, lz4 about halves their size")

@@ -228,7 +228,8 @@ def exchange_run(texts_files: Sequence[str], buckets: int, path: str, compressio
             batch = (pa.concat_tables(pieces).combine_chunks().to_batches() if pieces else [])
             writer.write_batch(batch[0] if batch else pa.RecordBatch.from_pylist([], schema=STATE_TEXTS))
             rows += batch[0].num_rows if batch else 0
-    return new_result(exchanged=rows, cpu_seconds_exchange=time.process_time() - cpu0)
+    return new_result(exchanged=rows, opens_exchange=len(texts_files), max_maps=len(texts_files),
+                      cpu_seconds_exchange=time.process_time() - cpu0)
 
 
 def read_bucket(runs: Sequence[str], k: int) -> pa.Table:
@@ -310,7 +311,8 @@ def merge_results(a: dict, b: dict) -> dict:
     out = new_result()
     for key in ("totals", "lang_texts"):
         for name in set(a[key]) | set(b[key]):
-            out[key][name] = a[key].get(name, 0) + b[key].get(name, 0)
+            x, y = a[key].get(name, 0), b[key].get(name, 0)
+            out[key][name] = max(x, y) if name.startswith("max_") else x + y  # max_*: the largest of any task
     for lang in set(a["counts"]) | set(b["counts"]):
         parts = [x["counts"][lang] for x in (a, b) if lang in x["counts"]]
         if len(parts) == 1:
@@ -359,7 +361,7 @@ def group_bucket(k: int, buckets: int, runs: Sequence[str], matched_dir: str,
         picked = [sampling.pick_texts(b, seed, 0) for b in matched.combine_chunks().to_batches()]
         write_arrow(pa.Table.from_batches(picked, schema=CURATED), picked_path(picked_dir, k))
     result = entry_counts(unique.column("lang"), unique.column("entry_ids"))
-    result["totals"] = {"images": matched.num_rows, "texts_in": texts.num_rows,
+    result["totals"] = {"images": matched.num_rows, "texts_in": texts.num_rows, "opens_group": len(runs),
                         "cpu_seconds_group": time.process_time() - cpu0}
     return result
 

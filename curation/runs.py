@@ -38,6 +38,10 @@ def code_version(files: Iterable[str]) -> str:
     return f"{git or 'nogit'}+src.{h.hexdigest()[:12]}"
 
 
+class LockHeld(RuntimeError):
+    """Another run of the job writes the same output now."""
+
+
 @contextlib.contextmanager
 def output_lock(output: str, job: str = "job"):
     """One run per local output at a time (cron reruns overlap slow runs); a no-op for s3://.
@@ -56,7 +60,8 @@ def output_lock(output: str, job: str = "job"):
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"another {job} run holds the lock on {output}") from None
+            raise LockHeld(f"another {job} run holds the lock on {output}: wait for it to end "
+                           f"(or remove {f.name} if no run is alive)") from None
         dest = os.path.join(parent, name)
         olds = sorted(x for x in os.listdir(parent) if x.startswith(f".{name}.old-")
                       and os.path.exists(os.path.join(parent, x, storage.SUCCESS_MARKER)))

@@ -92,3 +92,100 @@ def merged(rdd, merge: Callable[[dict, dict], dict], zero: Callable[[], dict]) -
     if rdd.getNumPartitions() > DRIVER_MERGE_MAX:
         return rdd.treeReduce(merge, depth=2)
     return functools.reduce(merge, rdd.collect(), zero())
+
+
+# --- progress ------------------------------------------------------------------------------------
+
+PROGRESS_LOG_EVERY_S = 10.0
+
+
+def progress_mode(enabled: bool = True, stream=None) -> str | None:
+    """"bar" on a terminal, "log" (plain periodic lines, for logs and cron) otherwise, None when off."""
+    if not enabled:
+        return None
+    stream = stream or sys.stderr
+    return "bar" if getattr(stream, "isatty", lambda: False)() else "log"
+
+
+class PhaseProgress:
+    """Progress of one Spark phase from accumulators the tasks add to: units done of `total`
+    (inputs, runs, buckets) and items (texts) with their rate and an ETA.
+
+    A tqdm bar on a terminal; elsewhere a plain line every PROGRESS_LOG_EVERY_S seconds and one
+    at the end, so a cron log shows a long phase advancing. Reading an accumulator in the driver
+    while the action runs is what Spark allows; the tasks only add to them.
+    """
+
+    def __init__(self, sc, desc: str, total: int, unit: str, items: str = "", mode: str | None = "log",
+                 log=None):
+        self.desc, self.total, self.unit, self.items_name, self.mode = desc, total, unit, items, mode
+        self.done = sc.accumulator(0)
+        self.items = sc.accumulator(0)
+        self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self._stop = None
+
+    def _line(self, elapsed: float) -> str:
+        done, items = self.done.value, self.items.value
+        rate = items / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) * elapsed / done if done else None
+        parts = [f"{self.desc}: {done:,}/{self.total:,} {self.unit}"]
+        if self.items_name:
+            parts.append(f"{items:,} {self.items_name} ({rate:,.0f}/s)")
+        parts.append(f"{elapsed:.0f}s" + (f", ETA {eta:.0f}s" if eta is not None and done < self.total else ""))
+        return ", ".join(parts)
+
+    def __enter__(self):
+        if self.mode is None:
+            return self
+        import threading
+        import time
+
+        self._stop = threading.Event()
+        t0 = time.monotonic()
+
+        def watch():
+            bar = None
+            if self.mode == "bar":
+                from tqdm import tqdm
+
+                bar = tqdm(total=self.total, unit=self.unit, desc=self.desc, dynamic_ncols=True)
+            next_log = t0 + PROGRESS_LOG_EVERY_S
+            while not self._stop.wait(0.5):
+                now = time.monotonic()
+                if bar is not None:
+                    bar.update(max(0, self.done.value - bar.n))
+                    if self.items_name:
+                        bar.set_postfix({self.items_name: f"{self.items.value:,}"}, refresh=False)
+                elif now >= next_log:
+                    self._log(self._line(now - t0))
+                    next_log = now + PROGRESS_LOG_EVERY_S
+            if bar is not None:
+                bar.update(max(0, self.done.value - bar.n))
+                bar.close()
+            else:
+                self._log(self._line(time.monotonic() - t0))
+
+        self._thread = threading.Thread(target=watch, name=f"progress-{self.desc}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join(5)
+        return False
+
+
+class Counted:
+    """A task body that adds 1 to `done` per result it yields, and `items_of(result)` to `items`
+    (the accumulators of a PhaseProgress). A class, so it pickles by reference to this module."""
+
+    def __init__(self, body, done, items, items_of=None):
+        self.body, self.done, self.items, self.items_of = body, done, items, items_of
+
+    def __call__(self, iterator):
+        for result in self.body(iterator):
+            self.done.add(1)
+            if self.items_of is not None:
+                self.items.add(int(self.items_of(result)))
+            yield result

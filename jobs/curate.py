@@ -33,6 +33,7 @@ if ROOT not in sys.path:
 
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import functools  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
@@ -59,7 +60,7 @@ from curation.curate_config import CurateConfig, add_arguments, config_from_args
 from curation.inputs import CODE_FILES as INPUT_CODE_FILES  # noqa: E402
 from curation.layout import CurateOutput  # noqa: E402
 from curation.metadata_dir import MANIFEST as METADATA_MANIFEST  # noqa: E402
-from jobs.common import build_spark, merged, user_error  # noqa: E402
+from jobs.common import Counted, PhaseProgress, build_spark, merged, progress_mode, user_error  # noqa: E402
 
 JOB = "curate"
 APP_NAME = "worldclip-curate"
@@ -241,8 +242,20 @@ def input_partition(rows: Iterable[tuple[str, str, str, str]], *, state_dir: str
 # --- the phases (RDDs of task ids: no SQL planning, no rows for the JVM to convert) -----------------
 
 
-def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: str, keys: dict[str, str]
-                   ) -> dict[str, dict]:
+def _input_texts(result) -> int:
+    return result[1]["texts"]
+
+
+def _total(name: str):
+    return functools.partial(_result_total, name)
+
+
+def _result_total(name: str, result: dict) -> int:
+    return result["totals"].get(name, 0)
+
+
+def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: str, keys: dict[str, str],
+                   mode: str | None = None) -> dict[str, dict]:
     """Phase 1 on Spark: per-input state files under `state_dir`/<state key>; returns {input_id: stats}."""
     rows = [(p, input_id(p), inputs.input_format(p, cfg.input_format), keys[input_id(p)]) for p in new_inputs]
     tasks = cfg.partitions or min(len(new_inputs), 10_000)
@@ -252,11 +265,13 @@ def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: s
         url_col=cfg.url_col, text_col=cfg.text_col, batch_size=cfg.batch_size, min_lid_prob=cfg.min_lid_prob,
         count_only=tuple(cfg.count_only_reasons), max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir,
         state_compression=cfg.state_compression, max_loaded_mb=cfg.max_automata_mb)
-    return dict(spark.sparkContext.parallelize(rows, tasks).mapPartitions(body).collect())
+    sc = spark.sparkContext
+    with PhaseProgress(sc, "curate 1/4 read+LID+match", len(rows), "inputs", "texts", mode) as p:
+        return dict(sc.parallelize(rows, tasks).mapPartitions(Counted(body, p.done, p.items, _input_texts)).collect())
 
 
 def exchange(spark, state_dir: str, state_keys: list[str], buckets: int, runs: int, exchange_dir: str,
-             compression: str | None) -> dict:
+             compression: str | None, mode: str | None = None) -> dict:
     """Phase 2a on Spark: `runs` tasks, each regrouping a contiguous chunk of the inputs by bucket."""
     os.makedirs(exchange_dir, exist_ok=True)
     chunks = [state_keys[m * len(state_keys) // runs:(m + 1) * len(state_keys) // runs] for m in range(runs)]
@@ -265,14 +280,16 @@ def exchange(spark, state_dir: str, state_keys: list[str], buckets: int, runs: i
     body = functools.partial(exchange_partition, buckets=buckets, state_dir=state_dir, chunks=chunks_bc,
                              exchange_dir=exchange_dir, compression=compression)
     try:
-        return merged(sc.parallelize(range(runs), runs).mapPartitions(body), grouping.merge_results,
-                      grouping.new_result)
+        with PhaseProgress(sc, "curate 2/4 exchange", runs, "runs", "texts", mode) as p:
+            return merged(sc.parallelize(range(runs), runs).mapPartitions(
+                Counted(body, p.done, p.items, _total("exchanged"))), grouping.merge_results, grouping.new_result)
     finally:
         chunks_bc.unpersist()
 
 
 def group_and_count(spark, state_dir: str, runs: int, exchange_dir: str, buckets: int, chunks: list[list[str]],
-                    matched_dir: str, rejects_dir: str, picked_dir: str | None = None, seed: int = 0) -> dict:
+                    matched_dir: str, rejects_dir: str, picked_dir: str | None = None, seed: int = 0,
+                    mode: str | None = None) -> dict:
     """Phase 2b on Spark: matched/ and rejects/ files (and each image's pick for the sample in
     `picked_dir`); returns the summed task results."""
     os.makedirs(matched_dir, exist_ok=True)
@@ -286,8 +303,9 @@ def group_and_count(spark, state_dir: str, runs: int, exchange_dir: str, buckets
                              exchange_dir=exchange_dir, reject_chunks=chunks_bc, matched_dir=matched_dir,
                              rejects_dir=rejects_dir, picked_dir=picked_dir, seed=seed)
     try:
-        return merged(sc.parallelize(range(tasks), tasks).mapPartitions(body), grouping.merge_results,
-                      grouping.new_result)
+        with PhaseProgress(sc, "curate 3/4 group per image", tasks, "buckets", "texts", mode) as p:
+            return merged(sc.parallelize(range(tasks), tasks).mapPartitions(
+                Counted(body, p.done, p.items, _total("texts_in"))), grouping.merge_results, grouping.new_result)
     finally:
         chunks_bc.unpersist()
 
@@ -296,14 +314,21 @@ def _compression(cfg: CurateConfig) -> str | None:
     return None if cfg.state_compression in (None, "none") else cfg.state_compression
 
 
+# An exchange task memory-maps its whole chunk of inputs at once: at most this many, far below
+# the kernel's vm.max_map_count (65,530 by default) whatever the crawl's size.
+MAX_INPUTS_PER_RUN = 1024
+
+
 def exchange_runs(cfg: CurateConfig, n_inputs: int, default_parallelism: int) -> int:
-    """How many exchange runs: fixed by the settings and the cluster, never by the input count
-    (so the bucket phase opens runs x buckets files: linear in the data); at most one per input."""
-    return max(1, min(n_inputs, cfg.exchange_tasks or 2 * default_parallelism))
+    """How many exchange runs: fixed by the settings and the cluster (so the bucket phase opens
+    runs x buckets files, linear in the data), at most one per input, and enough that no task
+    maps more than MAX_INPUTS_PER_RUN inputs."""
+    runs = cfg.exchange_tasks or 2 * default_parallelism
+    return max(1, min(n_inputs, max(runs, math.ceil(n_inputs / MAX_INPUTS_PER_RUN))))
 
 
 def sample_curated(spark, buckets: int, matched_dir: str, curated_dir: str, probs_by_lang: dict, seed: int,
-                   picked_dir: str | None = None) -> dict:
+                   picked_dir: str | None = None, mode: str | None = None) -> dict:
     """Phase 3 on Spark: curated/ files (epoch 0); returns the summed task results."""
     os.makedirs(curated_dir, exist_ok=True)
     sc = spark.sparkContext
@@ -311,8 +336,9 @@ def sample_curated(spark, buckets: int, matched_dir: str, curated_dir: str, prob
     body = functools.partial(curate_partition, matched_dir=matched_dir, curated_dir=curated_dir,
                              probs_by_lang=bc, seed=seed, epoch=0, picked_dir=picked_dir)
     try:
-        return merged(sc.parallelize(range(buckets), buckets).mapPartitions(body), grouping.merge_results,
-                      grouping.new_result)
+        with PhaseProgress(sc, "curate 4/4 sample", buckets, "parts", "curated", mode) as p:
+            return merged(sc.parallelize(range(buckets), buckets).mapPartitions(
+                Counted(body, p.done, p.items, _total("curated"))), grouping.merge_results, grouping.new_result)
     finally:
         bc.unpersist()
 
@@ -328,9 +354,19 @@ def build_session(cfg: CurateConfig):
     return build_spark(APP_NAME, cfg.master, cfg.extra_spark_conf, local_conf=LOCAL_SPARK_CONF)
 
 
-def preflight(cfg: CurateConfig) -> tuple[list[str], dict]:
-    """(input files, metadata manifest), or a one-line ValueError/OSError: everything a run checks
-    before Spark starts (settings, inputs, metadata, and whether --output may be written)."""
+def dropped_inputs(output: str, inputs: list[str]) -> list[str]:
+    """The inputs the earlier complete output at `output` covered that `inputs` leave out."""
+    ledger_uri = CurateOutput(output).ledger
+    if not (storage.is_complete(output) and storage.exists(ledger_uri)):
+        return []
+    covered = {e["path"] for e in runs.read_json(ledger_uri).get("inputs", {}).values()}
+    return sorted(covered - set(inputs))
+
+
+def preflight(cfg: CurateConfig) -> tuple[list[str], dict, list[str]]:
+    """(input files, metadata manifest, inputs dropped from the earlier output), or a one-line
+    ValueError/OSError: everything a run checks before Spark starts (settings, inputs, metadata,
+    whether --output may be written and whether the run would silently drop inputs)."""
     cfg.validate_for_run()
     if storage.is_s3(cfg.output):
         raise ValueError("output must be a local or shared filesystem path (s3:// outputs are not supported yet)")
@@ -339,27 +375,36 @@ def preflight(cfg: CurateConfig) -> tuple[list[str], dict]:
     meta = read_metadata_manifest(cfg.metadata)
     if cfg.en_lang not in meta["languages"]:
         raise ValueError(f"metadata {cfg.metadata} has no {cfg.en_lang!r} entries: t_lang needs the reference language")
-    return inputs, meta
+    dropped = dropped_inputs(cfg.output, inputs)
+    if dropped and not cfg.drop_missing_inputs:
+        raise ValueError(f"{len(dropped)} inputs of the earlier output {cfg.output} are not among this run's inputs "
+                         f"(e.g. {dropped[0]}): give them again, or --drop-missing-inputs to publish without them")
+    return inputs, meta, dropped
 
 
-def run(cfg: CurateConfig, spark=None, progress=print, prepared: tuple[list[str], dict] | None = None) -> dict:
+def run(cfg: CurateConfig, spark=None, progress=print, prepared: tuple[list[str], dict, list[str]] | None = None,
+        show_progress: bool | None = None, locked: bool = False) -> dict:
     """Run the job; returns the manifest. Uses `spark` when given, else builds a session;
-    `prepared` is what preflight(cfg) returned when the caller checked before starting Spark."""
+    `prepared` is what preflight(cfg) returned when the caller checked before starting Spark,
+    `locked` says the caller holds the output lock (runs.output_lock) already."""
     t0 = time.time()
-    inputs, meta = prepared if prepared is not None else preflight(cfg)
+    inputs, meta, dropped = prepared if prepared is not None else preflight(cfg)
     code = runs.code_version(CODE_FILES)
     lid = lid_model_id(cfg.lid_model)
     fingerprint = stage1_fingerprint(cfg, meta["version"], lid, code)
 
     if spark is None:
         spark = build_session(cfg)
-    manifest = _run(cfg, spark, t0, inputs, meta, code, lid, fingerprint, progress)
+    mode = progress_mode(progress is print if show_progress is None else show_progress)
+    lock = contextlib.nullcontext() if locked else runs.output_lock(os.path.abspath(cfg.output), JOB)
+    with lock:
+        manifest = _run(cfg, spark, t0, inputs, meta, code, lid, fingerprint, progress, mode, dropped)
     print_summary(manifest, os.path.abspath(cfg.output), progress)
     return manifest
 
 
 def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, code: str, lid: dict,
-         fingerprint: str, progress) -> dict:
+         fingerprint: str, progress, mode: str | None = None, dropped: list[str] = ()) -> dict:
     timings: dict[str, float] = {}
 
     def mark(name: str, since: float) -> float:
@@ -374,14 +419,14 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
     ids = [input_id(p) for p in inputs]
 
     state_dir = os.path.join(state_root(cfg), fingerprint)  # one settings fingerprint's state
-    with runs.output_lock(output, JOB), storage.publish(output) as staging:
+    with storage.publish(output) as staging:
         os.makedirs(staging)
         new = CurateOutput(staging)
         reused, new_inputs, ledger, keys = plan_inputs(inputs, state_dir, cfg.incremental)
         progress(f"curate: {len(inputs)} inputs ({len(reused)} with state from an earlier run, "
                  f"{len(new_inputs)} to read), metadata {meta_version}, {len(languages)} languages, t_en={cfg.t_en:,}")
         t = time.time()
-        per_input = process_inputs(spark, cfg, new_inputs, state_dir, keys) if new_inputs else {}
+        per_input = process_inputs(spark, cfg, new_inputs, state_dir, keys, mode) if new_inputs else {}
         new_inputs_ids = list(per_input)
         for iid in reused:
             per_input[iid] = grouping.read_input_stats(state_dir, keys[iid])
@@ -408,14 +453,14 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         # 2. the exchange (inputs' texts by uuid bucket), then matched/ and rejects/ (one task per
         # uuid bucket), entry counts
         n_runs = exchange_runs(cfg, len(ids), spark.sparkContext.defaultParallelism)
-        exchanged = exchange(spark, state_dir, state_keys, buckets, n_runs, new.exchange, _compression(cfg))
+        exchanged = exchange(spark, state_dir, state_keys, buckets, n_runs, new.exchange, _compression(cfg), mode)
         if exchanged["totals"].get("exchanged", 0) != matched_texts_in:
             raise RuntimeError(f"the exchange moved {exchanged['totals']} texts, stage 1 stored {matched_texts_in}")
         t = mark("exchange", t)
         matched_dir = new.matched
         picked_dir = new.picked  # scratch: removed before publishing
         grouped = group_and_count(spark, state_dir, n_runs, new.exchange, buckets, chunks, matched_dir, new.rejects,
-                                  picked_dir, cfg.seed)
+                                  picked_dir, cfg.seed, mode)
         shutil.rmtree(new.exchange, ignore_errors=True)
         totals = grouped["totals"]
         images = int(totals.get("images", 0))
@@ -442,7 +487,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         t = mark("counts_thresholds", t)
 
         sampled = sample_curated(spark, buckets, matched_dir, new.curated,
-                                 {k: probs_by_lang[k] for k in matched_by_lang}, cfg.seed, picked_dir)
+                                 {k: probs_by_lang[k] for k in matched_by_lang}, cfg.seed, picked_dir, mode)
         shutil.rmtree(picked_dir, ignore_errors=True)
         curated_rows = int(sampled["totals"].get("curated", 0))
         acct.add("sample", images, curated_rows, {"not_sampled": images - curated_rows})
@@ -468,7 +513,8 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             "metadata": {"uri": cfg.metadata, "version": meta_version},
             "lid_model": lid,
             "code_version": code,
-            "inputs": {"count": len(inputs), "reused": len(reused), "read": len(new_inputs), "paths": inputs},
+            "inputs": {"count": len(inputs), "reused": len(reused), "read": len(new_inputs), "paths": inputs,
+                       "dropped": list(dropped)},
             "rows": rows,
             "languages_dropped_by_t0": sorted(k for k, v in thresholds.items() if v["drops_language"]),
             "accounting": acct.to_dict(),
@@ -482,6 +528,12 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             "spark": {"version": spark.version, "master": spark.sparkContext.master,
                       "default_parallelism": spark.sparkContext.defaultParallelism},
             "stage1_fingerprint": fingerprint,
+            # what the exchange cost: files opened (inputs once, then runs per bucket) and the most
+            # memory maps one task held, against what opening every input per bucket would take
+            "exchange": {"runs": n_runs, "buckets": buckets,
+                         "opens": int(exchanged["totals"].get("opens_exchange", 0) + totals.get("opens_group", 0)),
+                         "opens_inputs_x_buckets": len(ids) * buckets,
+                         "max_maps_per_task": int(max(exchanged["totals"].get("max_maps", 0), n_runs))},
             "en_max_count": int(counts_by_lang[cfg.en_lang].max(initial=0)),
         }
         runs.write_json(new.manifest, manifest)  # last, before publish's _SUCCESS
@@ -509,6 +561,10 @@ def print_summary(manifest: dict, output: str, progress=print) -> None:
     if dropped:
         progress(f"warning: t_lang = 0 drops every text of {', '.join(dropped)}: English's tail proportion p is "
                  "closer to 0 than to these languages' smallest count share (input too small for this t_en)")
+    dropped = manifest["inputs"].get("dropped") or []
+    if dropped:
+        progress(f"note: {len(dropped)} inputs of the earlier output are not in this one (--drop-missing-inputs), "
+                 f"e.g. {dropped[0]}; the manifest lists them")
     progress(f"outputs: {output}")
     for name in CurateOutput.PUBLISHED:
         progress(f"  {name:<16} {os.path.join(output, name)}")
@@ -526,8 +582,11 @@ def main(argv=None) -> int:
         prepared = preflight(cfg)
     except (ValueError, OSError) as e:
         return user_error("curate", e)
-    spark = build_session(cfg)
-    run(cfg, spark, prepared=prepared)
+    try:
+        with runs.output_lock(os.path.abspath(cfg.output), JOB):  # a held lock is a user error, before Spark
+            run(cfg, build_session(cfg), prepared=prepared, locked=True)
+    except runs.LockHeld as e:
+        return user_error("curate", e)
     return 0
 
 

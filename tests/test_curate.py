@@ -317,3 +317,34 @@ def test_many_uuid_buckets_give_the_same_content(spark, sample, baseline, tmp_pa
     assert sorted(rows(out, "rejects"), key=key) == sorted(rows(base, "rejects"), key=key)
     assert json.load(open(out / "thresholds.json")) == json.load(open(base / "thresholds.json"))
     assert manifest["accounting"] == baseline[1]["accounting"] and manifest["rows"] == baseline[1]["rows"]
+
+
+def test_inputs_left_off_a_rerun_are_refused_unless_dropped_explicitly(spark, sample, tmp_path):
+    out = tmp_path / "drop"
+    run(_cfg(sample, out, inputs=sample["wat_files"][:3]), spark, progress=_quiet)
+    before = _files_rows(out / "matched")
+    with pytest.raises(ValueError, match="--drop-missing-inputs"):
+        run(_cfg(sample, out, inputs=sample["wat_files"][:2]), spark, progress=_quiet)
+    assert _files_rows(out / "matched") == before  # nothing was published
+    lines = []
+    manifest = run(_cfg(sample, out, inputs=sample["wat_files"][:2], drop_missing_inputs=True), spark,
+                   progress=lines.append)
+    assert manifest["inputs"]["dropped"] == [sample["wat_files"][2]]
+    assert any("not in this one" in ln and sample["wat_files"][2] in ln for ln in lines)
+
+
+def test_the_job_shows_each_phase_in_a_log_and_a_held_lock_is_a_one_line_error(sample, tmp_path):
+    out = tmp_path / "logged"
+    args = [sys.executable, os.path.join(ROOT, "jobs", "curate.py"), "--metadata", sample["metadata"],
+            "--output", str(out), "--t-en", str(T_EN), "--master", "local[1]", "--input", sample["wat_files"][0]]
+    res = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for phase in ("curate 1/4 read+LID+match: 1/1 inputs", "curate 2/4 exchange: 1/1 runs",
+                  "curate 3/4 group per image:", "curate 4/4 sample:"):
+        assert phase in res.stderr, res.stderr[-2000:]
+    from curation.runs import output_lock
+
+    with output_lock(str(out), "curate"):  # another run holds it
+        held = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "JAVA_HOME": "/nonexistent-java"})  # refused before Spark
+    assert held.returncode == 2 and held.stderr.count("\n") == 1 and "holds the lock" in held.stderr, held.stderr
