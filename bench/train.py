@@ -26,9 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from training.config import TrainConfig  # noqa: E402
 from training.loss import ContrastiveLoss  # noqa: E402
 from training.model import CLIP, count_flops_per_sample  # noqa: E402
-from training.train import TrainConfig, build_optimizer  # noqa: E402
+from training.optim import build_optimizer  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0,

@@ -236,8 +236,9 @@ def test_bad_image_bytes_are_counted_not_fatal(tmp_path):
 
 
 def test_model_shapes_checkpointing_and_weight_decay_groups():
+    from training.config import OptimConfig
     from training.model import CLIP, ModelConfig, count_flops_per_sample
-    from training.train import OptimConfig, build_optimizer
+    from training.optim import build_optimizer
 
     cfg = ModelConfig.from_dict({"embed_dim": 16, "quick_gelu": False,
                                  "vision": {"image_size": 16, "patch_size": 8, "width": 16, "layers": 2, "heads": 2},
@@ -278,7 +279,7 @@ def test_contrastive_loss_single_process():
 
 
 def test_lr_schedule_warmup_then_cosine():
-    from training.train import WarmupCosine
+    from training.optim import WarmupCosine
 
     s = WarmupCosine(10, 100, 0.1)
     assert s(0) == pytest.approx(0.1) and s(9) == pytest.approx(1.0)
@@ -386,3 +387,64 @@ def test_training_reads_shards_from_s3(sample_root, tmp_path, s3_server, s3_buck
     rep = train(["--config", str(cfg), "--data", uri, "--output", str(tmp_path / "s3run"), "--quiet"])
     assert rep["finished"] and set(rep["eval"]["retrieval"]) == set(probs_local)
     assert "zero_shot" in rep["eval"]
+
+
+# --- shard listing and the command line ------------------------------------------------------------
+
+
+def _dataset_dir(root: Path) -> list[str]:
+    """A download-style images/ directory: two shards, one nested, and the side files readers skip."""
+    names = ["shard-00000.parquet", "more/shard-00001.parquet", "_failed/shard-00000.parquet",
+             "_dedup/duplicates.parquet", "_SUCCESS", ".shard-00002.parquet.tmp", "notes.txt"]
+    for n in names:
+        (root / n).parent.mkdir(parents=True, exist_ok=True)
+        (root / n).write_bytes(b"x")
+    return names
+
+
+def test_shard_listing_skips_side_files_locally_and_on_s3(tmp_path, s3_server, s3_bucket):
+    import boto3
+
+    from curation import storage
+
+    images = tmp_path / "images"
+    names = _dataset_dir(images)
+    want = [str(images / "more/shard-00001.parquet"), str(images / "shard-00000.parquet")]
+    assert storage.expand(images, suffix=".parquet") == want
+    assert storage.expand(str(images / "*.parquet"), suffix=".parquet") == want[1:]
+    assert storage.expand(images / "notes.txt", suffix=".parquet") == [str(images / "notes.txt")], "named: kept"
+    with pytest.raises(FileNotFoundError):
+        storage.expand([images, tmp_path / "typo"], suffix=".parquet")
+    with pytest.raises(FileNotFoundError, match="no files ending in .parquet"):
+        storage.expand(str(tmp_path / "images/*.npy"), suffix=".parquet")
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    for n in names:
+        s3.put_object(Bucket=s3_bucket, Key=f"run/images/{n}", Body=b"x")
+    remote = [f"s3://{s3_bucket}/run/images/more/shard-00001.parquet", f"s3://{s3_bucket}/run/images/shard-00000.parquet"]
+    assert storage.expand(f"s3://{s3_bucket}/run/images", suffix=".parquet") == remote
+    assert storage.expand(f"s3a://{s3_bucket}/run/images/", suffix=".parquet") == remote
+
+
+def test_training_cli_layers_defaults_file_set_and_flags(tmp_path):
+    from training.config import OptimConfig, TrainConfig
+    from training.train import parse_args
+
+    cfg_file = micro_config(tmp_path / "micro.json", steps=7, workers=1)
+    _, cfg = parse_args(["--output", "o"])
+    assert cfg == TrainConfig() and cfg.optim.steps == OptimConfig().steps
+    _, cfg = parse_args(["--output", "o", "--config", str(cfg_file)])
+    assert (cfg.optim.steps, cfg.data.workers, cfg.model.embed_dim, cfg.run.evaluate) == (7, 1, 32, True)
+    _, cfg = parse_args(["--output", "o", "--config", str(cfg_file), "--set", "optim.steps=9", "--set", "lr=0.5",
+                         "--steps", "11", "--no-eval", "--no-local-loss", "--data", "d", "--tokenizer", "t.json",
+                         "--set", "data.crop_scale=0.5,1"])
+    assert (cfg.optim.steps, cfg.optim.lr, cfg.run.evaluate, cfg.run.local_loss) == (11, 0.5, False, False)
+    assert (cfg.data.root, cfg.tokenizer.path, cfg.data.crop_scale) == ("d", "t.json", (0.5, 1.0))
+    assert cfg.optim.warmup_steps == 2, "the file's value stays where nothing overrides it"
+    for bad in (["--set", "optim.nope=1"], ["--set", "nope=1"], ["--mode", "sideways"], ["--steps", "x"]):
+        with pytest.raises(SystemExit):
+            parse_args(["--output", "o", "--config", str(cfg_file), *bad])
+    typo = json.loads(cfg_file.read_text())
+    typo["optim"]["step"] = 3
+    (tmp_path / "typo.json").write_text(json.dumps(typo))
+    with pytest.raises(ValueError, match="step"):
+        TrainConfig.from_json(tmp_path / "typo.json")

@@ -37,11 +37,11 @@ def test_two_process_ddp_gloo(tmp_path):
     sample_shards.generate(data, sample_shards.SampleConfig(seed=4, train_images=300, shards=2, row_group_rows=50))
     out = tmp_path / "run"
     steps = 12  # > one epoch per rank, so epochs roll over mid-run
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), GLOO_SOCKET_IFNAME="lo")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "training.train", "--config", str(_config(tmp_path / "c.json", steps)), "--data", str(data),
            "--output", str(out), "--quiet", "--no-eval", "--log-samples", "--cpu"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)  # 2 cores under load
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     # identical weights on both ranks (bitwise digest written by each rank)
@@ -73,12 +73,19 @@ def test_two_process_ddp_gloo(tmp_path):
 
 
 def _loss_worker(rank: int, world: int, init_file: str, local_loss: bool, out_dir: str) -> None:
+    import faulthandler
+    from datetime import timedelta
+
     import torch.distributed as dist
 
     from training.loss import ContrastiveLoss
 
+    faulthandler.enable()  # a rank killed by a signal prints where it was (pytest shows it on failure)
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # loopback, whatever this host's name resolves to
+    # a lost peer is an error with a traceback within minutes, not a 30-minute hang
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=timedelta(minutes=5))
     g = torch.Generator().manual_seed(0)
     img_all = torch.randn(world * 4, 8, generator=g)
     txt_all = torch.randn(world * 4, 8, generator=g)

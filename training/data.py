@@ -19,14 +19,12 @@ and a restarted worker skips exactly that many items (without decoding them).
 
 from __future__ import annotations
 
-import glob
 import io
 import logging
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +33,7 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from curation import balance, sampling
+from curation import balance, sampling, storage
 from curation.schemas import ENTRY_IDS
 
 log = logging.getLogger(__name__)
@@ -59,71 +57,26 @@ def curate_rows(uuids: Sequence[str], texts_lists: Sequence[Sequence[dict] | Non
     return np.maximum(rows - texts.offsets.to_numpy()[:-1], 0), keep
 
 
-def _is_s3(uri) -> bool:
-    return str(uri).startswith("s3://")
-
-
 def parquet_file(path: str) -> pq.ParquetFile:
     """A local path or an s3:// URI (ranged reads through curation.storage) as a ParquetFile."""
-    if _is_s3(path):
-        from curation import storage
-
-        return pq.ParquetFile(storage.open_read(path))
-    return pq.ParquetFile(path)
+    return pq.ParquetFile(storage.open_read(path) if storage.is_s3(path) else path)
 
 
 def load_entry_probs(root: str | os.PathLike) -> dict[str, np.ndarray]:
     """entry_probs/<lang>.npy files (local or s3://) -> {lang: float32 array} (no pickle)."""
-    out = {}
-    if _is_s3(root):
-        from curation import storage
-
-        for uri in storage.list_files(str(root)):
-            if uri.endswith(".npy"):
-                lang = uri.rsplit("/", 1)[1][:-4]
-                out[lang] = np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False).astype(np.float32)
-    else:
-        for p in sorted(Path(root).glob("*.npy")):
-            out[p.stem] = np.load(p, allow_pickle=False).astype(np.float32)
-    if not out:
-        raise FileNotFoundError(f"no entry_probs/<lang>.npy files under {root}")
-    return out
+    return {os.path.basename(uri)[:-len(".npy")]:
+            np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False).astype(np.float32)
+            for uri in storage.expand(root, suffix=".npy")}
 
 
 def load_curated(root: str | os.PathLike) -> dict[str, tuple[str, str]]:
     """curated/ Parquet rows -> {uuid: (text, lang)} for offline mode."""
     out = {}
-    for p in list_parquet(root):
+    for p in storage.expand(root, suffix=".parquet"):
         t = parquet_file(p).read(columns=["uuid", "text", "lang"])
         for u, x, lang in zip(*(t.column(c).to_pylist() for c in ("uuid", "text", "lang")), strict=True):
             out[u] = (x, lang)
     return out
-
-
-def list_parquet(spec: str | os.PathLike | Sequence[str]) -> list[str]:
-    """A directory, a glob, a file, an s3:// prefix/glob, or a list of them -> sorted Parquet paths.
-
-    Raises FileNotFoundError when nothing matches (a typo must not train on nothing).
-    """
-    specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
-    paths: list[str] = []
-    for s in specs:
-        s = str(s)
-        if _is_s3(s):
-            from curation import storage
-
-            found = storage.glob_paths(s) if any(ch in s for ch in "*?[") else storage.list_files(s)
-            paths += [u for u in found if u.endswith(".parquet")]
-        elif os.path.isdir(s):
-            paths += glob.glob(os.path.join(s, "*.parquet"))
-        elif any(ch in s for ch in "*?["):
-            paths += glob.glob(s)
-        elif os.path.isfile(s):
-            paths.append(s)
-    paths = sorted(set(paths))
-    if not paths:
-        raise FileNotFoundError(f"no Parquet shards match {spec!r}")
-    return paths
 
 
 REJECT_REASONS = ("not_sampled", "no_texts", "not_curated", "bad_image")
@@ -156,7 +109,8 @@ class ShardDataset(IterableDataset):
             raise ValueError("online curation needs entry_probs")
         if mode == "offline" and curated is None:
             raise ValueError("offline mode needs the curated/ texts")
-        self.paths = list_parquet(shards)
+        # `_`-prefixed side files (a download's _failed/, _dedup/) are not shards: storage.expand skips them
+        self.paths = storage.expand(shards, suffix=".parquet")
         self.mode, self.entry_probs, self.curated = mode, entry_probs, curated
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
         self.shuffle_buffer = max(1, int(shuffle_buffer))

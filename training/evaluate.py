@@ -21,14 +21,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from training.data import list_parquet, parquet_file
+from curation import storage
+from training.data import parquet_file
 from training.transforms import ImageTransform
 
 
 def load_heldout(spec) -> list[dict]:
     """Rows of held-out shards as {uuid, image (bytes), text, lang}; rows without a text are skipped."""
     rows = []
-    for p in list_parquet(spec):
+    for p in storage.expand(spec, suffix=".parquet"):
         t = parquet_file(p).read(columns=["uuid", "image", "texts"])
         for u, img, texts in zip(*(t.column(c).to_pylist() for c in ("uuid", "image", "texts")), strict=True):
             if texts:

@@ -9,9 +9,7 @@ checkpointing recomputes each block in backward.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
@@ -62,11 +60,6 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def load_config(path: str | os.PathLike) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 class QuickGELU(nn.Module):

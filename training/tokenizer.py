@@ -22,6 +22,7 @@ import torch
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
 
+from curation import storage
 from curation.storage import atomic_local_path
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
@@ -141,6 +142,19 @@ def load_or_train(path: str | os.PathLike | None, context_length: int, texts: It
     return tok
 
 
+def shard_texts(spec, limit: int = 200_000) -> list[str]:
+    """Every matched text of image shards (IMAGES schema), up to `limit`: a trained tokenizer's corpus."""
+    from training.data import parquet_file  # local import: data.py imports the dataset machinery
+
+    out: list[str] = []
+    for p in storage.expand(spec, suffix=".parquet"):
+        for texts in parquet_file(p).read(columns=["texts"]).column("texts").to_pylist():
+            out.extend(t["text"] for t in (texts or []))
+            if len(out) >= limit:
+                return out
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train a multilingual BPE tokenizer (default: on the sample captions).")
     ap.add_argument("--output", default="build/tokenizer.json")
@@ -153,9 +167,9 @@ def main(argv: list[str] | None = None) -> None:
         with open(a.texts, encoding="utf-8") as f:
             texts = [line.rstrip("\n") for line in f if line.strip()]
     elif a.curated:
-        from training.data import list_parquet, parquet_file
+        from training.data import parquet_file
 
-        texts = [t for p in list_parquet(a.curated)
+        texts = [t for p in storage.expand(a.curated, suffix=".parquet")
                  for t in parquet_file(p).read(columns=["text"]).column("text").to_pylist() if t]
     else:
         from training import sample_shards
