@@ -16,6 +16,8 @@ rejected by reason).
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import json
 import os
 import threading
@@ -31,57 +33,102 @@ from curation.schemas import MATCHED_TEXT, REJECTS
 
 # --- per-worker resources ------------------------------------------------------------------------
 
-_RESOURCES: dict[tuple, WorkerResources] = {}
+_RESOURCES: dict[tuple, WorkerResources] = {}  # settings -> the resources of the metadata version last seen
 _RESOURCES_LOCK = threading.Lock()
+
+
+def _current_manifest(metadata: str, cache_dir: str | None) -> tuple[str, str]:
+    """(local directory holding the metadata's current manifest, that manifest's sha256).
+
+    For s3:// metadata the manifest is fetched (a HEAD when its ETag is unchanged) and copied
+    into `<cache>/metadata/<bucket>/<key>/<digest>/`, where that version's automata are
+    downloaded too: a directory replaced at the same URI gets a new cache directory, never the
+    old version's automata under the new manifest.
+    """
+    from curation import metadata_dir
+
+    if not metadata.startswith("s3://"):
+        return metadata, metadata_dir.manifest_sha256(metadata)
+    from curation import storage
+
+    base = os.path.join(cache_dir or storage.default_cache_dir(), "metadata", *storage.split_s3(metadata))
+    fetched = storage.download_to_local(storage.join(metadata, metadata_dir.MANIFEST),
+                                        os.path.join(base, metadata_dir.MANIFEST))
+    digest = metadata_dir.file_sha256(fetched)
+    root = os.path.join(base, digest[:32])
+    if not os.path.isfile(os.path.join(root, metadata_dir.MANIFEST)):
+        storage.download_to_local(fetched, os.path.join(root, metadata_dir.MANIFEST))
+    return root, digest
 
 
 class WorkerResources:
     """The LID model and the metadata automata of one Python worker, loaded once and shared.
 
     `metadata` is a local directory or an s3:// prefix; for S3 the manifest and each automaton
-    are downloaded on first use into a local cache (curation.storage), keyed by bucket/key.
+    are downloaded on first use into a local cache keyed by the manifest's sha256
+    (`_current_manifest`). Every automaton is checked against the manifest's digest before it
+    is loaded (curation.metadata_dir); a cached download that fails the check is fetched again
+    once, so a replaced object or a damaged cache file is not kept.
     """
 
     def __init__(self, metadata: str, lid_model: str | None, max_loaded: int, cache_dir: str | None = None,
                  max_loaded_mb: float = 0):
         from curation.lid import LanguageIdentifier
-        from curation.metadata_dir import MANIFEST, MetadataDir
+        from curation.metadata_dir import MetadataDir
 
         self.metadata_uri = metadata
         self.lid = LanguageIdentifier(lid_model)
         self._remote = metadata.startswith("s3://")
-        if self._remote:
-            from curation import storage
-
-            root = os.path.join(cache_dir or storage.default_cache_dir(), "metadata", *storage.split_s3(metadata))
-            storage.download_to_local(storage.join(metadata, MANIFEST), os.path.join(root, MANIFEST))
-            self.local_root = root
-        else:
-            self.local_root = metadata
+        self.local_root, digest = _current_manifest(metadata, cache_dir)
         self.metadata = MetadataDir(self.local_root, max_loaded=max_loaded, max_loaded_mb=max_loaded_mb)
+        if self._remote and self.metadata.manifest_sha256 != digest:
+            raise ValueError(f"{self.local_root}: cached manifest does not match its digest {digest}; remove the cache")
+        self.manifest_sha256 = self.metadata.manifest_sha256  # the metadata version these resources hold
         self.languages = frozenset(self.metadata.languages())
 
     def automaton(self, lang: str):
-        if self._remote:
-            local = os.path.join(self.local_root, "automata", f"{lang}.ac")
-            if not os.path.exists(local):
-                from curation import storage
+        if not self._remote:
+            return self.metadata.automaton(lang)
+        import contextlib
 
-                storage.download_to_local(storage.join(self.metadata_uri, "automata", f"{lang}.ac"), local)
-        return self.metadata.automaton(lang)
+        from curation import storage
+        from curation.metadata_dir import MetadataChecksumError
+
+        rel = f"automata/{lang}.ac"
+        local = os.path.join(self.local_root, rel)
+        if not os.path.exists(local):
+            storage.download_to_local(storage.join(self.metadata_uri, rel), local)
+        try:
+            return self.metadata.automaton(lang)
+        except MetadataChecksumError:
+            with contextlib.suppress(FileNotFoundError):  # another thread may have removed it first
+                os.unlink(local)  # damaged, or downloaded from a newer version: fetch once more
+            storage.download_to_local(storage.join(self.metadata_uri, rel), local)
+            return self.metadata.automaton(lang)
 
 
 def worker_resources(metadata: str, lid_model: str | None, max_loaded: int = 16, cache_dir: str | None = None,
-                     max_loaded_mb: float = 0):
-    """The process-wide WorkerResources for these settings (created on first call)."""
+                     max_loaded_mb: float = 0, expected_manifest_sha256: str | None = None):
+    """The process-wide WorkerResources for these settings and the metadata's current version.
+
+    Called once per task: it reads the manifest's digest (a HEAD request for S3) and builds new
+    resources when the metadata at `metadata` was replaced since the last call, so a reused
+    Python worker never matches with the automata of a version the run did not read. With
+    `expected_manifest_sha256` (the digest of the manifest the driver read), metadata replaced
+    during the run is an error rather than a run that mixes two versions.
+    """
     key = (metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
+    _root, digest = _current_manifest(metadata, cache_dir)
+    if expected_manifest_sha256 is not None and digest != expected_manifest_sha256:
+        raise ValueError(f"{metadata}: the metadata changed during the run (manifest sha256 {digest}, "
+                         f"the run read {expected_manifest_sha256})")
     res = _RESOURCES.get(key)
-    if res is None:
+    if res is None or res.manifest_sha256 != digest:
         with _RESOURCES_LOCK:
             res = _RESOURCES.get(key)
-            if res is None:
+            if res is None or res.manifest_sha256 != digest:
                 res = WorkerResources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
-                _RESOURCES[key] = res
+                _RESOURCES[key] = res  # the old version's resources go with their last user
     return res
 
 
@@ -130,7 +177,8 @@ class Annotator:
     """
 
     def __init__(self, input_id: str, source: str, resources: WorkerResources, batch_size: int = 4096,
-                 min_lid_prob: float = 0.0, count_only: Iterable[str] = (), max_queued: int | None = None):
+                 min_lid_prob: float = 0.0, count_only: Iterable[str] = (), max_queued: int | None = None,
+                 sample_every: int = 0, sample_max: int = 0):
         from curation.inputs import EventCounter
 
         self.input_id = input_id
@@ -139,7 +187,13 @@ class Annotator:
         self.batch_size = batch_size
         self.max_queued = max_queued or 16 * batch_size
         self.min_lid_prob = min_lid_prob
+        # bulk reasons (most of the web: unmatched texts, request records...): their reject rows
+        # are a deterministic sample by content, 1 in `sample_every` by a hash of the detail, at
+        # most the `sample_max` smallest hashes per reason (a bottom-k: the same rows whatever the
+        # order or batching of the input); every other reason keeps a row per reject
         self.count_only = frozenset(count_only)
+        self.sample_every, self.sample_max = sample_every, sample_max
+        self.bulk: dict[str, list[tuple[int, str, str]]] = {}  # reason -> max-heap of (-hash, stage, detail)
         self.acct = StageAccounting()
         self.counter = EventCounter()
         self.lid_langs: Counter = Counter()
@@ -181,9 +235,13 @@ class Annotator:
         dropped = unknown[group]
         rejected: Counter = Counter()
         rejected["no_metadata_lang"] = int(dropped.sum())
+        if rejected["no_metadata_lang"]:
+            self._text_rejects("lid", "no_metadata_lang", np.flatnonzero(dropped), texts, idx, label_strings)
         if self.min_lid_prob > 0:
             low = ~dropped & ~(probs >= self.min_lid_prob)
             rejected["low_lid_prob"] = int(low.sum())
+            if rejected["low_lid_prob"]:
+                self._text_rejects("lid", "low_lid_prob", np.flatnonzero(low), texts, idx, label_strings)
             dropped |= low
         self.acct.add("lid", n, n - sum(rejected.values()), rejected)
         kept = np.flatnonzero(~dropped)
@@ -209,6 +267,22 @@ class Annotator:
         while self.queued > self.max_queued:
             yield from self._match(max(sorted(self.queues), key=lambda k: self.queued_by_lang[k]))
 
+    def _text_rejects(self, stage: str, reason: str, rows: np.ndarray, texts: Sequence[str], idx=None,
+                      labels=None) -> None:
+        """Reject rows (or their sample) for texts[rows]; the detail names the LID label when known."""
+        from curation.inputs import excerpt
+
+        rows = rows.tolist()
+
+        def detail(j: int) -> str:
+            i = rows[j]
+            return (f"{labels[int(idx[i])].as_py()}: " if idx is not None else "") + excerpt(texts[i])
+
+        if reason in self.count_only:
+            self._bulk_rows(stage, reason, [texts[i] for i in rows], detail)
+        else:
+            self.rejects.extend((stage, reason, detail(j)) for j in range(len(rows)))
+
     def _match(self, lang: str) -> Iterator[pa.RecordBatch]:
         from curation.matcher import match_batch_flat
 
@@ -223,6 +297,8 @@ class Annotator:
         matched = sizes > 0
         n = int(matched.sum())
         self.acct.add("match", m, n, {"no_match": m - n})
+        if m > n:
+            self._text_rejects("match", "no_match", np.flatnonzero(~matched), texts)
         if not n:
             return
         self.matched_langs[lang] += n
@@ -263,15 +339,36 @@ class Annotator:
             "detail": [r[2] for r in rejects],
         })
 
+    def _bulk_rows(self, stage: str, reason: str, keys: Sequence[str], detail=lambda j: "") -> None:
+        """Offer rejects of a bulk reason to its sample (kept until the input ends): reject j is
+        chosen by a hash of keys[j] (its content); detail(j) is built for the chosen only."""
+        if self.sample_every <= 0 or self.sample_max <= 0:
+            return
+        heap = self.bulk.setdefault(reason, [])
+        for j, key in enumerate(keys):
+            h = int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+            if h % self.sample_every or (len(heap) >= self.sample_max and -heap[0][0] <= h):
+                continue
+            item = (-h, stage, detail(j))
+            if len(heap) < self.sample_max:
+                heapq.heappush(heap, item)
+            else:
+                heapq.heapreplace(heap, item)
+
+    def _reject_rows(self, stage: str, reason: str, details: Sequence[str]) -> None:
+        """Reject rows for `details` (one per reject): all of them, or the sample of a bulk reason."""
+        if reason in self.count_only:
+            self._bulk_rows(stage, reason, details, details.__getitem__)
+        else:
+            self.rejects.extend((stage, reason, d) for d in details)
+
     def _reject(self, reason: str, detail: str) -> Iterator[pa.RecordBatch]:
         from curation.inputs import RECORD_REJECT_REASONS
 
-        if reason not in self.count_only:
-            stage = "read" if reason in RECORD_REJECT_REASONS else "extract"
-            self.rejects.append((stage, reason, detail))
-            if len(self.rejects) >= self.batch_size:
-                yield self._rejects_batch(self.rejects)
-                self.rejects = []
+        self._reject_rows("read" if reason in RECORD_REJECT_REASONS else "extract", reason, [detail])
+        if len(self.rejects) >= self.batch_size:
+            yield self._rejects_batch(self.rejects)
+            self.rejects = []
 
     def stats(self) -> dict:
         return {
@@ -284,6 +381,9 @@ class Annotator:
     def _finish(self) -> Iterator[pa.RecordBatch]:
         for lang in sorted(self.queues):
             yield from self._match(lang)
+        for reason in sorted(self.bulk):  # the bulk reasons' samples, by hash
+            self.rejects.extend((stage, reason, detail) for _h, stage, detail in sorted(self.bulk[reason], reverse=True))
+        self.bulk = {}
         if self.rejects:
             yield self._rejects_batch(self.rejects)
             self.rejects = []

@@ -21,7 +21,8 @@ INPUT_FORMATS = ("auto", *FORMATS)
 STATE_COMPRESSIONS = ("none", "lz4", "zstd")
 # Fields that change what the per-input stage produces (its texts and saved reject rows): a
 # different value invalidates the incremental state of an earlier run.
-STAGE1_FIELDS = ("input_format", "url_col", "text_col", "lid_model", "min_lid_prob", "count_only_reasons")
+STAGE1_FIELDS = ("input_format", "url_col", "text_col", "lid_model", "min_lid_prob", "sampled_reasons",
+                 "reject_sample_every", "reject_sample_max")
 # A JSON config file holds the fields, or has them under this key (one file for several jobs).
 SECTION = "curate"
 
@@ -59,12 +60,15 @@ class CurateConfig(config_cli.ConfigMixin):
     # output files = ceil(rows / rows_per_file), a pure function of the data; also the parallelism
     # of grouping texts per image
     rows_per_file: int = option(250_000, help="rows per output file (also the parallelism of grouping per image)")
-    # reasons only counted (in the report), not written row by row to rejects/: they are the bulk of
-    # the web (request records, images without alt, unmatched texts) rather than bad input
-    count_only_reasons: tuple[str, ...] = option(
-        ("not_metadata", "not_response", "not_html", "no_image_links", "no_text",
-         "no_metadata_lang", "no_match", "duplicate_text", "not_sampled"),
-        cli=False, help="reject reasons only counted in the report, not written to rejects/")
+    # bulk reasons: the normal filtering of the web (request records, images without alt, texts in
+    # a language without metadata, unmatched texts) rather than bad input. rejects/ keeps a
+    # deterministic sample of their rows; every other reason keeps a row per reject
+    sampled_reasons: tuple[str, ...] = option(
+        ("not_metadata", "not_response", "not_html", "no_image_links", "no_text", "no_metadata_lang", "no_match"),
+        cli=False, help="bulk reject reasons whose rows rejects/ samples (every other reason: all rows)")
+    reject_sample_every: int = option(100, help="of a bulk reason's rejects in one input, rejects/ keeps the 1st, "
+                                                "(1+N)th, (1+2N)th, ...")
+    reject_sample_max: int = option(100, help="at most this many rows per bulk reason per input in rejects/")
     drop_missing_inputs: bool = option(False, help="publish without inputs that the earlier output covered and this "
                                                    "run does not name (refused otherwise: they would vanish silently)")
     incremental: bool = option(True, help="reuse per-input state of the previous output for unchanged inputs")
@@ -84,7 +88,7 @@ class CurateConfig(config_cli.ConfigMixin):
             raise ValueError(f"t_en must be positive, got {self.t_en}")
         if not 0.0 <= self.min_lid_prob <= 1.0:
             raise ValueError(f"min_lid_prob must be in [0, 1], got {self.min_lid_prob}")
-        for name in ("batch_size", "max_loaded_automata", "rows_per_file"):
+        for name in ("batch_size", "max_loaded_automata", "rows_per_file", "reject_sample_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.state_compression not in STATE_COMPRESSIONS:
@@ -93,7 +97,7 @@ class CurateConfig(config_cli.ConfigMixin):
             raise ValueError("max_automata_mb must be >= 0")
         if self.partitions < 0 or self.exchange_tasks < 0:
             raise ValueError("partitions and exchange_tasks must be >= 0")
-        for name in ("inputs", "count_only_reasons"):  # constructed in code with a str or a list
+        for name in ("inputs", "sampled_reasons"):  # constructed in code with a str or a list
             value = getattr(self, name)
             if isinstance(value, str | list):
                 object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))

@@ -78,14 +78,16 @@ def input_state_dir(state_dir: str, input_id: str) -> str:
 
 def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, state_key: str | None = None,
                   url_col: str = "URL", text_col: str = "TEXT", batch_size: int = 4096, min_lid_prob: float = 0.0,
-                  count_only: Sequence[str] = (), state_compression: str | None = None) -> dict:
+                  count_only: Sequence[str] = (), state_compression: str | None = None, sample_every: int = 0,
+                  sample_max: int = 0) -> dict:
     """Parse -> LID -> match one input (annotate.Annotator) and store its state under
     `state_dir`/input_id=<state_key or input_id>; returns its stats."""
     cpu0 = time.process_time()
     out = input_state_dir(state_dir, state_key or input_id)
     with contextlib.suppress(FileNotFoundError):  # rewritten state is complete only once stats.json is back
         os.unlink(os.path.join(out, STATS_FILE))
-    stage = annotate.Annotator(input_id, path, res, batch_size, min_lid_prob, count_only)
+    stage = annotate.Annotator(input_id, path, res, batch_size, min_lid_prob, count_only,
+                               sample_every=sample_every, sample_max=sample_max)
     by_kind: dict[str, list[pa.RecordBatch]] = {"text": [], "reject": [], "stats": []}
     for batch in inputs.run_input(stage, path, fmt, url_col, text_col):
         if batch.num_rows:  # Annotator yields batches of one kind each

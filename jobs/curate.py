@@ -229,6 +229,7 @@ def curate_partition(task_ids: Iterable[int], *, matched_dir: str, curated_dir: 
 
 def input_partition(rows: Iterable[tuple[str, str, str, str]], *, state_dir: str, metadata: str, lid_model: str | None,
                     url_col: str, text_col: str, batch_size: int, min_lid_prob: float, count_only: Sequence[str],
+                    sample_every: int = 0, sample_max: int = 0,
                     max_loaded: int = 16, cache_dir: str | None = None, state_compression: str | None = None,
                     max_loaded_mb: float = 0) -> Iterator[tuple[str, dict]]:
     """RDD partition body: (path, input_id, format, state key) -> (input_id, stats) per input."""
@@ -236,6 +237,7 @@ def input_partition(rows: Iterable[tuple[str, str, str, str]], *, state_dir: str
     for path, iid, fmt, key in rows:
         yield iid, grouping.process_input(path, iid, fmt, state_dir, res, state_key=key, url_col=url_col, text_col=text_col,
                                  batch_size=batch_size, min_lid_prob=min_lid_prob, count_only=count_only,
+                                 sample_every=sample_every, sample_max=sample_max,
                                  state_compression=state_compression)
 
 
@@ -263,7 +265,8 @@ def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: s
     body = functools.partial(
         input_partition, state_dir=state_dir, metadata=cfg.metadata, lid_model=cfg.lid_model,
         url_col=cfg.url_col, text_col=cfg.text_col, batch_size=cfg.batch_size, min_lid_prob=cfg.min_lid_prob,
-        count_only=tuple(cfg.count_only_reasons), max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir,
+        count_only=tuple(cfg.sampled_reasons), sample_every=cfg.reject_sample_every,
+        sample_max=cfg.reject_sample_max, max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir,
         state_compression=cfg.state_compression, max_loaded_mb=cfg.max_automata_mb)
     sc = spark.sparkContext
     with PhaseProgress(sc, "curate 1/4 read+LID+match", len(rows), "inputs", "texts", mode) as p:
@@ -503,7 +506,8 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         rep = report.build_report(
             accounting=acct.to_dict(), thresholds=thresholds, counts_by_lang=counts_by_lang,
             curated_counts_by_lang=curated_counts, matched_by_lang=matched_by_lang, lid_langs=lid_langs,
-            rows=rows, t_en=cfg.t_en, en_lang=cfg.en_lang, metadata_version=meta_version)
+            rows=rows, t_en=cfg.t_en, en_lang=cfg.en_lang, metadata_version=meta_version,
+            curated_by_lang={lang: int(n) for lang, n in sampled["lang_texts"].items()})
         report.write_report(rep, staging)
         runs.write_json(new.ledger, {"fingerprint": fingerprint, "inputs": ledger})
         timings["total"] = round(time.time() - t0, 3)
@@ -528,6 +532,11 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             "spark": {"version": spark.version, "master": spark.sparkContext.master,
                       "default_parallelism": spark.sparkContext.defaultParallelism},
             "stage1_fingerprint": fingerprint,
+            # what rejects/ holds: a row per reject, except a deterministic sample of the bulk reasons
+            # (and none for duplicate_text / not_sampled: matched/ minus curated/ are those images)
+            "rejects": {"rows": reject_rows, "sampled_reasons": list(cfg.sampled_reasons),
+                        "sample_every": cfg.reject_sample_every,
+                        "sample_max_per_reason_per_input": cfg.reject_sample_max},
             # what the exchange cost: files opened (inputs once, then runs per bucket) and the most
             # memory maps one task held, against what opening every input per bucket would take
             "exchange": {"runs": n_runs, "buckets": buckets,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -66,12 +67,12 @@ def test_every_flag_and_the_config_file_rules(tmp_path):
                   "--text-col", "t", "--en-lang", "de", "--min-lid-prob", "0.5", "--master", "local[2]",
                   "--partitions", "3", "--batch-size", "5",
                   "--max-loaded-automata", "7", "--rows-per-file", "8", "--cache-dir", "c", "--fail-after", "stage1",
-                  "--set", "count_only_reasons=no_match"])
+                  "--set", "sampled_reasons=no_match"])
     assert cfg == CurateConfig(inputs=("x", "y"), metadata="m", output="o", input_format="parquet", url_col="u",
                                text_col="t", t_en=900, en_lang="de", min_lid_prob=0.5, lid_model=None,
                                master="local[2]", partitions=3, batch_size=5,
                                max_loaded_automata=7, rows_per_file=8,
-                               count_only_reasons=("no_match",), incremental=True, cache_dir="c",
+                               sampled_reasons=("no_match",), incremental=True, cache_dir="c",
                                fail_after="stage1", extra_spark_conf={"a": "file", "b": "file"})
     # the same fields under a "curate" key of a shared file
     (tmp_path / "all.json").write_text(json.dumps({"curate": {"t_en": 7}, "download": {"threads": 1}}))
@@ -156,13 +157,37 @@ def test_output_lock_is_exclusive_and_restores_an_output_cut_between_renames(tmp
                 pass
 
 
-def test_submit_wrapper_ships_the_code():
+def _dry_run(*args):
     env = {**os.environ, "DRY_RUN": "1", "SPARK_SUBMIT": "spark-submit"}
-    res = subprocess.run([os.path.join(ROOT, "infra", "submit.sh"), "--config", "infra/curate.json", "--t-en", "20000"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([os.path.join(ROOT, "infra", "submit.sh"), *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_submit_wrapper_ships_the_code():
+    res = _dry_run("--config", "infra/curate.json", "--t-en", "20000")  # as infra/cron-curate.sh and README.md call it
     assert res.returncode == 0, res.stderr
     cmd, *files = res.stdout.splitlines()
     assert "--py-files" in cmd and "spark-defaults.conf" in cmd and cmd.rstrip().endswith("--t-en 20000")
+    assert "/jobs/curate.py --config infra/curate.json" in cmd and "--name worldclip-curate" in cmd
     assert {"curation/annotate.py", "jobs/curate.py", "curation/inputs/wat.py"} <= set(files)
     for script in ("submit.sh", "cron-curate.sh"):
         assert subprocess.run(["bash", "-n", os.path.join(ROOT, "infra", script)]).returncode == 0
+
+
+def test_submit_wrapper_submits_any_job_and_keeps_the_dry_run_zip():
+    zips = []
+    for job, args in (("curate", ["--config", "infra/curate.json"]),
+                      ("download", ["--input", "s3://b/run/curated", "--output", "s3://b/run/images"]),
+                      ("build_metadata", ["--config", "infra/metadata.json", "--output", "s3://b/metadata/v3"])):
+        res = _dry_run(job, *args)
+        assert res.returncode == 0, res.stderr
+        cmd, *files = res.stdout.splitlines()
+        assert f"/jobs/{job}.py {' '.join(args)}" in cmd and f"--name worldclip-{job}" in cmd
+        assert {f"jobs/{job}.py", "metadata/build.py", "curation/storage.py"} <= set(files)
+        zip_path = cmd.split("--py-files ", 1)[1].split(" ", 1)[0]
+        assert os.path.isfile(zip_path) and zip_path in res.stderr  # the printed command can run as is
+        zips.append(zip_path)
+    for z in zips:
+        shutil.rmtree(os.path.dirname(z))
+    res = _dry_run("no_such_job", "--x")
+    assert res.returncode == 2 and "unknown job 'no_such_job'" in res.stderr and not res.stdout

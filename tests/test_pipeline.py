@@ -81,11 +81,11 @@ def test_stage1_matches_every_text_like_the_matcher(sample, resources):
     got = [(r["uuid"], r["text"], r["lang"], r["entry_ids"]) for r in texts]
     assert sorted(got) == sorted(expected)
     assert all(r["input_id"] == "i1" and 0 < r["lid_prob"] <= 1.0001 for r in texts)
-    # count-only reasons get no reject rows; the others do, with their stage
+    # bulk reasons get no reject rows without a sample rate; every other reason does, with its stage
     rejects = [r for r in rows if r["kind"] == "reject"]
     assert rejects and {r["reason"] for r in rejects}.isdisjoint({"no_match", "not_response"})
-    assert {r["stage"] for r in rejects} <= {"read", "extract"}
-    n_reject_rows = sum(n for st in ("read", "extract") for reason, n in acct[st]["rejected"].items()
+    assert {r["stage"] for r in rejects} <= {"read", "extract", "lid", "match"}
+    n_reject_rows = sum(n for st in ("read", "extract", "lid", "match") for reason, n in acct[st]["rejected"].items()
                         if reason not in ("no_match", "not_response", *SKIP_REASONS))  # skips: counted, no rows
     assert len(rejects) == n_reject_rows
 
@@ -266,3 +266,28 @@ def test_keep_probabilities_flat_equals_the_per_text_definition():
     assert np.array_equal(balance.keep_probabilities_flat(flat, lengths, probs), balance.keep_probabilities(lists, probs))
     with pytest.raises(IndexError):
         balance.keep_probabilities_flat(np.array([50]), np.array([1]), probs)
+
+
+def test_bulk_reasons_keep_a_deterministic_sample_of_rows_and_the_rest_every_row(sample, resources):
+    """rejects/ audits every reason: a row per reject, except 1 in `every` (at most `max`) of
+    each bulk reason per input, the same rows whatever the batch size."""
+    import itertools
+
+    def rejects_of(batch_size, every, most):
+        stage = annotate.Annotator("i1", "all", resources, batch_size=batch_size,
+                                   count_only=("no_match", "no_metadata_lang"), sample_every=every, sample_max=most)
+        events = itertools.chain.from_iterable(iter_wat_events(str(p)) for p in sample["wat_files"])
+        rows = pa.Table.from_batches(list(stage.run(events)), schema=annotate.ANNOTATED).to_pylist()
+        return [(r["stage"], r["reason"], r["detail"]) for r in rows if r["kind"] == "reject"], stage.acct.to_dict()
+
+    rows, acct = rejects_of(7, 2, 1000)
+    no_match = acct["match"]["rejected"]["no_match"]
+    sampled = [r for r in rows if r[1] == "no_match"]
+    assert no_match >= 10 and 0 < len(sampled) < no_match  # about half, chosen by content
+    assert all(r[0] == "match" and r[2] for r in sampled)
+    assert sorted(rejects_of(64, 2, 1000)[0]) == sorted(rows)  # batch size changes nothing
+    every = [r for r in rejects_of(7, 1, 10**6)[0] if r[1] == "no_match"]
+    assert len(every) == no_match  # 1 in 1: every row
+    capped = [r for r in rejects_of(7, 1, 2)[0] if r[1] == "no_match"]
+    assert len(capped) == 2 and set(capped) <= set(every)
+    assert sorted(capped) == sorted([r for r in rejects_of(64, 1, 2)[0] if r[1] == "no_match"])
