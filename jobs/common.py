@@ -189,3 +189,25 @@ class Counted:
             if self.items_of is not None:
                 self.items.add(int(self.items_of(result)))
             yield result
+
+
+# --- the driver's S3 settings in the tasks -----------------------------------------------------------
+
+S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION",
+          "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE")
+
+
+def task_env(*uris: str) -> dict:
+    """The driver's AWS settings, to apply in tasks that touch any s3:// URI of `uris`.
+
+    Python workers keep the environment they were started with (and in local mode they fork
+    from a daemon started with the session), so a driver configured after that, or a cluster
+    whose executors lack the settings, would reach S3 differently from the driver. They travel
+    inside the task closure, never in Spark conf (which the UI and event logs show). On a
+    cluster without these variables on the driver, executors use their own chain (roles).
+    """
+    from curation import storage
+
+    if not any(storage.is_s3(u) for u in uris if u):
+        return {}
+    return {k: os.environ[k] for k in S3_ENV if os.environ.get(k)}

@@ -60,7 +60,15 @@ from curation.curate_config import CurateConfig, add_arguments, config_from_args
 from curation.inputs import CODE_FILES as INPUT_CODE_FILES  # noqa: E402
 from curation.layout import CurateOutput  # noqa: E402
 from curation.metadata_dir import MANIFEST as METADATA_MANIFEST  # noqa: E402
-from jobs.common import Counted, PhaseProgress, build_spark, merged, progress_mode, user_error  # noqa: E402
+from jobs.common import (  # noqa: E402
+    Counted,
+    PhaseProgress,
+    build_spark,
+    merged,
+    progress_mode,
+    task_env,
+    user_error,
+)
 
 JOB = "curate"
 APP_NAME = "worldclip-curate"
@@ -229,10 +237,13 @@ def curate_partition(task_ids: Iterable[int], *, matched_dir: str, curated_dir: 
 
 def input_partition(rows: Iterable[tuple[str, str, str, str]], *, state_dir: str, metadata: str, lid_model: str | None,
                     url_col: str, text_col: str, batch_size: int, min_lid_prob: float, count_only: Sequence[str],
-                    sample_every: int = 0, sample_max: int = 0,
+                    sample_every: int = 0, sample_max: int = 0, env: dict | None = None,
                     max_loaded: int = 16, cache_dir: str | None = None, state_compression: str | None = None,
                     max_loaded_mb: float = 0) -> Iterator[tuple[str, dict]]:
-    """RDD partition body: (path, input_id, format, state key) -> (input_id, stats) per input."""
+    """RDD partition body: (path, input_id, format, state key) -> (input_id, stats) per input;
+    `env`: the driver's S3 settings (jobs.common.task_env)."""
+    if env:
+        os.environ.update(env)
     res = annotate.worker_resources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
     for path, iid, fmt, key in rows:
         yield iid, grouping.process_input(path, iid, fmt, state_dir, res, state_key=key, url_col=url_col, text_col=text_col,
@@ -266,7 +277,8 @@ def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: s
         input_partition, state_dir=state_dir, metadata=cfg.metadata, lid_model=cfg.lid_model,
         url_col=cfg.url_col, text_col=cfg.text_col, batch_size=cfg.batch_size, min_lid_prob=cfg.min_lid_prob,
         count_only=tuple(cfg.sampled_reasons), sample_every=cfg.reject_sample_every,
-        sample_max=cfg.reject_sample_max, max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir,
+        sample_max=cfg.reject_sample_max, env=task_env(cfg.metadata, *new_inputs),
+        max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir,
         state_compression=cfg.state_compression, max_loaded_mb=cfg.max_automata_mb)
     sc = spark.sparkContext
     with PhaseProgress(sc, "curate 1/4 read+LID+match", len(rows), "inputs", "texts", mode) as p:
