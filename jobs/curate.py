@@ -58,6 +58,7 @@ from curation import (  # noqa: E402
 )
 from curation.curate_config import CurateConfig, add_arguments, config_from_args  # noqa: E402
 from curation.inputs import CODE_FILES as INPUT_CODE_FILES  # noqa: E402
+from curation.inputs import check_input, input_format  # noqa: E402
 from curation.layout import CurateOutput  # noqa: E402
 from curation.metadata_dir import MANIFEST as METADATA_MANIFEST  # noqa: E402
 from jobs.common import (  # noqa: E402
@@ -369,6 +370,23 @@ def build_session(cfg: CurateConfig):
     return build_spark(APP_NAME, cfg.master, cfg.extra_spark_conf, local_conf=LOCAL_SPARK_CONF)
 
 
+PREFLIGHT_CHECKS = 8  # inputs whose head (and Parquet footer) preflight reads, besides each format's first
+
+
+def preflight_sample(paths: list[str], fmt: str) -> list[str]:
+    """The inputs preflight checks: the first of each format and a few spread over the rest (a
+    crawl has 90,000 inputs: reading every head would take the driver minutes)."""
+    firsts = {}
+    for p in paths:
+        firsts.setdefault(input_format(p, fmt), p)
+    step = max(1, len(paths) // PREFLIGHT_CHECKS)
+    return sorted(set(firsts.values()) | set(paths[::step][:PREFLIGHT_CHECKS]))
+
+
+class NothingToCurate(RuntimeError):
+    """The inputs held no image-text pair at all: wrong format, columns or files."""
+
+
 def dropped_inputs(output: str, inputs: list[str]) -> list[str]:
     """The inputs the earlier complete output at `output` covered that `inputs` leave out."""
     ledger_uri = CurateOutput(output).ledger
@@ -387,6 +405,8 @@ def preflight(cfg: CurateConfig) -> tuple[list[str], dict, list[str]]:
         raise ValueError("output must be a local or shared filesystem path (s3:// outputs are not supported yet)")
     inputs = storage.expand(cfg.inputs)
     layout.check_output(cfg.output, layout.CurateOutput.LAYOUT, inputs)
+    for path in preflight_sample(inputs, cfg.input_format):  # columns and content, by reading a few heads
+        check_input(path, cfg.input_format, cfg.url_col, cfg.text_col)
     meta = read_metadata_manifest(cfg.metadata)
     if cfg.en_lang not in meta["languages"]:
         raise ValueError(f"metadata {cfg.metadata} has no {cfg.en_lang!r} entries: t_lang needs the reference language")
@@ -450,6 +470,10 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             raise RuntimeError(f"{len(missing)} inputs have no stage-1 stats (e.g. {ledger[missing[0]]['path']})")
         t = mark("parse_lid_match", t)
         _check_hook(cfg, "stage1")
+        pairs = sum(per_input[i]["accounting"].get("extract", {}).get("out", 0) for i in ids)
+        if not pairs:
+            raise NothingToCurate(f"the {len(ids)} inputs hold no image link with a text: check --input-format, "
+                                  "--url-col/--text-col and the files")
 
         acct = accounting.StageAccounting()
         lid_langs: dict[str, int] = {}
@@ -608,6 +632,9 @@ def main(argv=None) -> int:
             run(cfg, build_session(cfg), prepared=prepared, locked=True)
     except runs.LockHeld as e:
         return user_error("curate", e)
+    except NothingToCurate as e:
+        user_error("curate", e)
+        return 1
     return 0
 
 

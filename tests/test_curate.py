@@ -348,3 +348,22 @@ def test_the_job_shows_each_phase_in_a_log_and_a_held_lock_is_a_one_line_error(s
         held = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300,
                               env={**os.environ, "JAVA_HOME": "/nonexistent-java"})  # refused before Spark
     assert held.returncode == 2 and held.stderr.count("\n") == 1 and "holds the lock" in held.stderr, held.stderr
+
+
+def test_wrong_columns_are_a_one_line_error_before_spark_and_no_valid_record_exits_non_zero(sample, tmp_path):
+    import pyarrow as pa
+
+    table = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"url": ["https://ex.com/a.jpg"], "caption": ["a dog"]}), table)
+    job = [sys.executable, os.path.join(ROOT, "jobs", "curate.py"), "--metadata", sample["metadata"],
+           "--t-en", str(T_EN), "--master", "local[1]"]
+    res = subprocess.run([*job, "--input", str(table), "--output", str(tmp_path / "o1")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "JAVA_HOME": "/nonexistent"})
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "no column" in res.stderr and "caption" in res.stderr and "--url-col" in res.stderr
+    empty = tmp_path / "requests.wat.gz"
+    write_wat(empty, [])  # a WAT holding a warcinfo record only: valid, but nothing to curate
+    res = subprocess.run([*job, "--input", str(empty), "--output", str(tmp_path / "o2")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1 and "hold no image link with a text" in res.stderr, res.stderr[-2000:]
+    assert not (tmp_path / "o2").exists()

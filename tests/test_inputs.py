@@ -241,11 +241,15 @@ def test_csv_bad_rows_cost_only_themselves(tmp_path):
         csv.field_size_limit(limit)
 
 
+def sample_resources(root) -> annotate.WorkerResources:
+    """Annotator's resources over sample metadata (en, de) written at `root`."""
+    write_sample_metadata(root, ["en", "de"])
+    return annotate.worker_resources(str(root), None, max_loaded=4)
+
+
 @pytest.fixture(scope="module")
 def resources(tmp_path_factory):
-    meta = tmp_path_factory.mktemp("inputs-meta")
-    write_sample_metadata(meta, ["en", "de"])
-    return annotate.worker_resources(str(meta), None, max_loaded=4)
+    return sample_resources(tmp_path_factory.mktemp("inputs-meta"))
 
 
 def test_csv_input_through_stage1_equals_jsonl_and_parquet(tmp_path, resources):

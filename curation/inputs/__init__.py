@@ -9,7 +9,9 @@ one module and one line here. s3:// inputs are opened through curation.storage i
 `iter_input_events` only, so a reader sees a local path or a binary file object, never a URI.
 
 Names that end in no registered extension are read as WAT: Common Crawl's listings name their
-WATs *.warc.wat.gz, but object stores and @list files may not.
+WATs *.warc.wat.gz, but object stores and @list files may not. Because no reader fails on bad
+content, a wrong format or column name would curate nothing without an error; `check_input`
+(curation.inputs.check) looks at an input's first bytes and footer before a run starts instead.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from curation.inputs.base import (
     Reader,
     excerpt,
 )
+from curation.inputs.check import check_input
 from curation.inputs.parquet import table_pair_chunks
 from curation.inputs.table import TABLE_CONSTANTS
 from curation.inputs.wat import iter_warc_records, iter_wat_events, wat_payload_events
@@ -58,7 +61,8 @@ CODE_FILES = tuple(sorted({
 __all__ = [
     "CODE_FILES", "DEFAULT_FORMAT", "FORMATS", "LINK_REJECT_REASONS", "PAIR_COLUMNS", "READERS",
     "RECORD_REJECT_REASONS", "SKIP_REASONS", "TABLE_CONSTANTS", "TEXT_REJECT_REASONS", "Event",
-    "EventCounter", "PairChunk", "Reader", "excerpt", "format_of_name", "input_format", "iter_input_events",
+    "EventCounter", "PairChunk", "Reader", "check_input", "excerpt", "format_of_name", "input_format",
+    "iter_input_events",
     "iter_table_events", "iter_warc_records", "iter_wat_events", "run_input", "table_pair_chunks",
     "wat_payload_events",
 ]

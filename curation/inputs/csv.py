@@ -4,9 +4,13 @@ The header names the columns (url_col / text_col, like Parquet's and JSONL's); a
 them is a configuration error and raises. After it, one row is one record, judged like a JSONL
 line: a row with bytes that are not UTF-8 is rejected as `invalid_utf8` and a row too short to
 hold both columns as `missing_keys`, so one bad row never costs the file. Blank rows are no
-records. What the csv module cannot parse further loses the rest of the file, counted as one
-`corrupt_table` record (as Parquet's unreadable pages are). A CSV cannot tell a null from an
-empty string: an empty field is an empty text (`empty_text`) or URL (`invalid_url`).
+records. A line above MAX_ROW_BYTES characters is read past in pieces, never held, and rejected
+as `record_too_large` (inside a quoted multi-line field the rows after it may then misparse: a
+quoted field that long is not a url/text table), a damaged gzip member as one `corrupt_gzip`; a
+damaged or over-long header ends the file, since the rows after it cannot be read without it.
+What the csv module cannot parse further loses the rest of the file, counted as one
+`corrupt_table` record. A CSV cannot tell a null from an empty string: an empty field is an
+empty text (`empty_text`) or URL (`invalid_url`).
 
 Bytes are decoded with `surrogateescape`, so a row's invalid bytes show as lone surrogates and
 cost that row only (valid UTF-8 never decodes to one); a UTF-8 byte-order mark is dropped.
@@ -19,12 +23,23 @@ import io
 import re
 from collections.abc import Iterator
 
-from curation.inputs.base import TABLE_BATCH_ROWS, Event, excerpt, open_binary, until_stream_error
+from curation.inputs import base
+from curation.inputs.base import (
+    TABLE_BATCH_ROWS,
+    CappedLines,
+    Event,
+    StreamDamage,
+    excerpt,
+    open_binary,
+    stream_reject,
+    until_stream_error,
+)
 from curation.inputs.table import TableReader, row_events
 
 # The csv module refuses fields over 128 KiB (the limit is process-wide); a longer alt-text must be
-# rejected as text_too_long like in any other table, not end the file. Only ever raised here.
-MAX_FIELD_CHARS = 64 << 20
+# rejected as text_too_long like in any other table, not end the file. Only ever raised here. No
+# field is longer than its line (MAX_ROW_BYTES) but for a quoted one across lines, which this bounds.
+MAX_FIELD_CHARS = base.MAX_ROW_BYTES
 csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
 
@@ -42,6 +57,12 @@ def _rows_events(rows: Iterator[list[str]], url_col: str, text_col: str, name: o
             row = next(rows)
         except StopIteration:
             return  # an empty file has no header and no records
+        except StreamDamage as e:  # a damaged gzip member or an over-long line: one record
+            yield "record", None
+            yield "reject", stream_reject(e)
+            if header is None:
+                return
+            continue
         except csv.Error as e:
             yield "record", None
             yield "reject", ("corrupt_table", excerpt(f"after {done} rows: {e}"))
@@ -69,11 +90,20 @@ def _rows_events(rows: Iterator[list[str]], url_col: str, text_col: str, name: o
 class CsvReader(TableReader):
     name = "csv"
     extensions = (".csv", ".csv.gz")
+    kinds = ("text", "gzip text")
+
+    def columns(self, raw, head: bytes, whole: bool) -> list[str] | None:
+        """The header row's names (None when `head` cuts the header)."""
+        text = head.decode("utf-8-sig", errors="surrogateescape")
+        if not whole and not any(end in text for end in "\r\n"):
+            return None
+        return next(csv.reader(io.StringIO(text, newline="")), [])
 
     def events(self, source, url_col: str, text_col: str, batch_size: int = TABLE_BATCH_ROWS) -> Iterator[Event]:
         with open_binary(source) as stream:
             text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
             try:
-                yield from until_stream_error(_rows_events(csv.reader(text), url_col, text_col, source))
+                lines = CappedLines(text, base.MAX_ROW_BYTES, text=True)
+                yield from until_stream_error(_rows_events(csv.reader(lines), url_col, text_col, source))
             finally:
                 text.detach()  # the stream belongs to open_binary (or to the caller)

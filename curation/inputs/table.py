@@ -6,6 +6,11 @@ only in how rows are found and what makes a row unreadable, so the row itself is
 once: per row for the event path (`row_events`), per Arrow column for the column path
 (`string_pair_chunk`), where canonical URLs and clean texts are recognised in C and only the
 other rows take `table_row`. Both give the same records, pairs and rejects.
+
+What makes a row unreadable before it is judged is decided here too, for both paths: a string
+value that is not UTF-8 (Arrow does not check what a Parquet file holds, and decoding it would
+raise) rejects its row as `invalid_utf8` (`utf8_rows`), and rows that could not be read at all
+become PairChunks of rejects (`lost_chunks`).
 """
 
 from __future__ import annotations
@@ -53,17 +58,61 @@ def row_events(url: object, text: object) -> Iterator[Event]:
     yield "pair", {"url": norm, "uuid": image_uuid(norm), "text": clean, **TABLE_CONSTANTS}
 
 
-def unreadable_chunk(reject: tuple[str, str]) -> PairChunk:
-    """The PairChunk of one record lost to an unreadable file (the file ends with it)."""
-    return PairChunk({"url": pa.array([], pa.string()), "text": pa.array([], pa.string())}, [],
-                     dict(TABLE_CONSTANTS), [reject], 1)
+def lost_chunks(reject: tuple[str, str], records: int, chunk_rows: int) -> Iterator[PairChunk]:
+    """PairChunks of `records` rows that could not be read, each rejected with `reject`."""
+    for start in range(0, records, chunk_rows):
+        n = min(chunk_rows, records - start)
+        yield PairChunk({"url": pa.array([], pa.string()), "text": pa.array([], pa.string())}, [],
+                        dict(TABLE_CONSTANTS), [reject] * n, n)
+
+
+def _is_utf8(value: bytes | None) -> bool:
+    if value is None:
+        return True
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def utf8_rows(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[tuple[str, str] | None] | None]:
+    """The batch without its rows that hold a string value that is not UTF-8, and per row of the
+    batch None (kept) or its `invalid_utf8` reject; (batch, None) when every row is UTF-8 (one
+    validation pass in C per string column)."""
+    bad: list[bytes | None] | None = None
+    for column in batch.columns:
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        raw = column.cast(pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()).to_pylist()
+        bad = bad or [None] * len(raw)
+        for i, value in enumerate(raw):
+            if bad[i] is None and not _is_utf8(value):
+                bad[i] = value
+    if bad is None:
+        return batch, None
+    keep = pa.array([value is None for value in bad])
+    return batch.filter(keep), [None if value is None else ("invalid_utf8", excerpt(value)) for value in bad]
 
 
 def pair_chunk(batch: pa.RecordBatch) -> PairChunk:
-    """The PairChunk of a (url, text) batch: column-wise for string columns, else row by row."""
+    """The PairChunk of a (url, text) batch: column-wise for string columns, else row by row; rows
+    that are not UTF-8 are rejected first (utf8_rows)."""
+    records = batch.num_rows
+    batch, bad = utf8_rows(batch)
     if all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in batch.columns):
-        return string_pair_chunk(batch.column(0), batch.column(1), batch.num_rows)
-    return row_pair_chunk(batch)
+        chunk = string_pair_chunk(batch.column(0), batch.column(1), records)
+    else:
+        chunk = row_pair_chunk(batch)
+        chunk.records = records
+    if bad is not None:
+        chunk.rejects[:0] = [reject for reject in bad if reject is not None]
+    return chunk
 
 
 def string_pair_chunk(urls: pa.Array, texts: pa.Array, records: int) -> PairChunk:

@@ -9,10 +9,13 @@ HTML responses carry links, at
 one record of the event protocol (curation.inputs.base); each text field of an image link
 (TEXT_FIELDS) is one text, its URL resolved against the page (or its `<base href>`).
 
-The WARC layer is read defensively because a crawl's files are large and sometimes cut: a bad
-header resyncs at the next `WARC/` line, a record above MAX_RECORD_BYTES is skipped in chunks
-without being held, and a stream that ends inside a record ends the file with that record
-rejected. curation.samples writes WATs in this layout for tests and the built-in sample.
+The WARC layer is read defensively because a crawl's files are large and sometimes cut or
+damaged: a bad header resyncs at the next `WARC/` line, a record above MAX_RECORD_BYTES is skipped
+in chunks without being held, and a stream that ends inside a record ends the file with that
+record rejected. A damaged gzip member (curation.inputs.base.open_binary skips it and goes on at
+the next member) costs the record being read, counted once as `corrupt_gzip`; reading resumes at
+the next `WARC/` line, without counting the rest of a record the damage cut (it is that same
+record). curation.samples writes WATs in this layout for tests and the built-in sample.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from curation.inputs.base import (
     TABLE_BATCH_ROWS,
     Event,
     Reader,
+    StreamDamage,
     excerpt,
     open_binary,
     stream_reject,
@@ -51,6 +55,7 @@ class _WarcStream:
     def __init__(self, stream: BinaryIO):
         self.stream = stream
         self.pushback: bytes | None = None
+        self.damaged = False  # a StreamDamage cut the last record: resync without counting its rest
 
     def readline(self) -> bytes:
         if self.pushback is not None:
@@ -70,6 +75,19 @@ class _WarcStream:
 
     def records(self) -> Iterator[tuple[dict[str, str] | None, bytes | None, tuple[str, str] | None]]:
         """Yields (headers with lower-case names, payload, None) or (None, None, (reason, detail))."""
+        while True:
+            try:
+                yield from self._records()
+                return
+            except StreamDamage as e:  # the record being read is lost; the stream goes on after the damage
+                yield None, None, stream_reject(e)
+                self.pushback = None
+                self.damaged = True
+
+    def _records(self) -> Iterator[tuple[dict[str, str] | None, bytes | None, tuple[str, str] | None]]:
+        if self.damaged:
+            self.damaged = False
+            self.resync()
         try:
             while True:
                 line = self.readline()
@@ -125,7 +143,9 @@ class _WarcStream:
                     yield None, None, ("truncated_record", f"{len(payload)} of {length} bytes")
                     return
                 yield headers, payload, None
-        except STREAM_ERRORS as e:
+        except StreamDamage:
+            raise
+        except STREAM_ERRORS as e:  # a decompressing stream handed in (not open_binary's) failed: it ends here
             yield None, None, stream_reject(e)
 
 
@@ -243,6 +263,7 @@ def iter_wat_events(fileobj_or_path, source: str = "") -> Iterator[tuple[str, ob
 class WatReader(Reader):
     name = "wat"
     extensions = (".wat.gz", ".wat")
+    kinds = ("warc", "gzip warc")
 
     def events(self, source, url_col: str = "", text_col: str = "", batch_size: int = TABLE_BATCH_ROWS) -> Iterator[Event]:
         """The WAT's events; a WAT has no columns, so url_col / text_col are not used."""
