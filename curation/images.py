@@ -2,7 +2,11 @@
 
 Untrusted bytes from the web: the declared pixel count is checked from the header alone,
 before any pixel is decoded, so a tiny file declaring a huge canvas (decompression bomb)
-costs nothing.
+costs nothing. Likewise a JPEG's scans are counted from its marker structure before either
+decoder sees it: each progressive scan is one more pass over the whole coefficient buffer,
+however few bytes it holds, so a few hundred kilobytes of repeated tiny scans on a large canvas
+cost a minute of CPU (and twice, when the strict fast path hands the file on to Pillow). Real
+progressive JPEGs have about ten scans; above MAX_JPEG_SCANS the image is `too_many_scans`.
 
 JPEG sources (most of the web) take a fast path through libjpeg-turbo's TurboJPEG API
 (simplejpeg): DCT scaling in eighths (M/8, finer than Pillow's draft mode, which only halves)
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import re
 import threading
 from dataclasses import dataclass
 
@@ -39,7 +44,17 @@ RESIZERS = ("auto", "torch", "pillow")
 TORCH_MODES = {"bicubic": "bicubic", "bilinear": "bilinear"}  # antialiased in torch; others use Pillow
 _TORCH_LOCK = threading.Lock()
 _torch = None
-REASONS = ("empty_body", "not_an_image", "decompression_bomb", "too_small", "truncated_image", "decode_error")
+REASONS = ("empty_body", "not_an_image", "decompression_bomb", "too_many_scans", "too_small", "truncated_image",
+           "decode_error")
+# libjpeg's progressive scripts write 10 scans for colour and 6 for grey; encoders that search for
+# better scripts (mozjpeg, jpegrescan) stay within a few more. 48 passes bound the decode at
+# about five times an ordinary progressive image of the same size.
+MAX_JPEG_SCANS = 48
+# a marker: 0xFF then a code that is neither a stuffed zero, a fill byte nor a restart (RSTn
+# sits inside entropy-coded data); libjpeg finds the end of a scan, or skips garbage, the same way
+_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
+_NO_LENGTH = frozenset({0x01, 0xD8})  # TEM, SOI: markers without a segment
+_EOI, _SOS = 0xD9, 0xDA
 
 
 @dataclass(frozen=True)
@@ -139,6 +154,32 @@ def _pixel_limit(max_pixels: int) -> int:
     return max_pixels if pillow is None else min(max_pixels, 2 * pillow)
 
 
+def jpeg_scans(data: bytes, stop_after: int | None = None) -> int:
+    """The number of scans (SOS markers) of a JPEG, walking its segments as libjpeg reads them.
+
+    Segments are skipped by their length (so an EXIF thumbnail's own scans do not count),
+    entropy-coded data up to the next marker; the walk ends at EOI, at the end of the data or
+    past `stop_after` scans. Linear in the size, mostly in the regex engine.
+    """
+    scans, pos, end = 0, 2, len(data)
+    while True:
+        m = _MARKER.search(data, pos)
+        if m is None:
+            return scans
+        code, pos = data[m.start() + 1], m.end()
+        if code == _EOI:
+            return scans
+        if code in _NO_LENGTH:
+            continue
+        if pos + 2 > end:
+            return scans
+        if code == _SOS:
+            scans += 1
+            if stop_after is not None and scans > stop_after:
+                return scans
+        pos += max(2, int.from_bytes(data[pos:pos + 2], "big"))  # the segment; a scan's data follows it
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) of a JPEG the fast path decodes (YCbCr, grey or RGB), else None."""
     if data[:2] != b"\xff\xd8":
@@ -216,13 +257,17 @@ def process_image(
     min_side: int = 1,
     resample: str = "bicubic",
     resizer: str = "pillow",
+    max_scans: int = MAX_JPEG_SCANS,
 ) -> tuple[ProcessedImage | None, str | None]:
     """(image, None) or (None, reason). Pillow's own bomb limit (2x Image.MAX_IMAGE_PIXELS) also applies.
 
     `resizer` is "pillow" or "torch" (resolve_resizer's answer: call it once, not per image).
+    A JPEG of more than `max_scans` scans is refused before either decoder reads it.
     """
     if not data:
         return None, "empty_body"
+    if data[:2] == b"\xff\xd8" and jpeg_scans(data, stop_after=max_scans) > max_scans:
+        return None, "too_many_scans"
     pixels, size = None, _jpeg_size(data)
     if size is not None:
         reason = _guard(*size, max_pixels, min_side)

@@ -7,6 +7,17 @@ Layout:
 
 Both the metadata build (writer) and the curate job and sample generator (readers) use this
 module, so the format lives in one place.
+
+Every file a reader opens is first checked against the sha256 the manifest records for it
+(`MetadataChecksumError` on a mismatch, naming the file and both digests): a bit flip in an
+automaton otherwise loads without complaint and silently changes which texts match (or
+crashes pyahocorasick), and a file replaced after its manifest was read would be matched under
+the other version's name. The check runs before the file is parsed and once per file and
+process (a file whose size, mtime and inode are unchanged is not hashed again when the LRU
+reloads it), so its cost is one read of each automaton per worker, not one per record.
+`manifest_sha256` identifies a metadata version by its manifest's bytes, so a cache (the
+curate job's per-worker resources, curation.annotate) can tell a replaced directory from the
+one it loaded.
 """
 
 from __future__ import annotations
@@ -28,12 +39,28 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
+class MetadataChecksumError(ValueError):
+    """A metadata file whose bytes are not those its manifest records (corrupt or replaced)."""
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _manifest_path(root: str) -> str:
+    path = os.path.join(root, MANIFEST)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{root}: no {MANIFEST}; not a (complete) metadata directory")
+    return path
+
+
+def manifest_sha256(root: str | os.PathLike) -> str:
+    """sha256 of a local metadata directory's manifest.json: the identity of its version."""
+    return file_sha256(_manifest_path(os.fspath(root)))
 
 
 def write_language(root: str | os.PathLike, lang: str, entries: Sequence[str], sources: Sequence[str]) -> dict:
@@ -95,14 +122,14 @@ class MetadataDir:
 
     def __init__(self, root: str | os.PathLike, max_loaded: int = 16, max_loaded_mb: float = 0):
         self.root = os.fspath(root)
-        path = os.path.join(self.root, MANIFEST)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{self.root}: no {MANIFEST}; not a (complete) metadata directory")
-        with open(path, encoding="utf-8") as f:
-            self.manifest = json.load(f)
+        with open(_manifest_path(self.root), "rb") as f:
+            raw = f.read()
+        self.manifest = json.loads(raw.decode("utf-8"))
+        self.manifest_sha256 = hashlib.sha256(raw).hexdigest()
         self.max_loaded = max_loaded
         self.max_loaded_bytes = int(max_loaded_mb * 1024 * 1024)
         self._automata: OrderedDict[str, tuple[object, int]] = OrderedDict()  # lang -> (automaton, file bytes)
+        self._verified: dict[str, tuple[int, int, int]] = {}  # path -> (size, mtime_ns, inode) when it matched
         self.loads = 0  # automata read from disk: far above the language count means the cache is too small
 
     @property
@@ -115,12 +142,34 @@ class MetadataDir:
     def num_entries(self, lang: str) -> int:
         return int(self.manifest["languages"][lang]["entries"])
 
-    def entries(self, lang: str) -> list[str]:
-        table = pq.read_table(os.path.join(self.root, "entries", f"{lang}.parquet"), columns=["entry"])
-        return table.column("entry").to_pylist()
+    def verified_path(self, lang: str, rel: str) -> str:
+        """The local path of `rel` (e.g. "automata/en.ac"), after checking its bytes against the
+        sha256 the manifest records for it; MetadataChecksumError when they differ (or none is recorded)."""
+        path = os.path.join(self.root, rel)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no such metadata file: {path}") from None
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if self._verified.get(path) == stamp:
+            return path
+        expected = self.manifest["languages"].get(lang, {}).get("sha256", {}).get(rel)
+        if expected is None:
+            raise MetadataChecksumError(f"{path}: the manifest records no sha256 for {rel}; refusing to use it unverified")
+        actual = file_sha256(path)
+        if actual != expected:
+            raise MetadataChecksumError(
+                f"{path}: sha256 {actual} does not match {expected} recorded in {MANIFEST} "
+                f"(version {self.version}); the file is corrupt or was replaced after the manifest was written"
+            )
+        self._verified[path] = stamp
+        return path
 
-    def entries_table(self, lang: str) -> pa.Table:
-        return pq.read_table(os.path.join(self.root, "entries", f"{lang}.parquet"))
+    def entries(self, lang: str) -> list[str]:
+        return self.entries_table(lang, columns=["entry"]).column("entry").to_pylist()
+
+    def entries_table(self, lang: str, columns: Sequence[str] | None = None) -> pa.Table:
+        return pq.read_table(self.verified_path(lang, f"entries/{lang}.parquet"), columns=columns)
 
     def automaton(self, lang: str):
         """The language's automaton, loaded once; least recently used ones are dropped past
@@ -128,7 +177,7 @@ class MetadataDir:
         if lang in self._automata:
             self._automata.move_to_end(lang)
             return self._automata[lang][0]
-        path = os.path.join(self.root, "automata", f"{lang}.ac")
+        path = self.verified_path(lang, f"automata/{lang}.ac")  # before parsing: a corrupt file can crash the loader
         automaton = load_automaton(path)
         self.loads += 1
         self._automata[lang] = (automaton, os.path.getsize(path))

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""The curate job: WAT / url+text tables in, balanced Parquet out (DESIGN sections 3 and 6).
+"""The curate job: WAT / url+text tables in, balanced Parquet out (README.md, "What it does" step 2).
 
-One run: input planning and the incremental ledger, fingerprints, the three
-Spark phases (curation.grouping), balancing, the report and the manifest (DESIGN 3, 6, 7).
+One run: input planning, per-input state, fingerprints, the Spark phases below (task bodies in
+curation.grouping), balancing, the report and the manifest; the output's layout is
+curation.layout.CurateOutput.
 
 Phases:
   1. per input file: parse -> LID -> match, stored as per-input state under
@@ -143,8 +144,11 @@ def plan_inputs(inputs: list[str], state_dir: str, incremental: bool):
 
 
 def read_metadata_manifest(uri: str) -> dict:
+    """The metadata's manifest, plus "manifest_sha256": the digest of its bytes, which the tasks
+    check (annotate.worker_resources) so a run never mixes two versions of the metadata."""
     try:
-        return runs.read_json(storage.join(uri, METADATA_MANIFEST))
+        data = storage.read_bytes(storage.join(uri, METADATA_MANIFEST))
+        return {**json.loads(data), "manifest_sha256": hashlib.sha256(data).hexdigest()}
     except FileNotFoundError:
         raise FileNotFoundError(f"--metadata {uri} is not a metadata directory (no {METADATA_MANIFEST}): build one "
                                 "with `make metadata` or jobs/build_metadata.py") from None
@@ -239,13 +243,15 @@ def curate_partition(task_ids: Iterable[int], *, matched_dir: str, curated_dir: 
 def input_partition(rows: Iterable[tuple[str, str, str, str]], *, state_dir: str, metadata: str, lid_model: str | None,
                     url_col: str, text_col: str, batch_size: int, min_lid_prob: float, count_only: Sequence[str],
                     sample_every: int = 0, sample_max: int = 0, env: dict | None = None,
+                    manifest_sha256: str | None = None,
                     max_loaded: int = 16, cache_dir: str | None = None, state_compression: str | None = None,
                     max_loaded_mb: float = 0) -> Iterator[tuple[str, dict]]:
     """RDD partition body: (path, input_id, format, state key) -> (input_id, stats) per input;
     `env`: the driver's S3 settings (jobs.common.task_env)."""
     if env:
         os.environ.update(env)
-    res = annotate.worker_resources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
+    res = annotate.worker_resources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb,
+                                    expected_manifest_sha256=manifest_sha256)
     for path, iid, fmt, key in rows:
         yield iid, grouping.process_input(path, iid, fmt, state_dir, res, state_key=key, url_col=url_col, text_col=text_col,
                                  batch_size=batch_size, min_lid_prob=min_lid_prob, count_only=count_only,
@@ -269,7 +275,7 @@ def _result_total(name: str, result: dict) -> int:
 
 
 def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: str, keys: dict[str, str],
-                   mode: str | None = None) -> dict[str, dict]:
+                   mode: str | None = None, manifest_sha256: str | None = None) -> dict[str, dict]:
     """Phase 1 on Spark: per-input state files under `state_dir`/<state key>; returns {input_id: stats}."""
     rows = [(p, input_id(p), inputs.input_format(p, cfg.input_format), keys[input_id(p)]) for p in new_inputs]
     tasks = cfg.partitions or min(len(new_inputs), 10_000)
@@ -278,7 +284,7 @@ def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: s
         input_partition, state_dir=state_dir, metadata=cfg.metadata, lid_model=cfg.lid_model,
         url_col=cfg.url_col, text_col=cfg.text_col, batch_size=cfg.batch_size, min_lid_prob=cfg.min_lid_prob,
         count_only=tuple(cfg.sampled_reasons), sample_every=cfg.reject_sample_every,
-        sample_max=cfg.reject_sample_max, env=task_env(cfg.metadata, *new_inputs),
+        sample_max=cfg.reject_sample_max, env=task_env(cfg.metadata, *new_inputs), manifest_sha256=manifest_sha256,
         max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir,
         state_compression=cfg.state_compression, max_loaded_mb=cfg.max_automata_mb)
     sc = spark.sparkContext
@@ -461,7 +467,8 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         progress(f"curate: {len(inputs)} inputs ({len(reused)} with state from an earlier run, "
                  f"{len(new_inputs)} to read), metadata {meta_version}, {len(languages)} languages, t_en={cfg.t_en:,}")
         t = time.time()
-        per_input = process_inputs(spark, cfg, new_inputs, state_dir, keys, mode) if new_inputs else {}
+        per_input = (process_inputs(spark, cfg, new_inputs, state_dir, keys, mode, meta.get("manifest_sha256"))
+                     if new_inputs else {})
         new_inputs_ids = list(per_input)
         for iid in reused:
             per_input[iid] = grouping.read_input_stats(state_dir, keys[iid])
@@ -550,7 +557,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         manifest = {
             "job": JOB,
             "config": cfg.to_dict(),
-            "metadata": {"uri": cfg.metadata, "version": meta_version},
+            "metadata": {"uri": cfg.metadata, "version": meta_version, "manifest_sha256": meta["manifest_sha256"]},
             "lid_model": lid,
             "code_version": code,
             "inputs": {"count": len(inputs), "reused": len(reused), "read": len(new_inputs), "paths": inputs,

@@ -256,3 +256,67 @@ def test_jpeg_bomb_is_refused_from_its_header():
     assert _jpeg_size(bomb) == (9000, 9000)  # the fast path reads the declared size
     assert process_image(bomb, max_pixels=40_000_000) == (None, "decompression_bomb")
     assert process_image(_with_sof_size(make_jpeg(64, 64), 4, 300), min_side=8) == (None, "too_small")
+
+
+# --- progressive scans: counted from the markers, refused before any decoder runs ------------------
+
+
+def _repeated_scans(side: int, copies: int, garbage: bytes = b"") -> bytes:
+    """A flat grey progressive JPEG whose last scan (a few bytes of EOB runs) is repeated `copies`
+    times, each copy after `garbage` (libjpeg skips extraneous bytes before a marker, with a
+    warning): every copy is one more pass of the decoder over the whole canvas."""
+    buf = io.BytesIO()
+    Image.new("L", (side, side), 128).save(buf, "JPEG", progressive=True)
+    data = buf.getvalue()
+    eoi, last = data.rindex(b"\xff\xd9"), data.rindex(b"\xff\xda")
+    return data[:eoi] + (garbage + data[last:eoi]) * copies + data[eoi:]
+
+
+def test_progressive_scans_are_counted_from_the_markers():
+    from curation.images import MAX_JPEG_SCANS, jpeg_scans
+
+    src = Image.open(io.BytesIO(make_jpeg(300, 200, seed=6)))
+    counts = {}
+    for name, mode, kwargs in (("baseline", "RGB", {}), ("progressive", "RGB", {"progressive": True}),
+                               ("grey", "L", {"progressive": True}), ("cmyk", "CMYK", {"progressive": True}),
+                               ("restarts", "RGB", {"progressive": True, "restart_marker_blocks": 1})):
+        buf = io.BytesIO()
+        src.convert(mode).save(buf, "JPEG", quality=90, **kwargs)
+        counts[name] = jpeg_scans(buf.getvalue())
+    assert counts == {"baseline": 1, "progressive": 10, "grey": 6, "cmyk": 18, "restarts": 10}
+    assert max(counts.values()) < MAX_JPEG_SCANS
+    # an EXIF segment holding a whole progressive JPEG (a thumbnail) is skipped by its length
+    thumb = io.BytesIO()
+    src.save(thumb, "JPEG", progressive=True)
+    buf = io.BytesIO()
+    src.save(buf, "JPEG", exif=b"Exif\x00\x00" + thumb.getvalue())
+    assert jpeg_scans(buf.getvalue()) == 1
+    assert jpeg_scans(_repeated_scans(64, 100)) == 6 + 100
+    assert jpeg_scans(_repeated_scans(64, 100, garbage=b"\x00\x17")) == 6 + 100
+    assert jpeg_scans(_repeated_scans(64, 100), stop_after=10) == 11  # stops early
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00\x17\xff\x00"])
+def test_jpeg_with_hundreds_of_scans_is_refused_before_decoding(garbage, monkeypatch):
+    """2000x2000 with 400 repeated scans: 20 KB that the decoders spend seconds on (both of them:
+    the strict fast path gives the warned-about file to Pillow); refused from its markers alone."""
+    import time
+
+    import simplejpeg
+
+    import curation.images as images
+
+    crafted = _repeated_scans(2000, 400, garbage)
+    assert len(crafted) < 30_000
+    decoded = []
+    for module, name in ((simplejpeg, "decode_jpeg_header"), (simplejpeg, "decode_jpeg"), (images.Image, "open")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name, **k: decoded.append(_name) or _real(*a, **k))
+    t0 = time.process_time()
+    assert process_image(crafted) == (None, "too_many_scans")
+    assert time.process_time() - t0 < 0.5
+    assert decoded == []  # neither TurboJPEG nor Pillow saw it
+    img, reason = process_image(make_jpeg(640, 480, seed=8))  # the spies do see ordinary images
+    assert reason is None and decoded
+    img, reason = process_image(_repeated_scans(96, 400, garbage), max_scans=10_000)
+    assert reason is None and (img.width, img.height) == (96, 96)  # the decoders do accept such a file
