@@ -13,7 +13,10 @@ Side files live in `_`-prefixed subdirectories, so pyarrow and Spark read the di
 
 Every uuid goes to shard blake2b(uuid) % num_shards (num_shards = ceil(rows / shard_size) on the
 first run), so the shards are a pure function of the input, whatever the Spark partitioning.
-Nothing here imports Spark: jobs/download.py runs `run_shard` inside Spark tasks.
+Nothing here imports Spark: jobs/download.py runs `input_summary`, `input_records` and
+`run_shard` inside Spark tasks. The input is read here with pyarrow through curation.storage,
+not by Spark SQL: an s3:// input then needs no Hadoop S3 connector on the cluster, and the rows
+go straight to the (uuid, url, texts) records the shards are made of.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -82,6 +86,54 @@ def curated_texts(text, lang, entry_ids) -> list[dict]:
              "entry_ids": list(entry_ids) if entry_ids is not None else []}]
 
 
+INPUT_COLUMNS = {"curated": ("uuid", "url", "text", "lang", "entry_ids"), "matched": ("uuid", "url", "texts")}
+READ_BATCH_ROWS = 10_000
+
+
+def input_kind(columns, requested: str = "auto") -> str:
+    """`curated` or `matched`: what an input table with these columns is (or `requested`)."""
+    if requested != "auto":
+        return requested
+    if "texts" in columns:
+        return "matched"
+    if {"text", "lang", "entry_ids"} <= set(columns):
+        return "curated"
+    raise ValueError(f"input is neither curated/ nor matched/: columns {list(columns)}")
+
+
+def input_summary(uri: str) -> dict:
+    """Columns, rows and rows without a uuid of one input Parquet file, from its footer when it can.
+
+    Null counts come from the row groups' statistics (every writer we know records them), so an
+    s3:// input is summarised with a few range reads; a row group without them is read.
+    """
+    with storage.open_read(uri) as f:
+        pf = pq.ParquetFile(f)
+        columns = pf.schema_arrow.names
+        rows = pf.metadata.num_rows
+        if "uuid" not in columns:
+            return {"uri": uri, "columns": columns, "rows": rows, "no_uuid": rows}
+        col = pf.schema_arrow.get_field_index("uuid")
+        no_uuid = 0
+        for i in range(pf.num_row_groups):
+            st = pf.metadata.row_group(i).column(col).statistics
+            if st is not None and st.has_null_count:
+                no_uuid += st.null_count
+            else:
+                no_uuid += pf.read_row_group(i, columns=["uuid"]).column(0).null_count
+    return {"uri": uri, "columns": columns, "rows": rows, "no_uuid": no_uuid}
+
+
+def input_records(uri: str, kind: str) -> Iterator[tuple[str, str, list[dict]]]:
+    """The (uuid, url, texts) records of one input Parquet file, batch by batch; rows without a uuid are skipped
+    (the job counts them as `missing_uuid` from `input_summary`)."""
+    with storage.open_read(uri) as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS, columns=list(INPUT_COLUMNS[kind])):
+            for row in batch.to_pylist():
+                if row["uuid"] is not None:
+                    yield row_to_record(row, kind)
+
+
 def row_to_record(row, kind: str) -> tuple[str, str, list[dict]]:
     if kind == "curated":
         return row["uuid"], row["url"], curated_texts(row["text"], row["lang"], row["entry_ids"])
@@ -96,11 +148,14 @@ def row_to_record(row, kind: str) -> tuple[str, str, list[dict]]:
 # --- one shard ------------------------------------------------------------------------------------
 
 
-def download_records(records, config: DownloadConfig, fetcher: Fetcher | None = None):
+def download_records(records, config: DownloadConfig, fetcher: Fetcher | None = None,
+                     on_image: Callable[[bool], None] | None = None):
     """(image rows sorted by uuid, failures [(uuid, url, reason, detail)], info) for (uuid, url, texts) records.
 
     Every record ends as a row or a failure; a repeated uuid is fetched once (`duplicate_uuid`).
+    `on_image(ok)` is called once per record as it ends (the job's per-image progress).
     """
+    on_image = on_image or (lambda _ok: None)
     own = fetcher is None
     fetcher = fetcher or Fetcher(config)
     resizer = resolve_resizer(config.resizer)
@@ -112,6 +167,7 @@ def download_records(records, config: DownloadConfig, fetcher: Fetcher | None = 
     for uuid, url, texts in sorted(records, key=lambda r: (r[0], r[1] or "")):
         if uuid in by_uuid:
             failures.append((uuid, url, "duplicate_uuid", None))
+            on_image(False)
         else:
             by_uuid[uuid] = (url, texts)
     rows = []
@@ -119,13 +175,17 @@ def download_records(records, config: DownloadConfig, fetcher: Fetcher | None = 
     info["resizer"] = resizer  # not a count: which library downscaled (recorded in the shard stats)
     try:
         items = [(u, url) for u, (url, _) in by_uuid.items() if url]
-        failures.extend((u, url, "bad_url", "no url") for u, (url, _) in by_uuid.items() if not url)
+        for u, (url, _) in by_uuid.items():
+            if not url:
+                failures.append((u, url, "bad_url", "no url"))
+                on_image(False)
         for uuid, res, img, reason in fetch_many(fetcher, items, process, threads=config.threads,
                                                      process_concurrency=config.decode_concurrency):
             info["fetch_attempts"] += res.attempts
             if res.body is not None:
                 info["bytes_downloaded"] += len(res.body)
             url, texts = by_uuid[uuid]
+            on_image(reason is None)
             if reason is not None:
                 failures.append((uuid, url, reason, res.detail))
                 continue
@@ -149,14 +209,24 @@ def _failed_table(failures) -> pa.Table:
     return pa.table([pa.array(c, pa.string()) for c in cols], schema=FAILED)
 
 
-def run_shard(out: str, shard: int, records, config: DownloadConfig, retry: bool = False) -> dict:
+def refusal_kind(detail: str | None) -> str:
+    """What a `forbidden_address` target was (loopback, private, link-local, ...), from the failure's
+    detail `host -> ip (kind; ...)` written by curation.fetch."""
+    if not detail or "(" not in detail:
+        return "unknown"
+    return detail.rsplit("(", 1)[1].split(")")[0].split(";")[0].strip() or "unknown"
+
+
+def run_shard(out: str, shard: int, records, config: DownloadConfig, retry: bool = False,
+              on_image: Callable[[bool], None] | None = None) -> dict:
     """Download one shard and publish its files: Parquet, failed list, then stats (= done).
 
     With `retry`, `records` are the shard's failed ones: new images are merged into the
-    existing Parquet by uuid (idempotent if interrupted and rerun).
+    existing Parquet by uuid (idempotent if interrupted and rerun). `on_image` as in
+    download_records.
     """
     t0 = time.monotonic()
-    rows, failures, info = download_records(records, config)
+    rows, failures, info = download_records(records, config, on_image=on_image)
     table = _images_table(rows)
     counts = Counter(f[2] for f in failures)
     attempted = len(records)
@@ -184,11 +254,13 @@ def run_shard(out: str, shard: int, records, config: DownloadConfig, retry: bool
     if config.crash_after_shard == shard:
         raise InjectedCrash(f"crash_after_shard hook: shard {shard} written, its stats not")
     write_table(failed_uri(out, shard), _failed_table(failures))
+    forbidden = Counter(refusal_kind(f[3]) for f in failures if f[2] == "forbidden_address")
     stats = {
         "shard": shard,
         "attempted": attempted,
         "succeeded": table.num_rows,
         "failures": dict(sorted(counts.items())),
+        **({"forbidden_by": dict(sorted(forbidden.items()))} if forbidden else {}),
         "bytes_downloaded": info["bytes_downloaded"],
         "bytes_written": bytes_written,
         "fetch_attempts": info["fetch_attempts"],

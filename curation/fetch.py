@@ -185,6 +185,10 @@ def _embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
+# the download job's flag that allows a refused kind of address (the others are never allowed)
+_ALLOWED_BY = {"loopback": "; allowed by --allow-loopback", "private": "; allowed by --allow-private"}
+
+
 def address_refusal(ip: str, allow_loopback: bool = False, allow_private: bool = False) -> str | None:
     """None when connecting to `ip` is allowed, else a short reason why not."""
     try:
@@ -346,7 +350,7 @@ class Fetcher:
         for ip in addrs:  # every answer must be allowed: refuse a host that mixes in an internal one
             why = address_refusal(ip, self.config.allow_loopback, self.config.allow_private)
             if why is not None:
-                raise _Fail("forbidden_address", f"{host} -> {ip} ({why})")
+                raise _Fail("forbidden_address", f"{host} -> {ip} ({why}{_ALLOWED_BY.get(why, '')})")
         return addrs[0]
 
     def _hop(self, url: str, clock: list) -> tuple[int, bytes | None, str | None, float | None]:

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Submit jobs/curate.py to a Spark cluster.
+# Submit one of the Spark jobs (jobs/<job>.py) to a Spark cluster.
 #
-#   infra/submit.sh --config infra/curate.json [more curate flags, e.g. --t-en 20000]
+#   infra/submit.sh [JOB] [job flags]
+#   infra/submit.sh --config infra/curate.json [more curate flags, e.g. --t-en 20000]   # JOB defaults to curate
+#   infra/submit.sh curate --config infra/curate.json
+#   infra/submit.sh download --input s3://bucket/run/curated --output s3://bucket/run/images
+#   infra/submit.sh build_metadata --config infra/metadata.json --output s3://bucket/metadata/v3
+#
+# JOB is one of: curate, download, build_metadata; a first argument starting with "-" is a flag
+# of the curate job (infra/cron-curate.sh and README.md submit that way).
 #
 # Environment:
 #   MASTER          Spark master (default: yarn); DEPLOY_MODE (default: client, so the driver
@@ -11,12 +18,27 @@
 #   VENV_ARCHIVE    optional venv-pack tarball with the project's dependencies; shipped with
 #                   --archives and used as the executors' python. Without it, every node needs
 #                   PYSPARK_PYTHON pointing at a python with the dependencies installed.
-#   DRY_RUN=1       print the spark-submit command instead of running it
-# The project code (curation/, jobs/) is shipped as a zip with --py-files.
+#   DRY_RUN=1       print the spark-submit command (stdout line 1) and the zip's files (the
+#                   lines after) instead of running it; the zip is kept, so the printed command
+#                   runs as is, and its path is said on stderr
+# The project code (curation/, metadata/, jobs/) is shipped as a zip with --py-files; the zip
+# is removed when spark-submit returns.
 set -euo pipefail
 
+JOBS="curate download build_metadata"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
+
+job=curate
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+  job=$1
+  shift
+  case " $JOBS " in
+    *" $job "*) ;;
+    *) echo "submit.sh: unknown job '$job' (one of: $JOBS; flags alone submit curate)" >&2; exit 2 ;;
+  esac
+fi
+
 MASTER=${MASTER:-yarn}
 DEPLOY_MODE=${DEPLOY_MODE:-client}
 SPARK_PROPERTIES=${SPARK_PROPERTIES:-$here/spark-defaults.conf}
@@ -31,12 +53,15 @@ if [ -z "${SPARK_SUBMIT:-}" ]; then
 fi
 
 build=$(mktemp -d "${TMPDIR:-/tmp}/worldclip-submit.XXXXXX")
-trap 'rm -rf "$build"' EXIT
-"$PY" - "$root" "$build/worldclip.zip" <<'PYEOF'
+if [ "${DRY_RUN:-0}" != 1 ]; then
+  trap 'rm -rf "$build"' EXIT
+fi
+zip="$build/worldclip.zip"
+"$PY" - "$root" "$zip" <<'PYEOF'
 import os, sys, zipfile
 root, out = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-    for pkg in ("curation", "jobs"):
+    for pkg in ("curation", "metadata", "jobs"):
         for d, dirs, files in os.walk(os.path.join(root, pkg)):
             dirs[:] = sorted(x for x in dirs if x != "__pycache__")
             for f in sorted(files):
@@ -45,16 +70,17 @@ with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
                     z.write(p, os.path.relpath(p, root))
 PYEOF
 
-cmd=("$SPARK_SUBMIT" --master "$MASTER" --deploy-mode "$DEPLOY_MODE" --name worldclip-curate
-     --properties-file "$SPARK_PROPERTIES" --py-files "$build/worldclip.zip")
+cmd=("$SPARK_SUBMIT" --master "$MASTER" --deploy-mode "$DEPLOY_MODE" --name "worldclip-$job"
+     --properties-file "$SPARK_PROPERTIES" --py-files "$zip")
 if [ -n "${VENV_ARCHIVE:-}" ]; then
   cmd+=(--archives "$VENV_ARCHIVE#venv" --conf spark.pyspark.python=./venv/bin/python)
 fi
-cmd+=("$root/jobs/curate.py" "$@")
+cmd+=("$root/jobs/$job.py" "$@")
 
 if [ "${DRY_RUN:-0}" = 1 ]; then
   printf '%q ' "${cmd[@]}"; echo
-  "$PY" -c 'import sys, zipfile; print("\n".join(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))' "$build/worldclip.zip"
+  "$PY" -c 'import sys, zipfile; print("\n".join(sorted(zipfile.ZipFile(sys.argv[1]).namelist())))' "$zip"
+  echo "submit.sh: DRY_RUN: the --py-files zip is kept at $zip (remove $build when done)" >&2
   exit 0
 fi
 "${cmd[@]}"

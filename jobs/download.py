@@ -1,17 +1,32 @@
 #!/usr/bin/env python
-"""The download job: curated/ (or matched/) URLs in, Parquet image shards out (DESIGN section 6).
+"""The download job: curated/ (or matched/) URLs in, Parquet image shards out (README.md, "What it does" step 3).
 
     python jobs/download.py --input out/curated --output out/images
     python jobs/download.py --input out/matched --output out/images-all --retry-failed
-    spark-submit jobs/download.py --input s3a://bucket/run/curated --output s3://bucket/run/images
+    spark-submit jobs/download.py --input s3://bucket/run/curated --output s3://bucket/run/images
+    infra/submit.sh download --input s3://bucket/run/curated --output s3://bucket/run/images
 
-One Spark task per pending shard (curation.download_shards.run_shard: a thread pool of
-curation.fetch, decode/resize by curation.images, the shard's files written atomically). A
-rerun skips shards whose stats exist; --retry-failed re-fetches the failed URLs of finished
+Spark runs library functions of curation.download_shards as task bodies: a summary of every
+input file (rows, rows without a uuid: the plan and the accounting; in the driver for a few
+files), a read of each input file keyed by shard (shard_of(uuid), so the shards are a pure
+function of the input), and one task per pending shard (run_shard: a thread pool of
+curation.fetch, decode/resize by curation.images, the shard's files written atomically). The
+input is read with pyarrow through curation.storage, not spark.read: a local path and s3:// are
+read alike, without the Hadoop S3 connector a cluster may lack (`No FileSystem for scheme
+"s3"`), and no row passes through the driver.
+
+A rerun skips shards whose stats exist; --retry-failed re-fetches the failed URLs of finished
 shards and merges the new images in. After all shards, a pass over the (uuid, sha256) columns
 drops exact duplicate images across the whole run, keeping the smallest uuid; it is idempotent,
 so a crash inside it is repaired by the next run. The output layout is described in
 curation/download_shards.py.
+
+Progress advances per image. A Spark accumulator reaches the driver only when its task ends,
+once per shard of thousands of images, so running tasks also send their counts to the driver
+in UDP datagrams (LiveReporter -> LiveCounts; best effort: where executors cannot reach the
+driver the display falls back to the accumulators, and the report never uses them). On a
+terminal a tqdm bar counts images; otherwise a line every PROGRESS_LOG_EVERY_S seconds gives
+shards done/total, images ok/failed, images/s and the ETA.
 """
 
 from __future__ import annotations
@@ -28,6 +43,8 @@ import contextlib  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import secrets  # noqa: E402
+import socket  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -37,14 +54,18 @@ from curation.download_config import DownloadConfig  # noqa: E402
 from curation.download_shards import (  # noqa: E402
     DUPLICATES,
     FAILED_DIR,
+    INPUT_COLUMNS,
     MANIFEST,
+    NOT_RETRIED,
     STATS_DIR,
     completed_shards,
     dedup_pass,
     failed_uri,
+    input_kind,
+    input_records,
+    input_summary,
     load_or_make_plan,
     read_table,
-    row_to_record,
     run_shard,
     shard_of,
     stats_uri,
@@ -61,40 +82,70 @@ S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AW
           "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE")
 
 
-def s3_env_for_tasks(out: str) -> dict:
-    """The driver's AWS settings, forwarded to tasks when the output is on S3.
+PROGRESS_LOG_EVERY_S = 10.0  # not a terminal: one progress line this often
+LIVE_SEND_EVERY_S = 0.25  # a running task sends its counts to the driver at most this often
+DRIVER_SUMMARY_MAX_FILES = 16  # inputs of up to this many files are summarised without a Spark job
+
+
+def s3_env_for_tasks(*uris: str) -> dict:
+    """The driver's AWS settings, forwarded to tasks when the input or the output is on S3.
 
     Python workers keep the environment they were started with; forwarding makes a local[*]
     run (and tests, whose S3 server starts after Spark) behave like the driver. On a cluster
     without these variables on the driver, executors use their own credentials (roles).
     """
-    if not storage.is_s3(out):
+    if not any(storage.is_s3(u) for u in uris):
         return {}
     return {k: os.environ[k] for k in S3_ENV if os.environ.get(k)}
 
 
-def run_partition(index, pairs, out: str, tasks: list, config: DownloadConfig, accumulators=None, env=None):
+def input_files(input_uri: str) -> list[str]:
+    """The input's Parquet files: a directory (side files skipped), a glob or @FILE, local or s3://."""
+    return storage.expand(input_uri, suffix=".parquet")
+
+
+# --- task bodies ---------------------------------------------------------------------------------
+
+
+def summarize_partition(uris, env=None):
+    """Spark task body: input_summary of each of its input files."""
+    if env:
+        os.environ.update(env)
+    for uri in uris:
+        yield input_summary(uri)
+
+
+def read_partition(uris, kind: str, num_shards: int, index: dict, fresh: set, failed_b=None, queued=None, env=None):
+    """Spark task body: (shard, record) for the rows of its input files this run downloads: every
+    row of a shard to run, the failed uuids (`failed_b`, a broadcast set) of a shard to retry."""
+    if env:
+        os.environ.update(env)
+    failed = failed_b.value if failed_b is not None else frozenset()
+    n = 0
+    for uri in uris:
+        for rec in input_records(uri, kind):
+            k = shard_of(rec[0], num_shards)
+            if k in index and (k in fresh or rec[0] in failed):
+                n += 1
+                yield k, rec
+    if queued is not None:
+        queued.add(n)
+
+
+def run_partition(index, pairs, out: str, tasks: list, config: DownloadConfig, accumulators=None, env=None,
+                  live=None):
     """Spark task body: partition `index` is exactly task `tasks[index]` = (shard, retry)."""
     if env:
         os.environ.update(env)
     shard, retry = tasks[index]
     records = [rec for _k, rec in pairs]
-    stats = run_shard(out, shard, records, config, retry=retry)
+    with LiveReporter(live, index) as on_image:
+        stats = run_shard(out, shard, records, config, retry=retry, on_image=on_image)
     if accumulators is not None:
         accumulators[0].add(1)
         accumulators[1].add(stats["succeeded"] if not retry else stats.get("recovered", 0))
         accumulators[2].add(len(records))
     yield json.dumps(stats)
-
-
-def input_kind(columns: list[str], requested: str = "auto") -> str:
-    if requested != "auto":
-        return requested
-    if "texts" in columns:
-        return "matched"
-    if {"text", "lang", "entry_ids"} <= set(columns):
-        return "curated"
-    raise ValueError(f"input is neither curated/ nor matched/: columns {columns}")
 
 
 def _input_metadata_version(input_uri: str):
@@ -109,8 +160,150 @@ def _input_metadata_version(input_uri: str):
     return None
 
 
-def _run_tasks(rdd, accs, n_tasks: int, progress: bool):
-    """collect() in a thread while a tqdm bar follows accumulators (shards done, images ok)."""
+# --- progress ------------------------------------------------------------------------------------
+
+
+class LiveReporter:
+    """A running task's end of the per-image progress: the cumulative (ok, failed) counts of this
+    task attempt, sent to LiveCounts' address at most every LIVE_SEND_EVERY_S and once at the end.
+
+    Cumulative counts make a lost or reordered datagram harmless; a send that fails is dropped
+    (progress must never fail a shard). With `live` None it only counts.
+    """
+
+    def __init__(self, live, partition: int):
+        self.ok = self.failed = 0
+        self._sent = 0.0
+        self._sock = self._target = None
+        if live is None:
+            return
+        host, port, token = live
+        attempt = 0
+        with contextlib.suppress(Exception):
+            from pyspark import TaskContext
+
+            ctx = TaskContext.get()
+            attempt = ctx.attemptNumber() if ctx is not None else 0
+        self._head = f"{token} {partition} {attempt}"
+        with contextlib.suppress(OSError):
+            family, _type, _proto, _name, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+            self._sock, self._target = socket.socket(family, socket.SOCK_DGRAM), addr
+
+    def __call__(self, ok: bool) -> None:
+        if ok:
+            self.ok += 1
+        else:
+            self.failed += 1
+        if self._sock is not None and time.monotonic() - self._sent >= LIVE_SEND_EVERY_S:
+            self._send()
+
+    def _send(self) -> None:
+        self._sent = time.monotonic()
+        with contextlib.suppress(OSError):
+            self._sock.sendto(f"{self._head} {self.ok} {self.failed}".encode("ascii"), self._target)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._sock is not None:
+            self._send()
+            self._sock.close()
+
+
+class LiveCounts:
+    """The driver's end of the per-image progress: a UDP socket collecting LiveReporter datagrams.
+
+    Keeps the latest counts of each partition's latest attempt (a retried task starts again
+    from zero instead of adding to its failed attempt); datagrams without this run's random
+    token are ignored.
+    """
+
+    def __init__(self, bind_host: str, host: str):
+        family, _type, _proto, _name, addr = socket.getaddrinfo(bind_host, 0, type=socket.SOCK_DGRAM)[0]
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self._sock.bind(addr)
+        except OSError:
+            self._sock.close()
+            raise
+        self._sock.settimeout(0.2)
+        self.token = secrets.token_hex(8)
+        self.address = (host, self._sock.getsockname()[1], self.token)
+        self._parts: dict[int, tuple[int, int, int]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="download-progress", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def for_spark(cls, sc) -> LiveCounts | None:
+        """On the driver's address as Spark names it (spark.driver.host, bound at spark.driver.bindAddress),
+        or None where no socket can be opened there (the display then follows the accumulators)."""
+        conf = sc.getConf()
+        host = conf.get("spark.driver.host", None) or socket.gethostname()
+        try:
+            return cls(conf.get("spark.driver.bindAddress", None) or host, host)
+        except OSError:
+            return None
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, _addr = self._sock.recvfrom(512)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.take(data)
+
+    def take(self, data: bytes) -> None:
+        """Record one datagram `token partition attempt ok failed`."""
+        try:
+            token, part, attempt, ok, failed = data.decode("ascii").split()
+            part, attempt, ok, failed = int(part), int(attempt), int(ok), int(failed)
+        except (UnicodeDecodeError, ValueError):
+            return
+        if token != self.token:
+            return
+        with self._lock:
+            old = self._parts.get(part)
+            if old is None or attempt > old[0] or (attempt == old[0] and ok + failed >= old[1] + old[2]):
+                self._parts[part] = (attempt, ok, failed)
+
+    def totals(self) -> tuple[int, int]:
+        """(images ok, images failed) of all partitions so far."""
+        with self._lock:
+            return sum(p[1] for p in self._parts.values()), sum(p[2] for p in self._parts.values())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._sock.close()
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def progress_line(shards_done: int, done: int, queued: int, ok: int, failed: int, *, shards: int,
+                  elapsed: float) -> str:
+    """One progress line: shards done/total, images done/queued (ok, failed), images/s, ETA."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = _duration((queued - done) / rate) if rate > 0 and queued >= done else "?"
+    return (f"download: {shards_done}/{shards} shards, {done:,}/{queued:,} images ({ok:,} ok, {failed:,} failed), "
+            f"{rate:.1f} images/s, ETA {eta}")
+
+
+def _run_tasks(rdd, accs, n_tasks: int, mode: str | None, live: LiveCounts | None = None, log=print):
+    """collect() in a thread while the progress (`mode` "bar", "log" or None) follows the counts.
+
+    accs: shards done, images ok and URLs done (exact, as tasks end), URLs queued (as the input
+    reads end, before any download starts); `live` adds the images of running tasks.
+    """
     result, error = [], []
 
     def target():
@@ -119,22 +312,42 @@ def _run_tasks(rdd, accs, n_tasks: int, progress: bool):
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             error.append(exc)
 
+    def counts():
+        live_ok, live_failed = live.totals() if live is not None else (0, 0)
+        done = max(accs[2].value, live_ok + live_failed)
+        ok = min(max(accs[1].value, live_ok), done)
+        return accs[0].value, done, accs[3].value, ok, done - ok
+
+    def show(bar, shards_done, done, queued, ok, failed):
+        if queued != bar.total:
+            bar.total = queued
+        bar.set_postfix({"shards": f"{shards_done}/{n_tasks}", "ok": ok, "failed": failed}, refresh=False)
+        if done > bar.n:
+            bar.update(done - bar.n)
+        else:
+            bar.refresh()
+
     th = threading.Thread(target=target, name="download-collect", daemon=True)
+    t0 = time.monotonic()
     th.start()
     bar = None
-    if progress:
+    if mode == "bar":
         from tqdm import tqdm
 
-        bar = tqdm(total=n_tasks, unit="shard", desc="download", dynamic_ncols=True)
+        bar = tqdm(total=0, unit="img", desc="download", dynamic_ncols=True)
+    next_log = t0 + PROGRESS_LOG_EVERY_S
     while th.is_alive():
-        th.join(0.5)
+        th.join(min(0.5, PROGRESS_LOG_EVERY_S))
         if bar is not None:
-            bar.n = accs[0].value
-            bar.set_postfix(images=accs[1].value, urls=accs[2].value, refresh=False)
-            bar.refresh()
+            show(bar, *counts())
+        elif mode == "log" and time.monotonic() >= next_log and th.is_alive():
+            log(progress_line(*counts(), shards=n_tasks, elapsed=time.monotonic() - t0))
+            next_log = time.monotonic() + PROGRESS_LOG_EVERY_S
     if bar is not None:
-        bar.n = accs[0].value
+        show(bar, *counts())
         bar.close()
+    elif mode == "log" and not error:
+        log(progress_line(*counts(), shards=n_tasks, elapsed=time.monotonic() - t0))
     if error:
         raise error[0]
     return [json.loads(s) for s in result]
@@ -147,22 +360,39 @@ def check_output(out: str, input_uri: str) -> None:
 
 def run(spark, input_uri: str, out: str, config: DownloadConfig, kind: str = "auto", retry_failed: bool = False,
         retry_reasons: frozenset | None = None, progress: bool = True, log=print) -> dict:
-    """Run (or resume) the download of `input_uri` into `out`; returns the run report."""
+    """Run (or resume) the download of `input_uri` into `out`; returns the run report.
+
+    `progress`: a tqdm bar of images when stderr is a terminal, else a `log` line every
+    PROGRESS_LOG_EVERY_S seconds.
+    """
     check_output(out, input_uri)
     with runs.output_lock(out, "download"):
         return _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progress, log)
 
 
+def _summarize(sc, files: list[str], kind: str, env: dict) -> tuple[str, int, int]:
+    """(input kind, rows, rows without a uuid) from every input file's footer: in the driver for
+    a few files (a Spark job costs more than their footers), in Spark tasks beyond."""
+    if len(files) <= DRIVER_SUMMARY_MAX_FILES:
+        summaries = [input_summary(f) for f in files]
+    else:
+        slices = min(len(files), max(1, sc.defaultParallelism) * 4)
+        summaries = sc.parallelize(files, slices).mapPartitions(
+            functools.partial(summarize_partition, env=env)).collect()
+    kind = input_kind(summaries[0]["columns"], kind)
+    for s in summaries:
+        missing = [c for c in INPUT_COLUMNS[kind] if c not in s["columns"]]
+        if missing:
+            raise ValueError(f"{s['uri']}: a {kind} input lacks columns {missing} (it has {s['columns']})")
+    return kind, sum(s["rows"] for s in summaries), sum(s["no_uuid"] for s in summaries)
+
+
 def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progress, log) -> dict:
     t_start = time.time()
-    df = spark.read.parquet(input_uri)
-    kind = input_kind(df.columns, kind)
-    cols = ["uuid", "url", "text", "lang", "entry_ids"] if kind == "curated" else ["uuid", "url", "texts"]
-    df = df.select(*cols)
-    from pyspark.sql import functions as F
-
-    counts = df.agg(F.count(F.lit(1)).alias("rows"), F.count("uuid").alias("with_uuid")).first()
-    n_rows, no_uuid = int(counts["rows"]), int(counts["rows"] - counts["with_uuid"])
+    sc = spark.sparkContext
+    files = input_files(input_uri)
+    env = s3_env_for_tasks(out, input_uri, *files)
+    kind, n_rows, no_uuid = _summarize(sc, files, kind, env)
     plan = load_or_make_plan(out, input_uri, n_rows, config)
     num_shards = plan["num_shards"]
     success = storage.join(out, storage.SUCCESS_MARKER)
@@ -180,41 +410,39 @@ def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progr
             if us:
                 failed_uuids.update(us)
                 tasks.append((k, True))
-    log(f"download: {n_rows:,} {kind} rows in {num_shards} shards; {len(done)} complete, "
+    log(f"download: {n_rows:,} {kind} rows in {len(files)} files, {num_shards} shards; {len(done)} complete, "
         f"{sum(1 for _, r in tasks if not r)} to run" + (f", {len(failed_uuids):,} failed URLs to retry" if retry_failed else ""))
     t_fetch = time.time()
     task_stats = []
     if tasks:
-        sc = spark.sparkContext
         index = {k: i for i, (k, _) in enumerate(tasks)}
         fresh = {k for k, r in tasks if not r}
         failed_b = sc.broadcast(failed_uuids) if failed_uuids else None
-        accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
-        n = num_shards
-
-        def keyed(row):
-            rec = row_to_record(row, kind)
-            return shard_of(rec[0], n), rec
-
-        def wanted(kv):
-            k, rec = kv
-            if k not in index:
-                return False
-            return k in fresh or (failed_b is not None and rec[0] in failed_b.value)
-
-        rdd = (df.filter(df.uuid.isNotNull()).rdd.map(keyed).filter(wanted)
+        # shards done, images ok, URLs done, URLs queued
+        accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
+        mode = ("bar" if sys.stderr.isatty() else "log") if progress else None
+        live = LiveCounts.for_spark(sc) if mode else None
+        read = functools.partial(read_partition, kind=kind, num_shards=num_shards, index=index, fresh=fresh,
+                                 failed_b=failed_b, queued=accs[3], env=env)
+        rdd = (sc.parallelize(files, len(files)).mapPartitions(read)
                .partitionBy(len(tasks), lambda k: index[k])
                .mapPartitionsWithIndex(functools.partial(run_partition, out=out, tasks=tasks, config=config,
-                                                         accumulators=accs, env=s3_env_for_tasks(out))))
-        task_stats = _run_tasks(rdd, accs, len(tasks), progress)
+                                                         accumulators=accs, env=env,
+                                                         live=live.address if live else None)))
+        try:
+            task_stats = _run_tasks(rdd, accs, len(tasks), mode, live, log)
+        finally:
+            if live is not None:
+                live.close()
         if failed_b is not None:
             failed_b.unpersist()
     t_dedup = time.time()
     dedup = dedup_pass(out, num_shards, config) if config.dedup else {"duplicates": 0, "shards_rewritten": 0}
     stats = [read_json(stats_uri(out, k)) for k in range(num_shards)]
-    failures = Counter()
+    failures, forbidden_by = Counter(), Counter()
     for s in stats:
         failures.update(s["failures"])
+        forbidden_by.update(s.get("forbidden_by", {}))
     if no_uuid:
         failures["missing_uuid"] += no_uuid
     attempted = sum(s["attempted"] for s in stats)
@@ -230,10 +458,12 @@ def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progr
         "succeeded": succeeded,
         "failed": sum(failures.values()),
         "failures": dict(sorted(failures.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "forbidden_by": dict(sorted(forbidden_by.items())),
         "accounting_ok": n_rows == succeeded + sum(failures.values()),
         "shards": num_shards,
         "shards_run": sum(1 for _, r in tasks if not r),
         "shards_retried": sum(1 for _, r in tasks if r),
+        "retry_failed": retry_failed,
         "retried_urls": len(failed_uuids),
         "duplicates": dedup["duplicates"],
         "bytes_downloaded_this_run": sum(s["bytes_downloaded"] for s in task_stats),
@@ -261,6 +491,31 @@ def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progr
     return report
 
 
+def summary_hints(report: dict) -> list[str]:
+    """What to do about the failures of a run: the flags that allow refused addresses, and
+    --retry-failed when this run fetched nothing because every shard was already complete."""
+    r, hints = report, []
+    failures = r["failures"]
+    forbidden = failures.get("forbidden_address", 0)
+    if forbidden:
+        by = r.get("forbidden_by") or {}
+        loopback, private = by.get("loopback", 0), by.get("private", 0)
+        parts = [f"{loopback:,} loopback (fetched with --allow-loopback: a local mirror or test server)"] if loopback else []
+        if private:
+            parts.append(f"{private:,} private (fetched with --allow-private: an intranet mirror)")
+        if forbidden - loopback - private:
+            parts.append(f"{forbidden - loopback - private:,} link-local, multicast, reserved or unspecified "
+                         "(never fetched)")
+        hints.append(f"forbidden_address: {forbidden:,} URLs resolve to non-public addresses: {'; '.join(parts)}; "
+                     f"each one's address is in {storage.join(r['output'], FAILED_DIR)}/")
+    retriable = sum(c for reason, c in failures.items() if reason not in NOT_RETRIED and reason != "missing_uuid")
+    if retriable and r["shards_run"] == 0 and not r.get("retry_failed"):
+        only = " (--retry-reasons forbidden_address to retry only those)" if forbidden else ""
+        hints.append(f"every shard was complete, nothing was fetched: {retriable:,} URLs failed earlier; "
+                     f"rerun with --retry-failed{only} to fetch them again")
+    return hints
+
+
 def print_summary(report: dict, log=print) -> None:
     r = report
     log("")
@@ -269,20 +524,27 @@ def print_summary(report: dict, log=print) -> None:
         f"{r['images_per_s_this_run']} images/s)")
     for reason, c in r["failures"].items():
         log(f"  {reason:<20} {c:>10,}")
+    for hint in summary_hints(r):
+        log(f"hint: {hint}")
     log(f"output: {r['output']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="More: the docstring of jobs/download.py (stages, resume, progress), the output\n"
+                                       "layout in curation/download_shards.py, README.md (\"What it does\",\n"
+                                       "\"Running on a cluster\").",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input", required=True, help="curated/ or matched/ Parquet directory (what Spark can read)")
+    p.add_argument("--input", required=True,
+                   help="curated/ or matched/ Parquet: a directory, a glob or @FILE; local path or s3://")
     p.add_argument("--output", required=True, help="images directory (local path or s3://bucket/prefix)")
     p.add_argument("--input-kind", choices=("auto", "curated", "matched"), default="auto")
     p.add_argument("--retry-failed", action="store_true", help="re-fetch the failed URLs of finished shards")
     p.add_argument("--retry-reasons", help="comma-separated failure reasons to retry (default: all)")
     p.add_argument("--report", help="also write the JSON report here")
     p.add_argument("--master", help="Spark master (default local[*] unless spark-submit sets one)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (terminal) or progress lines (otherwise)")
     # --config FILE, --set KEY=VALUE and one flag per DownloadConfig field (--threads, --per-host, ...)
     config_cli.add_config_arguments(p, DownloadConfig, section="download")
     return p
@@ -303,6 +565,7 @@ def main(argv=None) -> int:
     reasons = frozenset(r.strip() for r in args.retry_reasons.split(",")) if args.retry_reasons else None
     try:
         check_output(args.output, args.input)
+        input_files(args.input)  # a missing or empty input is said before Spark starts
     except (ValueError, OSError) as e:
         return user_error("download", e)
     spark = build_spark("worldclip-download", args.master)

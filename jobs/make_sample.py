@@ -3,12 +3,13 @@
     python -m jobs.make_sample --out build/sample [--seed 0] [--files 4] [--pages 150]
 
 Idempotent: the same arguments write byte-identical files (and remove stale sample files).
+Prints one summary line; the whole summary, for scripts, is <out>/sample.json (written by
+curation.samples.alt_texts.write_sample), so it is not printed a second time as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -18,7 +19,9 @@ from curation.samples.alt_texts import LANGUAGE_CODES, write_sample  # noqa: E40
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog="Used by `make curate` (README.md, first lines); the sample's design is in "
+                                            "the docstring of curation/samples/alt_texts.py.")
     parser.add_argument("--out", required=True, help="output directory (wat/ and metadata/ are written inside)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--files", type=int, default=4, help="number of WAT files")
@@ -38,9 +41,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"sample written to {summary['out']}: {len(summary['wat_files'])} WAT files "
         f"({summary['records']} records, {summary['image_links']} image links, "
         f"{len(summary['pages_with_images_by_language'])} languages) and metadata "
-        f"{summary['metadata']} ({summary['metadata_languages']} languages, version {summary['metadata_version']})"
+        f"{summary['metadata']} ({summary['metadata_languages']} languages, version {summary['metadata_version']}); "
+        f"summary: {os.path.join(summary['out'], 'sample.json')}"
     )
-    print(json.dumps({k: summary[k] for k in ("out", "records", "image_links", "metadata")}))
     return summary
 
 

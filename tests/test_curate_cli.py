@@ -158,9 +158,15 @@ def test_output_lock_is_exclusive_and_restores_an_output_cut_between_renames(tmp
 
 
 def _dry_run(*args):
+    """submit.sh with DRY_RUN=1; the zip it keeps is checked (it must exist, for the printed command) and removed."""
     env = {**os.environ, "DRY_RUN": "1", "SPARK_SUBMIT": "spark-submit"}
-    return subprocess.run([os.path.join(ROOT, "infra", "submit.sh"), *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60)
+    res = subprocess.run([os.path.join(ROOT, "infra", "submit.sh"), *args], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=60)
+    if res.returncode == 0:
+        zip_path = res.stdout.split("--py-files ", 1)[1].split(" ", 1)[0]
+        assert os.path.isfile(zip_path) and zip_path in res.stderr  # the printed command can run as is
+        shutil.rmtree(os.path.dirname(zip_path))
+    return res
 
 
 def test_submit_wrapper_ships_the_code():
@@ -175,7 +181,6 @@ def test_submit_wrapper_ships_the_code():
 
 
 def test_submit_wrapper_submits_any_job_and_keeps_the_dry_run_zip():
-    zips = []
     for job, args in (("curate", ["--config", "infra/curate.json"]),
                       ("download", ["--input", "s3://b/run/curated", "--output", "s3://b/run/images"]),
                       ("build_metadata", ["--config", "infra/metadata.json", "--output", "s3://b/metadata/v3"])):
@@ -184,10 +189,5 @@ def test_submit_wrapper_submits_any_job_and_keeps_the_dry_run_zip():
         cmd, *files = res.stdout.splitlines()
         assert f"/jobs/{job}.py {' '.join(args)}" in cmd and f"--name worldclip-{job}" in cmd
         assert {f"jobs/{job}.py", "metadata/build.py", "curation/storage.py"} <= set(files)
-        zip_path = cmd.split("--py-files ", 1)[1].split(" ", 1)[0]
-        assert os.path.isfile(zip_path) and zip_path in res.stderr  # the printed command can run as is
-        zips.append(zip_path)
-    for z in zips:
-        shutil.rmtree(os.path.dirname(z))
     res = _dry_run("no_such_job", "--x")
     assert res.returncode == 2 and "unknown job 'no_such_job'" in res.stderr and not res.stdout

@@ -159,7 +159,7 @@ def test_make_sample_cli(tmp_path, capsys):
     summary = make_sample.main(["--out", str(tmp_path), "--files", "1", "--pages", "20", "--languages", "en,de,ja"])
     out = capsys.readouterr().out
     assert str(tmp_path) in out and "1 WAT files" in out
-    assert json.loads(out.strip().splitlines()[-1])["records"] == summary["records"]
+    assert f"{summary['records']} records" in out and json.loads((tmp_path / "sample.json").read_text())["records"] == summary["records"]
     assert MetadataDir(tmp_path / "metadata").languages() == ["de", "en", "ja"]
     with pytest.raises(SystemExit):
         make_sample.main(["--out", str(tmp_path), "--languages", "de"])
