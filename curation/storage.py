@@ -451,6 +451,54 @@ def write_bytes(uri: str | os.PathLike, data: bytes, config: StorageConfig | Non
         f.write(data)
 
 
+def makedirs(uri: str | os.PathLike) -> None:
+    """Create a local directory and its parents (an existing one is fine). A no-op on S3: a
+    prefix exists once an object is written under it, and every writer here creates its parents."""
+    uri = os.fspath(uri)
+    if not is_s3(uri):
+        os.makedirs(_local(uri), exist_ok=True)
+
+
+# --- Parquet tables and NumPy arrays (the bytes of pyarrow's and NumPy's own writers) ------------
+
+
+def write_table(table, uri: str | os.PathLike, *, config: StorageConfig | None = None, **parquet_kwargs) -> int:
+    """`pyarrow.parquet.write_table(table, ..., **parquet_kwargs)` to a local path or s3:// URI,
+    atomically (open_write); returns the file's size. The bytes are those pq.write_table writes
+    to a local path with the same arguments."""
+    import pyarrow.parquet as pq
+
+    with open_write(uri, config) as f:
+        pq.write_table(table, f, **parquet_kwargs)
+        return f.tell()
+
+
+def read_table(uri: str | os.PathLike, *, config: StorageConfig | None = None, **kwargs):
+    """`pyarrow.parquet.read_table(..., **kwargs)` of one Parquet file, local or s3:// (on S3 by
+    ranged reads: only the footer and the row groups / columns asked for are fetched)."""
+    import pyarrow.parquet as pq
+
+    with open_read(uri, config) as f:
+        return pq.read_table(f, **kwargs)
+
+
+def save_npy(uri: str | os.PathLike, array, config: StorageConfig | None = None) -> None:
+    """`numpy.save(..., allow_pickle=False)` to a local path or s3:// URI, atomically (the bytes
+    np.save writes locally; the name is kept as given, np.save would append `.npy`)."""
+    import numpy as np
+
+    with open_write(uri, config) as f:
+        np.save(f, array, allow_pickle=False)
+
+
+def load_npy(uri: str | os.PathLike, config: StorageConfig | None = None):
+    """The array saved at a local path or s3:// URI (`numpy.load`, never unpickling)."""
+    import numpy as np
+
+    with open_read(uri, config) as f:
+        return np.load(f, allow_pickle=False)
+
+
 # --- listing -----------------------------------------------------------------------------------
 
 

@@ -71,32 +71,15 @@ from curation.download_shards import (  # noqa: E402
     stats_uri,
 )
 from curation.runs import read_json, write_json  # noqa: E402
-from jobs.common import build_spark, user_error  # noqa: E402
+from jobs.common import PROGRESS_LOG_EVERY_S, build_spark, progress_mode, task_env, user_error  # noqa: E402
 
 # the sources whose change changes the images written (the manifest's code_version hashes them)
 CODE_FILES = ("curation/fetch.py", "curation/images.py", "curation/download_config.py",
               "curation/download_shards.py", "jobs/download.py")
 
 
-S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION",
-          "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE")
-
-
-PROGRESS_LOG_EVERY_S = 10.0  # not a terminal: one progress line this often
 LIVE_SEND_EVERY_S = 0.25  # a running task sends its counts to the driver at most this often
 DRIVER_SUMMARY_MAX_FILES = 16  # inputs of up to this many files are summarised without a Spark job
-
-
-def s3_env_for_tasks(*uris: str) -> dict:
-    """The driver's AWS settings, forwarded to tasks when the input or the output is on S3.
-
-    Python workers keep the environment they were started with; forwarding makes a local[*]
-    run (and tests, whose S3 server starts after Spark) behave like the driver. On a cluster
-    without these variables on the driver, executors use their own credentials (roles).
-    """
-    if not any(storage.is_s3(u) for u in uris):
-        return {}
-    return {k: os.environ[k] for k in S3_ENV if os.environ.get(k)}
 
 
 def input_files(input_uri: str) -> list[str]:
@@ -391,7 +374,7 @@ def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progr
     t_start = time.time()
     sc = spark.sparkContext
     files = input_files(input_uri)
-    env = s3_env_for_tasks(out, input_uri, *files)
+    env = task_env(out, input_uri, *files)
     kind, n_rows, no_uuid = _summarize(sc, files, kind, env)
     plan = load_or_make_plan(out, input_uri, n_rows, config)
     num_shards = plan["num_shards"]
@@ -420,7 +403,7 @@ def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progr
         failed_b = sc.broadcast(failed_uuids) if failed_uuids else None
         # shards done, images ok, URLs done, URLs queued
         accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
-        mode = ("bar" if sys.stderr.isatty() else "log") if progress else None
+        mode = progress_mode(progress)
         live = LiveCounts.for_spark(sc) if mode else None
         read = functools.partial(read_partition, kind=kind, num_shards=num_shards, index=index, fresh=fresh,
                                  failed_b=failed_b, queued=accs[3], env=env)

@@ -21,6 +21,7 @@ from curation.download_config import DownloadConfig
 from curation.schemas import CURATED
 from curation.urls import image_uuid
 from jobs import download as download_job
+from jobs.common import task_env
 
 pytestmark = pytest.mark.spark
 
@@ -115,9 +116,9 @@ def test_input_and_output_on_s3_give_the_files_of_a_local_run(spark, server, s3_
 def test_tasks_get_the_s3_settings_when_only_the_input_is_on_s3(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
-    env = download_job.s3_env_for_tasks("/local/images", "s3://bucket/run/curated")
+    env = task_env("/local/images", "s3://bucket/run/curated")
     assert env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:9" and env["AWS_ACCESS_KEY_ID"] == "k"
-    assert download_job.s3_env_for_tasks("/local/images", "/local/curated") == {}
+    assert task_env("/local/images", "/local/curated") == {}
 
 
 def test_a_missing_or_wrong_input_is_said_before_spark_starts(tmp_path, capsys):

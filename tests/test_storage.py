@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -137,6 +138,82 @@ def test_parquet_through_file_objects(root):
         pq.write_table(table, f)
     with storage.open_read(uri) as f:
         assert pq.read_table(f).equals(table)
+
+
+def _table(n: int = 3000) -> pa.Table:
+    return pa.table({"uuid": [f"{i:032x}" for i in range(n)], "n": list(range(n)),
+                     "text": [None if i % 7 == 0 else "ñ" * (i % 13) for i in range(n)]})
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"compression": "zstd", "row_group_size": 500},
+                                    {"compression": None, "use_dictionary": False}])
+def test_write_table_writes_the_bytes_of_pq_write_table(root, tmp_path, kwargs):
+    """The curate job's outputs must not change when they go through storage (local or S3)."""
+    table = _table()
+    reference = tmp_path / "reference.parquet"
+    pq.write_table(table, reference, **kwargs)
+    uri = storage.join(root, "deep", "er", "t.parquet")  # parents are created (locally)
+    size = storage.write_table(table, uri, **kwargs)
+    assert storage.read_bytes(uri) == reference.read_bytes() and size == reference.stat().st_size
+    assert storage.read_table(uri).equals(table)
+    assert storage.read_table(uri, columns=["n"]).column("n").to_pylist() == list(range(3000))
+    assert storage.list_files(root) == [uri]  # no temporary file left beside it
+
+
+def test_write_table_failure_keeps_the_old_file(root):
+    uri = storage.join(root, "t.parquet")
+    storage.write_table(_table(10), uri)
+    before = storage.read_bytes(uri)
+    with pytest.raises(TypeError):
+        storage.write_table(_table(10), uri, no_such_parquet_option=1)
+    assert storage.read_bytes(uri) == before and storage.list_files(root) == [uri]
+
+
+def test_read_table_of_a_missing_file_names_it(root):
+    with pytest.raises(FileNotFoundError, match="gone.parquet"):
+        storage.read_table(storage.join(root, "gone.parquet"))
+
+
+@pytest.mark.parametrize("array", [np.arange(1000, dtype=np.float64) / 7, np.zeros((0,), np.float32),
+                                   np.arange(12, dtype=np.int64).reshape(3, 4), np.array([True, False])])
+def test_save_npy_writes_the_bytes_of_np_save(root, tmp_path, array):
+    reference = tmp_path / "reference.npy"
+    np.save(reference, array, allow_pickle=False)
+    uri = storage.join(root, "probs", "en.npy")
+    storage.save_npy(uri, array)
+    assert storage.read_bytes(uri) == reference.read_bytes()
+    loaded = storage.load_npy(uri)
+    assert loaded.dtype == array.dtype and loaded.shape == array.shape and np.array_equal(loaded, array)
+
+
+def test_save_npy_keeps_the_name_and_refuses_objects(root):
+    uri = storage.join(root, "probs.bin")  # np.save(path) would have written probs.bin.npy
+    storage.save_npy(uri, np.ones(3))
+    assert storage.list_files(root) == [uri]
+    with pytest.raises(ValueError):
+        storage.save_npy(storage.join(root, "obj.npy"), np.array([{"a": 1}], dtype=object))
+    assert storage.list_files(root) == [uri]  # the failed save left nothing
+
+
+def test_load_npy_never_unpickles(root):
+    uri = storage.join(root, "obj.npy")
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    storage.write_bytes(uri, buf.getvalue())
+    with pytest.raises(ValueError, match="pickle"):
+        storage.load_npy(uri)
+
+
+def test_makedirs(root):
+    uri = storage.join(root, "a", "b")
+    storage.makedirs(uri)
+    storage.makedirs(uri)  # again: fine
+    if storage.is_s3(uri):
+        assert not storage.exists(uri)  # nothing to create on S3: a prefix exists with its objects
+    else:
+        assert os.path.isdir(uri)
+    storage.save_npy(storage.join(uri, "x.npy"), np.ones(2))
+    assert storage.list_files(root) == [storage.join(uri, "x.npy")]
 
 
 def test_publish_success(root):
