@@ -27,6 +27,7 @@ turns the summed entry counts into t_lang and entry probabilities (curation.bala
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import time
@@ -199,11 +200,26 @@ def read_state_texts(path: str, lo: str | None = None, hi: str | None = None) ->
 # --- 2a. the exchange: inputs' texts regrouped by uuid bucket, each input read once ------------------
 
 
+@functools.lru_cache(maxsize=8)
+def _bucket_bounds(buckets: int) -> np.ndarray:
+    """The lower uuid bound of buckets 1..buckets-1 (computed once per bucket count)."""
+    return np.asarray([uuid_range(k, buckets)[0] for k in range(1, buckets)], dtype=object)
+
+
 def bucket_offsets(uuids: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray:
-    """Row offsets of the uuid buckets in a uuid-sorted column: bucket k is rows [o[k], o[k+1])."""
+    """Row offsets of the uuid buckets in a uuid-sorted column: bucket k is rows [o[k], o[k+1]).
+
+    Cost O(rows x log buckets) plus a vectorised O(buckets): a small input among many buckets
+    places its rows, a large one cuts its rows at the bounds (never a Python loop over buckets).
+    """
     values = np.asarray(uuids.to_numpy(zero_copy_only=False), dtype=object)
-    bounds = [uuid_range(k, buckets)[0] for k in range(1, buckets)]
-    cuts = np.searchsorted(values, np.asarray(bounds, dtype=object), side="left") if bounds else []
+    bounds = _bucket_bounds(buckets)
+    if not len(bounds):
+        return np.array([0, len(values)], dtype=np.int64)
+    if len(values) < len(bounds):
+        counts = np.bincount(np.searchsorted(bounds, values, side="right"), minlength=buckets)
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    cuts = np.searchsorted(values, bounds, side="left")
     return np.concatenate([[0], cuts, [len(values)]]).astype(np.int64)
 
 
@@ -219,15 +235,18 @@ def exchange_run(texts_files: Sequence[str], buckets: int, path: str, compressio
     one by one did (grouping sorts them anyway).
     """
     cpu0 = time.process_time()
-    tables = [read_state_texts(f) for f in texts_files]
-    cuts = [bucket_offsets(t.column("uuid"), buckets) for t in tables]
+    pieces: list[list[pa.Table]] = [[] for _ in range(buckets)]  # per bucket: slices, in input order
+    for f in texts_files:
+        t = read_state_texts(f)
+        c = bucket_offsets(t.column("uuid"), buckets)
+        for k in np.flatnonzero(c[1:] > c[:-1]).tolist():  # only the buckets this input has rows in
+            pieces[k].append(t.slice(c[k], c[k + 1] - c[k]))
     options = pa.ipc.IpcWriteOptions(compression=compression, use_threads=False)
     rows = 0
     with storage.atomic_local_path(path) as tmp, pa.OSFile(tmp, "wb") as sink, \
             pa.ipc.new_file(sink, STATE_TEXTS, options=options) as writer:
         for k in range(buckets):
-            pieces = [t.slice(c[k], c[k + 1] - c[k]) for t, c in zip(tables, cuts, strict=True) if c[k + 1] > c[k]]
-            batch = (pa.concat_tables(pieces).combine_chunks().to_batches() if pieces else [])
+            batch = pa.concat_tables(pieces[k]).combine_chunks().to_batches() if pieces[k] else []
             writer.write_batch(batch[0] if batch else pa.RecordBatch.from_pylist([], schema=STATE_TEXTS))
             rows += batch[0].num_rows if batch else 0
     return new_result(exchanged=rows, opens_exchange=len(texts_files), max_maps=len(texts_files),

@@ -258,3 +258,13 @@ def test_bucket_offsets_cut_a_sorted_uuid_column_at_the_bucket_bounds():
     # bounds "555555" and "aaaaaa": "5555000..." < "555555" <= "5555555..."; "aaaa..." >= "aaaaaa"
     assert grouping.bucket_offsets(uuids, 3).tolist() == [0, 3, 4, 6]
     assert grouping.bucket_offsets(pa.array([], pa.string()), 2).tolist() == [0, 0, 0]
+
+
+def test_bucket_offsets_place_few_rows_among_many_buckets_as_cutting_does():
+    uuids = sorted(f"{i * 7919 % 16**6:06x}" + "0" * 18 for i in range(40))
+    for buckets in (3, 39, 40, 41, 500):  # both sides of rows == bounds
+        want = [0]
+        for k in range(buckets):
+            lo, hi = grouping.uuid_range(k, buckets)
+            want.append(want[-1] + sum((lo is None or u >= lo) and (hi is None or u < hi) for u in uuids))
+        assert grouping.bucket_offsets(pa.array(uuids), buckets).tolist() == want
