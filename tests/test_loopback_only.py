@@ -11,16 +11,9 @@ FORBIDDEN = ("169.254.169.254", "10.0.0.1", "192.168.1.1", "8.8.8.8", "2002:a9fe
 
 
 def _attempt(host: str) -> str:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        s.settimeout(0.01)
-        s.connect((host, 80))
-        return "connected"
-    except Exception as exc:  # noqa: BLE001 - the class name is the answer
-        return type(exc).__name__
-    finally:
-        s.close()
+    from sitecustomize import attempt_connect  # tests/loopback_only, on every process's path
+
+    return attempt_connect(host)
 
 
 @pytest.mark.parametrize("host", FORBIDDEN)
@@ -41,18 +34,7 @@ def test_loopback_still_connects():
 
 @pytest.mark.spark
 def test_spark_workers_cannot_reach_other_addresses(spark):
-    def attempt(host: str) -> str:  # nested: pickled by value (workers cannot import this test module)
-        import socket
+    from sitecustomize import attempt_connect  # a module the workers import too: pickled by reference
 
-        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.settimeout(0.01)
-            s.connect((host, 80))
-            return "connected"
-        except Exception as exc:  # noqa: BLE001 - the class name is the answer
-            return type(exc).__name__
-        finally:
-            s.close()
-
-    got = spark.sparkContext.parallelize(FORBIDDEN, 2).map(attempt).collect()
+    got = spark.sparkContext.parallelize(FORBIDDEN, 2).map(attempt_connect).collect()
     assert got == ["NonLoopbackConnect"] * len(FORBIDDEN)

@@ -27,6 +27,20 @@ def _check(sock, address) -> None:
         raise NonLoopbackConnect(f"tests connect to loopback addresses only, not {host}")
 
 
+def attempt_connect(host: str, port: int = 80) -> str:
+    """What a TCP connect to (host, port) ends in: "connected" or the exception's class name
+    (here, for the suite's tests: importable in Spark's workers, unlike a test module)."""
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.settimeout(0.01)
+        s.connect((host, port))
+        return "connected"
+    except Exception as exc:  # noqa: BLE001 - the class name is the answer
+        return type(exc).__name__
+    finally:
+        s.close()
+
+
 def install() -> None:
     cls = socket.socket
     if getattr(cls, "_loopback_only", False):
