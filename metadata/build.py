@@ -27,9 +27,11 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -39,6 +41,8 @@ from curation.languages import OTHER
 from curation.metadata_dir import write_language, write_manifest
 from metadata.config import MetadataConfig
 from metadata.merge import merge_language
+
+log = logging.getLogger(__name__)
 
 _DUMP_RE = re.compile(r"^[a-z][a-z0-9_\-]*?wiki[-_.].*\.xml(?:\.(?:bz2|xz|gz))?$")
 _PAGEVIEWS_RE = re.compile(r"^(pageviews|pagecounts)-.*")
@@ -157,16 +161,28 @@ def publish(output: str, languages: Iterable[tuple[str, dict[str, list[str]], st
         with storage.publish(output) as staging:
             root = local_tmp if s3_out else staging
             os.makedirs(root, exist_ok=True)
+            bar = None
             if progress:
                 from tqdm import tqdm
 
-                languages = tqdm(languages, desc="metadata languages", unit="lang", disable=None)
+                # the total: the languages the inputs hold (counts), an upper bound made exact at the end
+                expected = len(set(counts.get("languages", {})) | {OTHER}) or None
+                if sys.stderr.isatty():
+                    bar = tqdm(total=expected, desc="metadata languages", unit="lang")
+                else:  # logs and cron: a plain line per language written
+                    bar = _LogBar(expected)
             for lang, sources, rank_by in languages:
                 if lang in written:  # the caller guarantees one group per language
                     raise RuntimeError(f"language {lang} came in two groups")
                 written[lang] = _write_one(root, lang, sources, config, counts, rank_by)
+                if bar is not None:
+                    bar.update(1)
             if OTHER not in written:
                 written[OTHER] = _write_one(root, OTHER, {}, config, counts, None)
+            if bar is not None:
+                bar.total = len(written)
+                bar.n = len(written)
+                bar.close()
             manifest = write_manifest(root, version or _content_version(written, build_config), written, build_config)
             if s3_out:
                 for dirpath, _dirs, files in os.walk(root):
@@ -188,6 +204,20 @@ def write_report(output: str, manifest: dict, counts: dict, timings: dict, n_agg
     storage.write_bytes(storage.join(output, REPORT),
                         (json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
     return report
+
+
+class _LogBar:
+    """tqdm's update/close for logs: "metadata: k/total languages written" lines."""
+
+    def __init__(self, total: int | None):
+        self.total, self.n = total, 0
+
+    def update(self, k: int) -> None:
+        self.n += k
+        log.info("metadata: %d/%s languages written", self.n, self.total or "?")
+
+    def close(self) -> None:
+        log.info("metadata: %d languages written", self.n)
 
 
 def _write_one(root: str, lang: str, sources: dict, config: MetadataConfig, counts: dict, rank_by: str | None) -> dict:

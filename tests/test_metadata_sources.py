@@ -160,6 +160,18 @@ def test_publish_writes_languages_other_and_the_manifest_without_spark(tmp_path)
         publish(str(tmp_path / "m3"), iter(groups * 2), cfg, counts, bc, progress=False)
 
 
+def test_publish_shows_languages_written_of_a_total_in_logs(tmp_path, caplog):
+    counts = collect_stats([{"lang": lang, "a": "pages", "b": f"{lang}wiki-x.xml", "n": 1} for lang in ("de", "en")])
+    cfg = MetadataConfig(numbers_upto=2)
+    bc = build_config(cfg, BuildInputs(wikipedia=["/in/enwiki-x.xml"]), ["/in/enwiki-x.xml"], [], counts)
+    groups = [("de", {"wordnet": ["Hund"]}, None), ("en", {"wordnet": ["dog"]}, None)]
+    with caplog.at_level("INFO", logger="metadata.build"):
+        publish(str(tmp_path / "m"), iter(groups), cfg, counts, bc, progress=True)
+    lines = [r.getMessage() for r in caplog.records if r.name == "metadata.build"]
+    assert lines[:2] == ["metadata: 1/3 languages written", "metadata: 2/3 languages written"]  # de, en of de, en, other
+    assert lines[-1] == "metadata: 3 languages written"
+
+
 def test_config_json_and_overrides(tmp_path):
     cfg = MetadataConfig()
     assert (cfg.unigram_max, cfg.bigram_min_pmi, cfg.bigram_max, cfg.title_top_fraction, cfg.title_max) == (
