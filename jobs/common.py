@@ -211,3 +211,26 @@ def task_env(*uris: str) -> dict:
     if not any(storage.is_s3(u) for u in uris if u):
         return {}
     return {k: os.environ[k] for k in S3_ENV if os.environ.get(k)}
+
+
+def run_tasks(spark, n: int, body, merge: Callable[[dict, dict], dict], zero: Callable[[], dict], *,
+              progress: tuple[str, str, str, Callable | None] = ("tasks", "tasks", "", None),
+              mode: str | None = None, broadcast: Mapping[str, object] | None = None) -> dict:
+    """Run `body` over task ids 0..n-1 (one partition each), showing progress, and merge results.
+
+    `body(task_ids, **broadcasts)` is an RDD partition body; `broadcast` values travel once per
+    executor as Spark broadcasts (passed to `body` under their keys, removed afterwards);
+    `progress` is (description, unit, item name, item count of one result) for PhaseProgress.
+    """
+    import functools as _functools
+
+    sc = spark.sparkContext
+    bcs = {k: sc.broadcast(v) for k, v in (broadcast or {}).items()}
+    desc, unit, items, items_of = progress
+    try:
+        with PhaseProgress(sc, desc, n, unit, items, mode) as p:
+            task = Counted(_functools.partial(body, **bcs) if bcs else body, p.done, p.items, items_of)
+            return merged(sc.parallelize(range(n), n).mapPartitions(task), merge, zero)
+    finally:
+        for b in bcs.values():
+            b.unpersist()

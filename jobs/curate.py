@@ -66,8 +66,8 @@ from jobs.common import (  # noqa: E402
     Counted,
     PhaseProgress,
     build_spark,
-    merged,
     progress_mode,
+    run_tasks,
     task_env,
     user_error,
 )
@@ -297,16 +297,11 @@ def exchange(spark, state_dir: str, state_keys: list[str], buckets: int, runs: i
     """Phase 2a on Spark: `runs` tasks, each regrouping a contiguous chunk of the inputs by bucket."""
     os.makedirs(exchange_dir, exist_ok=True)
     chunks = [state_keys[m * len(state_keys) // runs:(m + 1) * len(state_keys) // runs] for m in range(runs)]
-    sc = spark.sparkContext
-    chunks_bc = sc.broadcast(chunks)
-    body = functools.partial(exchange_partition, buckets=buckets, state_dir=state_dir, chunks=chunks_bc,
-                             exchange_dir=exchange_dir, compression=compression)
-    try:
-        with PhaseProgress(sc, "curate 2/4 exchange", runs, "runs", "texts", mode) as p:
-            return merged(sc.parallelize(range(runs), runs).mapPartitions(
-                Counted(body, p.done, p.items, _total("exchanged"))), grouping.merge_results, grouping.new_result)
-    finally:
-        chunks_bc.unpersist()
+    body = functools.partial(exchange_partition, buckets=buckets, state_dir=state_dir, exchange_dir=exchange_dir,
+                             compression=compression)
+    return run_tasks(spark, runs, body, grouping.merge_results, grouping.new_result, mode=mode,
+                     progress=("curate 2/4 exchange", "runs", "texts", _total("exchanged")),
+                     broadcast={"chunks": chunks})
 
 
 def group_and_count(spark, state_dir: str, runs: int, exchange_dir: str, buckets: int, chunks: list[list[str]],
@@ -314,22 +309,15 @@ def group_and_count(spark, state_dir: str, runs: int, exchange_dir: str, buckets
                     mode: str | None = None) -> dict:
     """Phase 2b on Spark: matched/ and rejects/ files (and each image's pick for the sample in
     `picked_dir`); returns the summed task results."""
-    os.makedirs(matched_dir, exist_ok=True)
-    os.makedirs(rejects_dir, exist_ok=True)
-    if picked_dir is not None:
-        os.makedirs(picked_dir, exist_ok=True)
-    sc = spark.sparkContext
-    chunks_bc = sc.broadcast(chunks)
-    tasks = max(buckets, len(chunks))
+    for d in (matched_dir, rejects_dir, picked_dir):
+        if d is not None:
+            os.makedirs(d, exist_ok=True)
     body = functools.partial(group_partition, buckets=buckets, state_dir=state_dir, runs=runs,
-                             exchange_dir=exchange_dir, reject_chunks=chunks_bc, matched_dir=matched_dir,
-                             rejects_dir=rejects_dir, picked_dir=picked_dir, seed=seed)
-    try:
-        with PhaseProgress(sc, "curate 3/4 group per image", tasks, "buckets", "texts", mode) as p:
-            return merged(sc.parallelize(range(tasks), tasks).mapPartitions(
-                Counted(body, p.done, p.items, _total("texts_in"))), grouping.merge_results, grouping.new_result)
-    finally:
-        chunks_bc.unpersist()
+                             exchange_dir=exchange_dir, matched_dir=matched_dir, rejects_dir=rejects_dir,
+                             picked_dir=picked_dir, seed=seed)
+    return run_tasks(spark, max(buckets, len(chunks)), body, grouping.merge_results, grouping.new_result, mode=mode,
+                     progress=("curate 3/4 group per image", "buckets", "texts", _total("texts_in")),
+                     broadcast={"reject_chunks": chunks})
 
 
 def _compression(cfg: CurateConfig) -> str | None:
@@ -353,16 +341,11 @@ def sample_curated(spark, buckets: int, matched_dir: str, curated_dir: str, prob
                    picked_dir: str | None = None, mode: str | None = None) -> dict:
     """Phase 3 on Spark: curated/ files (epoch 0); returns the summed task results."""
     os.makedirs(curated_dir, exist_ok=True)
-    sc = spark.sparkContext
-    bc = sc.broadcast(probs_by_lang)
-    body = functools.partial(curate_partition, matched_dir=matched_dir, curated_dir=curated_dir,
-                             probs_by_lang=bc, seed=seed, epoch=0, picked_dir=picked_dir)
-    try:
-        with PhaseProgress(sc, "curate 4/4 sample", buckets, "parts", "curated", mode) as p:
-            return merged(sc.parallelize(range(buckets), buckets).mapPartitions(
-                Counted(body, p.done, p.items, _total("curated"))), grouping.merge_results, grouping.new_result)
-    finally:
-        bc.unpersist()
+    body = functools.partial(curate_partition, matched_dir=matched_dir, curated_dir=curated_dir, seed=seed, epoch=0,
+                             picked_dir=picked_dir)
+    return run_tasks(spark, buckets, body, grouping.merge_results, grouping.new_result, mode=mode,
+                     progress=("curate 4/4 sample", "parts", "curated", _total("curated")),
+                     broadcast={"probs_by_lang": probs_by_lang})
 
 
 # When this process starts Spark itself (local mode): the driver JVM only schedules tasks and
