@@ -67,14 +67,13 @@ def shard_of(uuid: str, num_shards: int) -> int:
 
 
 def write_table(uri: str, table: pa.Table, row_group_size: int = 1000) -> int:
-    with storage.open_write(uri) as f:
-        pq.write_table(table, f, row_group_size=row_group_size, compression="zstd" if table.num_rows else None)
-        return f.tell()
+    """A shard-side file as the layout writes them: small row groups, zstd (storage.write_table)."""
+    return storage.write_table(table, uri, row_group_size=row_group_size,
+                               compression="zstd" if table.num_rows else None)
 
 
 def read_table(uri: str, columns=None) -> pa.Table:
-    with storage.open_read(uri) as f:
-        return pq.read_table(f, columns=columns)
+    return storage.read_table(uri, columns=columns)
 
 
 # --- records: one input row -> (uuid, url, texts) ---------------------------------------------------

@@ -64,12 +64,6 @@ UUID_PREFIX = 6  # hex digits of the uuid that place it in a bucket
 _SPAN = 16 ** UUID_PREFIX
 
 
-def write_parquet(table: pa.Table, path: str, **kw) -> None:
-    """Write under a unique temporary name, then rename: readers and retries see whole files only."""
-    with storage.atomic_local_path(path) as tmp:
-        pq.write_table(table, tmp, **kw)
-
-
 def input_state_dir(state_dir: str, input_id: str) -> str:
     return os.path.join(state_dir, f"input_id={input_id}")
 
@@ -101,7 +95,7 @@ def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, st
     os.makedirs(out, exist_ok=True)
     write_state_texts(texts, os.path.join(out, TEXTS_FILE),
                       compression=None if state_compression in (None, "none") else state_compression)
-    write_parquet(rejects.cast(REJECTS), os.path.join(out, REJECTS_FILE))
+    storage.write_table(rejects.cast(REJECTS), os.path.join(out, REJECTS_FILE))
     stats = {**stage.stats(), "texts": texts.num_rows, "reject_rows": rejects.num_rows,
              "cpu_seconds": round(time.process_time() - cpu0, 3)}
     runs.write_json(os.path.join(out, STATS_FILE), stats)  # last: the state of this input is complete
@@ -249,8 +243,7 @@ def exchange_run(texts_files: Sequence[str], buckets: int, path: str, compressio
             batch = pa.concat_tables(pieces[k]).combine_chunks().to_batches() if pieces[k] else []
             writer.write_batch(batch[0] if batch else pa.RecordBatch.from_pylist([], schema=STATE_TEXTS))
             rows += batch[0].num_rows if batch else 0
-    return new_result(exchanged=rows, opens_exchange=len(texts_files), max_maps=len(texts_files),
-                      cpu_seconds_exchange=time.process_time() - cpu0)
+    return new_result(exchanged=rows, opens_exchange=len(texts_files), cpu_seconds_exchange=time.process_time() - cpu0)
 
 
 def read_bucket(runs: Sequence[str], k: int) -> pa.Table:
@@ -332,8 +325,7 @@ def merge_results(a: dict, b: dict) -> dict:
     out = new_result()
     for key in ("totals", "lang_texts"):
         for name in set(a[key]) | set(b[key]):
-            x, y = a[key].get(name, 0), b[key].get(name, 0)
-            out[key][name] = max(x, y) if name.startswith("max_") else x + y  # max_*: the largest of any task
+            out[key][name] = a[key].get(name, 0) + b[key].get(name, 0)
     for lang in set(a["counts"]) | set(b["counts"]):
         parts = [x["counts"][lang] for x in (a, b) if lang in x["counts"]]
         if len(parts) == 1:
@@ -376,7 +368,7 @@ def group_bucket(k: int, buckets: int, runs: Sequence[str], matched_dir: str,
     cpu0 = time.process_time()
     texts = read_bucket(runs, k)
     matched, unique = group_texts(texts)
-    write_parquet(matched, os.path.join(matched_dir, part_name(k)), use_dictionary=MATCHED_DICTIONARY,
+    storage.write_table(matched, os.path.join(matched_dir, part_name(k)), use_dictionary=MATCHED_DICTIONARY,
                   write_statistics=["uuid", "url"])
     if picked_dir is not None:
         picked = [sampling.pick_texts(b, seed, 0) for b in matched.combine_chunks().to_batches()]
@@ -412,7 +404,7 @@ def write_rejects_part(k: int, rejects_files: Sequence[str], rejects_dir: str) -
     """The reject rows of some inputs, sorted -> rejects/part-k; returns the row count."""
     tables = [pq.read_table(f, schema=REJECTS) for f in rejects_files]
     table = pa.concat_tables(tables).sort_by(REJECT_ORDER) if tables else REJECTS.empty_table()
-    write_parquet(table, os.path.join(rejects_dir, part_name(k)))
+    storage.write_table(table, os.path.join(rejects_dir, part_name(k)))
     return table.num_rows
 
 
@@ -440,7 +432,7 @@ def curate_part(k: int, matched_dir: str, curated_dir: str, probs_by_lang: Mappi
         out = list(sampling.curate_batches(matched.to_batches(), probs_by_lang=probs_by_lang, seed=seed,
                                            epoch=epoch))
     curated = pa.Table.from_batches(out, schema=CURATED)
-    write_parquet(curated, os.path.join(curated_dir, part_name(k)), use_dictionary=CURATED_DICTIONARY,
+    storage.write_table(curated, os.path.join(curated_dir, part_name(k)), use_dictionary=CURATED_DICTIONARY,
                   write_statistics=["uuid", "url"])
     result = entry_counts(curated.column("lang"), curated.column("entry_ids"))
     result["totals"] = {"curated": curated.num_rows, "cpu_seconds_curate": time.process_time() - cpu0}

@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from curation import storage
+from curation import metadata_dir, storage
 
 
 class OutputRefused(ValueError):
@@ -154,7 +154,7 @@ class ImagesOutput:
 class MetadataOutput:
     """The metadata build's output directory (curation.metadata_dir reads it)."""
 
-    MANIFEST = "manifest.json"
+    MANIFEST = metadata_dir.MANIFEST
     REPORT = "_REPORT.json"
     LAYOUT = OutputLayout("metadata", (MANIFEST,), frozenset({MANIFEST, REPORT, "entries", "automata", SUCCESS}))
 

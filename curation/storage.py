@@ -436,7 +436,16 @@ def atomic_local_path(path: str | os.PathLike) -> Iterator[str]:
 
 
 def current_umask() -> int:
-    """The process umask (read by setting it and putting it back; there is no getter)."""
+    """The process umask: Linux reports it in /proc/self/status; elsewhere it is read by setting
+    it and putting it back (there is no getter), which another thread creating a file in between
+    would see, so only where /proc cannot tell."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     with _umask_lock:
         mask = os.umask(0o022)
         os.umask(mask)

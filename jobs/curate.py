@@ -44,14 +44,12 @@ import shutil  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterable, Iterator, Sequence  # noqa: E402
 
-import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from curation import (  # noqa: E402
     accounting,
     annotate,
     grouping,
-    inputs,  # noqa: E402
     layout,
     report,
     runs,
@@ -180,7 +178,7 @@ def write_table_files(table: pa.Table, path: str, files: int) -> None:
     os.makedirs(path, exist_ok=True)
     per = max(1, math.ceil(table.num_rows / files))
     for k in range(files):
-        grouping.write_parquet(table.slice(k * per, per), os.path.join(path, grouping.part_name(k)))
+        storage.write_table(table.slice(k * per, per), os.path.join(path, grouping.part_name(k)))
 
 
 def reject_chunks(input_ids: list[str], reject_rows: dict[str, int], parts: int) -> list[list[str]]:
@@ -277,7 +275,7 @@ def _result_total(name: str, result: dict) -> int:
 def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: str, keys: dict[str, str],
                    mode: str | None = None, manifest_sha256: str | None = None) -> dict[str, dict]:
     """Phase 1 on Spark: per-input state files under `state_dir`/<state key>; returns {input_id: stats}."""
-    rows = [(p, input_id(p), inputs.input_format(p, cfg.input_format), keys[input_id(p)]) for p in new_inputs]
+    rows = [(p, input_id(p), input_format(p, cfg.input_format), keys[input_id(p)]) for p in new_inputs]
     tasks = cfg.partitions or min(len(new_inputs), 10_000)
     os.makedirs(state_dir, exist_ok=True)
     body = functools.partial(
@@ -509,7 +507,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         probs_dir = new.entry_probs
         os.makedirs(probs_dir)
         for lang, probs in probs_by_lang.items():
-            np.save(os.path.join(probs_dir, f"{lang}.npy"), probs, allow_pickle=False)
+            storage.save_npy(os.path.join(probs_dir, f"{lang}.npy"), probs)
         runs.write_json(new.thresholds,
                         {"t_en": cfg.t_en, "en_lang": cfg.en_lang, "p": thresholds[cfg.en_lang]["p"],
                          "languages": thresholds})
@@ -568,7 +566,8 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             "exchange": {"runs": n_runs, "buckets": buckets,
                          "opens": int(exchanged["totals"].get("opens_exchange", 0) + totals.get("opens_group", 0)),
                          "opens_inputs_x_buckets": len(ids) * buckets,
-                         "max_maps_per_task": int(max(exchanged["totals"].get("max_maps", 0), n_runs))},
+                         # an exchange task maps its chunk of inputs, a bucket task every run
+                         "max_maps_per_task": max(math.ceil(len(ids) / n_runs), n_runs)},
             "en_max_count": int(counts_by_lang[cfg.en_lang].max(initial=0)),
         }
         runs.write_json(new.manifest, manifest)  # last, before publish's _SUCCESS

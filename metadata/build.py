@@ -38,6 +38,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from curation.languages import OTHER
+from curation.layout import MetadataOutput
+from curation.layout import check_output as layout_check
 from curation.metadata_dir import write_language, write_manifest
 from metadata.config import MetadataConfig
 from metadata.merge import merge_language
@@ -46,7 +48,7 @@ log = logging.getLogger(__name__)
 
 _DUMP_RE = re.compile(r"^[a-z][a-z0-9_\-]*?wiki[-_.].*\.xml(?:\.(?:bz2|xz|gz))?$")
 _PAGEVIEWS_RE = re.compile(r"^(pageviews|pagecounts)-.*")
-REPORT = "_REPORT.json"
+REPORT = MetadataOutput.REPORT
 
 
 @dataclass
@@ -107,9 +109,7 @@ def _dump_lang(path: str, align_to_lid: bool) -> str:
 
 def check_output(output: str, inputs: BuildInputs) -> None:
     """OutputRefused unless `output` may be replaced by a metadata build (curation.layout)."""
-    from curation import layout
-
-    layout.check_output(output, layout.MetadataOutput.LAYOUT, [*inputs.wikipedia, *inputs.wordnet, *inputs.pageviews])
+    layout_check(output, MetadataOutput.LAYOUT, [*inputs.wikipedia, *inputs.wordnet, *inputs.pageviews])
 
 
 def select_dumps(paths: list[str], languages: list[str] | None = None,
