@@ -52,6 +52,16 @@ SUCCESS = storage.SUCCESS_MARKER
 JOB_MANIFEST = "_MANIFEST.json"
 
 
+class _Entry:
+    """An entry of an output layout: its path under the instance's root (`out.matched`)."""
+
+    def __init__(self, *names: str):
+        self.names = names
+
+    def __get__(self, out, owner=None):
+        return self if out is None else out.path(*self.names)
+
+
 class CurateOutput:
     """The curate job's output directory (DESIGN 6): `CurateOutput(root).matched` and so on are the
     paths every writer (jobs/curate.py) and reader (download, training, the summary) uses."""
@@ -81,45 +91,16 @@ class CurateOutput:
     def path(self, *names: str) -> str:
         return storage.join(self.root, *names)
 
-    @property
-    def matched(self) -> str:
-        return self.path(self.MATCHED)
-
-    @property
-    def curated(self) -> str:
-        return self.path(self.CURATED)
-
-    @property
-    def counts(self) -> str:
-        return self.path(self.COUNTS)
-
-    @property
-    def entry_probs(self) -> str:
-        return self.path(self.ENTRY_PROBS)
-
-    @property
-    def rejects(self) -> str:
-        return self.path(self.REJECTS)
-
-    @property
-    def thresholds(self) -> str:
-        return self.path(self.THRESHOLDS)
-
-    @property
-    def manifest(self) -> str:
-        return self.path(self.MANIFEST)
-
-    @property
-    def picked(self) -> str:
-        return self.path(self.PICKED)
-
-    @property
-    def exchange(self) -> str:
-        return self.path(self.EXCHANGE)
-
-    @property
-    def ledger(self) -> str:
-        return self.path(self.STATE, self.LEDGER)
+    matched = _Entry(MATCHED)
+    curated = _Entry(CURATED)
+    counts = _Entry(COUNTS)
+    entry_probs = _Entry(ENTRY_PROBS)
+    rejects = _Entry(REJECTS)
+    thresholds = _Entry(THRESHOLDS)
+    manifest = _Entry(MANIFEST)
+    picked = _Entry(PICKED)
+    exchange = _Entry(EXCHANGE)
+    ledger = _Entry(STATE, LEDGER)
 
 
 class ImagesOutput:
