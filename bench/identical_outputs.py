@@ -28,14 +28,22 @@ COMPARED = ("matched", "counts", "curated", "entry_probs", "thresholds.json")
 
 
 def digests(output: str, names=COMPARED) -> dict[str, str]:
+    """sha256 of every file of `names` in a curate output (local, or s3:// through its manifest),
+    keyed by the path relative to the output."""
+    from curation import storage
+    from curation.layout import CurateOutput
+
+    root = CurateOutput.published(output).root
     out = {}
     for name in names:
-        path = os.path.join(output, name)
-        files = [path] if os.path.isfile(path) else sorted(
-            os.path.join(r, f) for r, _d, fs in os.walk(path) for f in fs)
+        path = storage.join(root, name)
+        if not storage.is_s3(root):
+            files = [path] if os.path.isfile(path) else sorted(
+                os.path.join(r, f) for r, _d, fs in os.walk(path) for f in fs)
+        else:
+            files = storage.list_files(path)
         for f in files:
-            with open(f, "rb") as fh:
-                out[os.path.relpath(f, output)] = hashlib.sha256(fh.read()).hexdigest()
+            out[f[len(root):].lstrip("/")] = hashlib.sha256(storage.read_bytes(f)).hexdigest()
     return out
 
 

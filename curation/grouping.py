@@ -29,14 +29,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from curation import annotate, balance, inputs, runs, sampling, storage
 from curation.schemas import COUNTS, CURATED, MATCHED, MATCHED_TEXT, REJECTS
@@ -65,7 +63,7 @@ _SPAN = 16 ** UUID_PREFIX
 
 
 def input_state_dir(state_dir: str, input_id: str) -> str:
-    return os.path.join(state_dir, f"input_id={input_id}")
+    return storage.join(state_dir, f"input_id={input_id}")
 
 
 # --- 1. per input ------------------------------------------------------------------------------
@@ -79,8 +77,7 @@ def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, st
     `state_dir`/input_id=<state_key or input_id>; returns its stats."""
     cpu0 = time.process_time()
     out = input_state_dir(state_dir, state_key or input_id)
-    with contextlib.suppress(FileNotFoundError):  # rewritten state is complete only once stats.json is back
-        os.unlink(os.path.join(out, STATS_FILE))
+    storage.delete_prefix(storage.join(out, STATS_FILE))  # rewritten state is complete only once stats.json is back
     stage = annotate.Annotator(input_id, path, res, batch_size, min_lid_prob, count_only,
                                sample_every=sample_every, sample_max=sample_max)
     by_kind: dict[str, list[pa.RecordBatch]] = {"text": [], "reject": [], "stats": []}
@@ -92,13 +89,13 @@ def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, st
     texts = texts.take(pa.array(uuid_order(texts.column("uuid").combine_chunks()), pa.int64()))
     rejects = pa.Table.from_batches(by_kind["reject"], schema=annotate.ANNOTATED).select(REJECTS.names)
     rejects = rejects.sort_by(REJECT_ORDER)
-    os.makedirs(out, exist_ok=True)
-    write_state_texts(texts, os.path.join(out, TEXTS_FILE),
+    storage.makedirs(out)
+    write_state_texts(texts, storage.join(out, TEXTS_FILE),
                       compression=None if state_compression in (None, "none") else state_compression)
-    storage.write_table(rejects.cast(REJECTS), os.path.join(out, REJECTS_FILE))
+    storage.write_table(rejects.cast(REJECTS), storage.join(out, REJECTS_FILE))
     stats = {**stage.stats(), "texts": texts.num_rows, "reject_rows": rejects.num_rows,
              "cpu_seconds": round(time.process_time() - cpu0, 3)}
-    runs.write_json(os.path.join(out, STATS_FILE), stats)  # last: the state of this input is complete
+    runs.write_json(storage.join(out, STATS_FILE), stats)  # last: the state of this input is complete
     return stats
 
 
@@ -125,11 +122,21 @@ def uuid_order(uuids: pa.Array) -> np.ndarray:
 
 
 def read_input_stats(state_dir: str, input_id: str) -> dict | None:
-    path = os.path.join(input_state_dir(state_dir, input_id), STATS_FILE)
-    if not os.path.exists(path):
+    try:
+        return runs.read_json(storage.join(input_state_dir(state_dir, input_id), STATS_FILE))
+    except FileNotFoundError:
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+
+
+def complete_states(state_dir: str) -> set[str] | None:
+    """The state keys under an S3 `state_dir` whose state is complete, from one listing (a
+    crawl's 90,000 inputs would otherwise be 90,000 requests); None for a local directory,
+    where looking at each input's marker is cheap."""
+    if not storage.is_s3(state_dir):
+        return None
+    prefix = storage.join(state_dir, "input_id=")
+    return {uri[len(prefix):].split("/", 1)[0] for uri in storage.list_files(state_dir)
+            if uri.startswith(prefix) and uri.endswith("/" + STATS_FILE)}
 
 
 # --- 2. per uuid bucket: matched/, counts, rejects/ ------------------------------------------------
@@ -166,7 +173,7 @@ def read_state_texts(path: str, lo: str | None = None, hi: str | None = None) ->
     Memory-mapped: the batches inside the range are not copied, those outside are not read,
     and the two at the edges are sliced (the file is sorted by uuid).
     """
-    source = pa.memory_map(path)
+    source = _open_ipc(path, whole=True)
     try:
         reader = pa.ipc.open_file(source)
         meta = reader.schema.metadata or {}
@@ -237,8 +244,7 @@ def exchange_run(texts_files: Sequence[str], buckets: int, path: str, compressio
             pieces[k].append(t.slice(c[k], c[k + 1] - c[k]))
     options = pa.ipc.IpcWriteOptions(compression=compression, use_threads=False)
     rows = 0
-    with storage.atomic_local_path(path) as tmp, pa.OSFile(tmp, "wb") as sink, \
-            pa.ipc.new_file(sink, STATE_TEXTS, options=options) as writer:
+    with _ipc_sink(path) as sink, pa.ipc.new_file(sink, STATE_TEXTS, options=options) as writer:
         for k in range(buckets):
             batch = pa.concat_tables(pieces[k]).combine_chunks().to_batches() if pieces[k] else []
             writer.write_batch(batch[0] if batch else pa.RecordBatch.from_pylist([], schema=STATE_TEXTS))
@@ -250,7 +256,7 @@ def read_bucket(runs: Sequence[str], k: int) -> pa.Table:
     """Bucket k of the exchange: batch k of every run (memory-mapped, no copy)."""
     batches = []
     for path in runs:
-        source = pa.memory_map(path)
+        source = _open_ipc(path)
         try:
             batch = pa.ipc.open_file(source).get_batch(k)
         finally:
@@ -368,7 +374,7 @@ def group_bucket(k: int, buckets: int, runs: Sequence[str], matched_dir: str,
     cpu0 = time.process_time()
     texts = read_bucket(runs, k)
     matched, unique = group_texts(texts)
-    storage.write_table(matched, os.path.join(matched_dir, part_name(k)), use_dictionary=MATCHED_DICTIONARY,
+    storage.write_table(matched, storage.join(matched_dir, part_name(k)), use_dictionary=MATCHED_DICTIONARY,
                   write_statistics=["uuid", "url"])
     if picked_dir is not None:
         picked = [sampling.pick_texts(b, seed, 0) for b in matched.combine_chunks().to_batches()]
@@ -380,20 +386,43 @@ def group_bucket(k: int, buckets: int, runs: Sequence[str], matched_dir: str,
 
 
 def picked_path(picked_dir: str, k: int) -> str:
-    return os.path.join(picked_dir, f"part-{k:05d}.arrow")
+    return storage.join(picked_dir, f"part-{k:05d}.arrow")
+
+
+@contextlib.contextmanager
+def _ipc_sink(uri: str):
+    """A sink for one Arrow IPC file that appears whole or not at all: a local file written
+    under a temporary name and renamed, or an S3 object uploaded when the file is complete."""
+    if storage.is_s3(uri):
+        sink = pa.BufferOutputStream()
+        yield sink
+        storage.write_bytes(uri, sink.getvalue().to_pybytes())
+        return
+    with storage.atomic_local_path(uri) as tmp, pa.OSFile(tmp, "wb") as sink:
+        yield sink
+
+
+def _open_ipc(uri: str, whole: bool = False):
+    """A random-access source of an Arrow IPC file: memory-mapped when local (no copy); on S3
+    the whole object in one GET (`whole`), or ranged GETs, so a bucket task fetches only the
+    footer and its own record batch of each exchange run."""
+    if not storage.is_s3(uri):
+        return pa.memory_map(uri)
+    if whole:
+        return pa.BufferReader(storage.read_bytes(uri))
+    return pa.PythonFile(storage.open_read(uri), mode="r")
 
 
 def write_arrow(table: pa.Table, path: str, compression: str | None = None, batch_rows: int | None = None) -> None:
-    """An Arrow IPC file written under a temporary name, then renamed (whole files only)."""
+    """An Arrow IPC file, whole or not at all (_ipc_sink)."""
     options = pa.ipc.IpcWriteOptions(compression=compression, use_threads=False)
-    with storage.atomic_local_path(path) as tmp, pa.OSFile(tmp, "wb") as sink, \
-            pa.ipc.new_file(sink, table.schema, options=options) as writer:
+    with _ipc_sink(path) as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
         writer.write_table(table, max_chunksize=batch_rows)
 
 
 def read_arrow(path: str) -> pa.Table:
     """A whole Arrow IPC file, memory-mapped (the handle is closed; the mapping lives with the data)."""
-    source = pa.memory_map(path)
+    source = _open_ipc(path, whole=True)
     try:
         return pa.ipc.open_file(source).read_all()
     finally:
@@ -402,9 +431,9 @@ def read_arrow(path: str) -> pa.Table:
 
 def write_rejects_part(k: int, rejects_files: Sequence[str], rejects_dir: str) -> int:
     """The reject rows of some inputs, sorted -> rejects/part-k; returns the row count."""
-    tables = [pq.read_table(f, schema=REJECTS) for f in rejects_files]
+    tables = [storage.read_table(f, schema=REJECTS) for f in rejects_files]
     table = pa.concat_tables(tables).sort_by(REJECT_ORDER) if tables else REJECTS.empty_table()
-    storage.write_table(table, os.path.join(rejects_dir, part_name(k)))
+    storage.write_table(table, storage.join(rejects_dir, part_name(k)))
     return table.num_rows
 
 
@@ -426,13 +455,13 @@ def curate_part(k: int, matched_dir: str, curated_dir: str, probs_by_lang: Mappi
         out = [b for batch in picked.to_batches()
                for b in sampling.keep_picked(batch, probs_by_lang=probs_by_lang, seed=seed, epoch=epoch)]
     else:
-        matched = pq.read_table(os.path.join(matched_dir, part_name(k)), schema=MATCHED)
+        matched = storage.read_table(storage.join(matched_dir, part_name(k)), schema=MATCHED)
         sampling.require_probabilities(pc.struct_field(pc.list_flatten(matched.column("texts")), "lang"),
                                        probs_by_lang)
         out = list(sampling.curate_batches(matched.to_batches(), probs_by_lang=probs_by_lang, seed=seed,
                                            epoch=epoch))
     curated = pa.Table.from_batches(out, schema=CURATED)
-    storage.write_table(curated, os.path.join(curated_dir, part_name(k)), use_dictionary=CURATED_DICTIONARY,
+    storage.write_table(curated, storage.join(curated_dir, part_name(k)), use_dictionary=CURATED_DICTIONARY,
                   write_statistics=["uuid", "url"])
     result = entry_counts(curated.column("lang"), curated.column("entry_ids"))
     result["totals"] = {"curated": curated.num_rows, "cpu_seconds_curate": time.process_time() - cpu0}

@@ -79,14 +79,38 @@ class CurateOutput:
     EXCHANGE = "_exchange"  # scratch of one run (the inputs' texts by uuid bucket), removed before publishing
     MANIFEST = JOB_MANIFEST
     LEDGER = "ledger.json"  # under STATE: the inputs, their versions and the settings fingerprint
+    RUNS = storage.RUNS_PREFIX  # s3:// outputs: each run's files, the manifest names the current one
     LAYOUT = OutputLayout("curate", (JOB_MANIFEST,), frozenset({
         MATCHED, CURATED, COUNTS, ENTRY_PROBS, REJECTS, THRESHOLDS, REPORT_JSON, REPORT_HTML, STATE, PICKED,
-        EXCHANGE, JOB_MANIFEST, SUCCESS}))
+        EXCHANGE, JOB_MANIFEST, SUCCESS, RUNS}))
     # the outputs a user reads, in the order the summary lists them
     PUBLISHED = (MATCHED, CURATED, COUNTS, ENTRY_PROBS, THRESHOLDS, REJECTS)
 
     def __init__(self, root: str):
         self.root = os.fspath(root)
+
+    @classmethod
+    def published(cls, root: str) -> CurateOutput:
+        """The output a reader sees at `root`: on S3 the run its manifest names
+        (storage.publish_versioned), elsewhere `root` itself."""
+        return cls(storage.published_root(root, cls.MANIFEST))
+
+    @classmethod
+    def resolve(cls, uri: str) -> str:
+        """A reader's URI of an output's root or of an entry in it (`s3://b/out/curated`) -> where
+        its files are (`s3://b/out/_runs/<run>/curated`); anything else is returned as given."""
+        if not storage.is_s3(uri):
+            return uri
+        u = os.fspath(uri).rstrip("/")
+        root = storage.published_root(u, cls.MANIFEST)
+        if root != u:
+            return root
+        parent, _, name = u.rpartition("/")
+        if name in cls.LAYOUT.names and "/" in parent.removeprefix("s3://"):
+            proot = storage.published_root(parent, cls.MANIFEST)
+            if proot != parent:
+                return storage.join(proot, name)
+        return uri
 
     def path(self, *names: str) -> str:
         return storage.join(self.root, *names)

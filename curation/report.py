@@ -13,11 +13,11 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 from collections.abc import Mapping
 
 import numpy as np
 
+from curation import storage
 from curation.inputs.base import LINK_REJECT_REASONS, SKIP_REASONS, TEXT_REJECT_REASONS
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
@@ -489,12 +489,9 @@ def render_html(rep: Mapping) -> str:
 
 
 def write_report(rep: Mapping, directory: str) -> tuple[str, str]:
-    """Write report.json and report.html into `directory`; returns their paths."""
-    json_path = os.path.join(directory, "report.json")
-    html_path = os.path.join(directory, "report.html")
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump(rep, f, indent=2, sort_keys=True, ensure_ascii=False)
-        f.write("\n")
-    with open(html_path, "w", encoding="utf-8") as f:
-        f.write(render_html(rep))
+    """Write report.json and report.html into `directory` (local or s3://); returns their paths."""
+    json_path = storage.join(directory, "report.json")
+    html_path = storage.join(directory, "report.html")
+    storage.write_bytes(json_path, (json.dumps(rep, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
+    storage.write_bytes(html_path, render_html(rep).encode("utf-8"))
     return json_path, html_path

@@ -18,6 +18,7 @@ import contextlib
 import fnmatch
 import glob as _glob
 import io
+import json
 import logging
 import os
 import shutil
@@ -487,6 +488,11 @@ def read_table(uri: str | os.PathLike, *, config: StorageConfig | None = None, *
     ranged reads: only the footer and the row groups / columns asked for are fetched)."""
     import pyarrow.parquet as pq
 
+    if not is_s3(os.fspath(uri)):  # Arrow's own file reader (memory-mapped, no Python in the reads)
+        path = _local(uri)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no such file: {os.fspath(uri)}")
+        return pq.read_table(path, memory_map=True, **kwargs)
     with open_read(uri, config) as f:
         return pq.read_table(f, **kwargs)
 
@@ -795,6 +801,75 @@ def publish(dest_uri: str | os.PathLike, config: StorageConfig | None = None, ru
     finally:
         if os.path.isdir(staging):
             shutil.rmtree(staging, ignore_errors=True)
+
+
+RUNS_PREFIX = "_runs"  # publish_versioned: each run's files under <dest>/_runs/<run-id>/
+PUBLISHED_KEY = "published"  # publish_versioned: the pointer's field naming the current run's prefix
+
+
+@contextlib.contextmanager
+def publish_versioned(dest_uri: str | os.PathLike, pointer: str, config: StorageConfig | None = None,
+                      run_id: str | None = None, keep: int = 2):
+    """Like :func:`publish`, for a directory whose readers go through one pointer file (its manifest).
+
+    Local: exactly :func:`publish` (rename). S3 has no rename, and copying a crawl's outputs
+    object by object would double the cost of writing them, so there the run writes straight
+    under `<dest>/_runs/<run-id>/`, and is made visible by writing `<dest>/<pointer>` (the
+    run's own `<pointer>` plus `"published": {"run": id, "prefix": "_runs/<id>"}`; one PUT,
+    which S3 makes visible atomically) and then `<dest>/_SUCCESS`. A reader resolves the
+    prefix through the pointer (:func:`published_root`), so it sees the old run or the new
+    one, never a mix. After publishing, runs other than the newest `keep` are deleted (a
+    reader still on the previous run keeps its files); a run that fails deletes its own prefix.
+    """
+    dest_uri = os.fspath(dest_uri)
+    if not is_s3(dest_uri):
+        with publish(dest_uri, config, run_id) as staging:
+            yield staging
+        return
+    config = _cfg(config)
+    run_id = run_id or new_run_id()
+    dest = dest_uri.rstrip("/")
+    prefix = f"{RUNS_PREFIX}/{run_id}"
+    staging = join(dest, prefix)
+    try:
+        yield staging
+        doc = json.loads(read_bytes(join(staging, pointer), config))
+        doc[PUBLISHED_KEY] = {"run": run_id, "prefix": prefix}
+        write_bytes(join(dest, pointer), (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
+                                          + "\n").encode("utf-8"), config)
+        write_bytes(join(dest, SUCCESS_MARKER), b"", config)
+    except BaseException:
+        try:
+            delete_prefix(staging, config)
+        except Exception as exc:  # never hide the real error; a leftover run prefix is collected later
+            log.warning("could not remove the failed run %s: %s", staging, exc)
+        raise
+    try:
+        _collect_runs(dest, run_id, keep, config)
+    except Exception as exc:  # published already: old runs are removed by the next run
+        log.warning("could not remove old runs under %s: %s", dest, exc)
+
+
+def _collect_runs(dest: str, current: str, keep: int, config: StorageConfig) -> None:
+    """Delete the run prefixes under `dest` but the newest `keep` (run ids sort by start time)."""
+    bucket, key = split_s3(join(dest, RUNS_PREFIX))
+    ids = sorted({k[len(key) + 1:].split("/", 1)[0] for k in _s3_under(bucket, key, config)} - {current})
+    for old in ids[:max(0, len(ids) - (keep - 1))]:
+        delete_prefix(join(dest, RUNS_PREFIX, old), config)
+
+
+def published_root(uri: str | os.PathLike, pointer: str, config: StorageConfig | None = None) -> str:
+    """Where the files of a directory published by :func:`publish_versioned` are: `uri` itself
+    (local, or a directory without a pointer), or the current run's prefix its pointer names."""
+    uri = os.fspath(uri)
+    if not is_s3(uri):
+        return uri
+    try:
+        doc = json.loads(read_bytes(join(uri, pointer), config))
+    except FileNotFoundError:
+        return uri
+    published = doc.get(PUBLISHED_KEY) if isinstance(doc, dict) else None
+    return join(uri, published["prefix"]) if published else uri
 
 
 def _commit_local(staging: str, dest: str, run_id: str) -> None:

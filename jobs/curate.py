@@ -40,7 +40,6 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterable, Iterator, Sequence  # noqa: E402
 
@@ -101,9 +100,17 @@ def state_root(cfg: CurateConfig) -> str:
     """Where per-input state lives: --state-dir, else `.<name>.state` beside the output. Outside
     any staging area, so a run that fails or is killed after phase 1 keeps what it computed."""
     if cfg.state_dir:
-        return os.path.abspath(cfg.state_dir)
+        return cfg.state_dir if storage.is_s3(cfg.state_dir) else os.path.abspath(cfg.state_dir)
+    if storage.is_s3(cfg.output):
+        parent, _, name = cfg.output.rstrip("/").rpartition("/")
+        return storage.join(parent, f".{name}.state")
     parent, name = os.path.split(storage.resolve_local(cfg.output))
     return os.path.join(parent, f".{name}.state")
+
+
+def output_uri(cfg: CurateConfig) -> str:
+    """--output as the job writes it: an s3:// URI as given, a local path made absolute."""
+    return cfg.output if storage.is_s3(cfg.output) else os.path.abspath(cfg.output)
 
 
 def input_stamp(path: str) -> dict:
@@ -127,11 +134,15 @@ def plan_inputs(inputs: list[str], state_dir: str, incremental: bool):
     else:
         stamps = [input_stamp(p) for p in inputs]
     reused, new, ledger, keys = [], [], {}, {}
+    complete = grouping.complete_states(state_dir) if incremental else None  # S3: one listing
     for path, stamp in zip(inputs, stamps, strict=True):
         iid = input_id(path)
         ledger[iid] = {"path": path, **stamp}
         keys[iid] = state_key(path, stamp)
-        if incremental and grouping.read_input_stats(state_dir, keys[iid]) is not None:
+        if not incremental:
+            new.append(path)
+        elif complete is not None and keys[iid] in complete \
+                or complete is None and grouping.read_input_stats(state_dir, keys[iid]) is not None:
             reused.append(iid)
         else:
             new.append(path)
@@ -175,10 +186,10 @@ def n_files(rows: int, rows_per_file: int) -> int:
 
 def write_table_files(table: pa.Table, path: str, files: int) -> None:
     """A small sorted table (counts) written by the driver as `files` consecutive slices."""
-    os.makedirs(path, exist_ok=True)
+    storage.makedirs(path)
     per = max(1, math.ceil(table.num_rows / files))
     for k in range(files):
-        storage.write_table(table.slice(k * per, per), os.path.join(path, grouping.part_name(k)))
+        storage.write_table(table.slice(k * per, per), storage.join(path, grouping.part_name(k)))
 
 
 def reject_chunks(input_ids: list[str], reject_rows: dict[str, int], parts: int) -> list[list[str]]:
@@ -203,37 +214,40 @@ def _value(x):
 
 
 def exchange_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, chunks, exchange_dir: str,
-                       compression: str | None) -> Iterator[dict]:
+                       compression: str | None, env: dict | None = None) -> Iterator[dict]:
     """RDD partition body over task ids: task m writes the exchange run of input chunk m."""
     chunks = _value(chunks)
+    os.environ.update(env or {})
     for m in task_ids:
-        files = [os.path.join(grouping.input_state_dir(state_dir, key), grouping.TEXTS_FILE) for key in chunks[m]]
+        files = [storage.join(grouping.input_state_dir(state_dir, key), grouping.TEXTS_FILE) for key in chunks[m]]
         yield grouping.exchange_run(files, buckets, exchange_run_path(exchange_dir, m), compression)
 
 
 def exchange_run_path(exchange_dir: str, m: int) -> str:
-    return os.path.join(exchange_dir, f"run-{m:05d}.arrow")
+    return storage.join(exchange_dir, f"run-{m:05d}.arrow")
 
 
 def group_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, runs: int, exchange_dir: str,
                     reject_chunks, matched_dir: str, rejects_dir: str, picked_dir: str | None = None,
-                    seed: int = 0) -> Iterator[dict]:
+                    seed: int = 0, env: dict | None = None) -> Iterator[dict]:
     """RDD partition body over task ids: task k groups bucket k (k < buckets) of the exchange's
     `runs` runs and writes reject part k (k < len(reject_chunks), a Spark broadcast or a list)."""
     chunks = _value(reject_chunks)
+    os.environ.update(env or {})
     run_files = [exchange_run_path(exchange_dir, m) for m in range(runs)]
     for k in task_ids:
         result = grouping.group_bucket(k, buckets, run_files, matched_dir, picked_dir, seed) if k < buckets else grouping.new_result()
         if k < len(chunks):
-            files = [os.path.join(grouping.input_state_dir(state_dir, i), grouping.REJECTS_FILE) for i in chunks[k]]
+            files = [storage.join(grouping.input_state_dir(state_dir, i), grouping.REJECTS_FILE) for i in chunks[k]]
             result["totals"]["rejects"] = grouping.write_rejects_part(k, files, rejects_dir)
         yield result
 
 
 def curate_partition(task_ids: Iterable[int], *, matched_dir: str, curated_dir: str, probs_by_lang, seed: int,
-                     epoch: int = 0, picked_dir: str | None = None) -> Iterator[dict]:
+                     epoch: int = 0, picked_dir: str | None = None, env: dict | None = None) -> Iterator[dict]:
     """RDD partition body over task ids; `probs_by_lang` may be a Spark broadcast."""
     probs = _value(probs_by_lang)
+    os.environ.update(env or {})
     for k in task_ids:
         yield grouping.curate_part(k, matched_dir, curated_dir, probs, seed, epoch, picked_dir)
 
@@ -277,12 +291,13 @@ def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: s
     """Phase 1 on Spark: per-input state files under `state_dir`/<state key>; returns {input_id: stats}."""
     rows = [(p, input_id(p), input_format(p, cfg.input_format), keys[input_id(p)]) for p in new_inputs]
     tasks = cfg.partitions or min(len(new_inputs), 10_000)
-    os.makedirs(state_dir, exist_ok=True)
+    storage.makedirs(state_dir)
     body = functools.partial(
         input_partition, state_dir=state_dir, metadata=cfg.metadata, lid_model=cfg.lid_model,
         url_col=cfg.url_col, text_col=cfg.text_col, batch_size=cfg.batch_size, min_lid_prob=cfg.min_lid_prob,
         count_only=tuple(cfg.sampled_reasons), sample_every=cfg.reject_sample_every,
-        sample_max=cfg.reject_sample_max, env=task_env(cfg.metadata, *new_inputs), manifest_sha256=manifest_sha256,
+        sample_max=cfg.reject_sample_max, env=task_env(cfg.metadata, state_dir, *new_inputs),
+        manifest_sha256=manifest_sha256,
         max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir,
         state_compression=cfg.state_compression, max_loaded_mb=cfg.max_automata_mb)
     sc = spark.sparkContext
@@ -293,10 +308,10 @@ def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: s
 def exchange(spark, state_dir: str, state_keys: list[str], buckets: int, runs: int, exchange_dir: str,
              compression: str | None, mode: str | None = None) -> dict:
     """Phase 2a on Spark: `runs` tasks, each regrouping a contiguous chunk of the inputs by bucket."""
-    os.makedirs(exchange_dir, exist_ok=True)
+    storage.makedirs(exchange_dir)
     chunks = [state_keys[m * len(state_keys) // runs:(m + 1) * len(state_keys) // runs] for m in range(runs)]
     body = functools.partial(exchange_partition, buckets=buckets, state_dir=state_dir, exchange_dir=exchange_dir,
-                             compression=compression)
+                             compression=compression, env=task_env(state_dir, exchange_dir))
     return run_tasks(spark, runs, body, grouping.merge_results, grouping.new_result, mode=mode,
                      progress=("curate 2/4 exchange", "runs", "texts", _total("exchanged")),
                      broadcast={"chunks": chunks})
@@ -309,10 +324,10 @@ def group_and_count(spark, state_dir: str, runs: int, exchange_dir: str, buckets
     `picked_dir`); returns the summed task results."""
     for d in (matched_dir, rejects_dir, picked_dir):
         if d is not None:
-            os.makedirs(d, exist_ok=True)
+            storage.makedirs(d)
     body = functools.partial(group_partition, buckets=buckets, state_dir=state_dir, runs=runs,
                              exchange_dir=exchange_dir, matched_dir=matched_dir, rejects_dir=rejects_dir,
-                             picked_dir=picked_dir, seed=seed)
+                             picked_dir=picked_dir, seed=seed, env=task_env(state_dir, matched_dir))
     return run_tasks(spark, max(buckets, len(chunks)), body, grouping.merge_results, grouping.new_result, mode=mode,
                      progress=("curate 3/4 group per image", "buckets", "texts", _total("texts_in")),
                      broadcast={"reject_chunks": chunks})
@@ -338,9 +353,9 @@ def exchange_runs(cfg: CurateConfig, n_inputs: int, default_parallelism: int) ->
 def sample_curated(spark, buckets: int, matched_dir: str, curated_dir: str, probs_by_lang: dict, seed: int,
                    picked_dir: str | None = None, mode: str | None = None) -> dict:
     """Phase 3 on Spark: curated/ files (epoch 0); returns the summed task results."""
-    os.makedirs(curated_dir, exist_ok=True)
+    storage.makedirs(curated_dir)
     body = functools.partial(curate_partition, matched_dir=matched_dir, curated_dir=curated_dir, seed=seed, epoch=0,
-                             picked_dir=picked_dir)
+                             picked_dir=picked_dir, env=task_env(curated_dir))
     return run_tasks(spark, buckets, body, grouping.merge_results, grouping.new_result, mode=mode,
                      progress=("curate 4/4 sample", "parts", "curated", _total("curated")),
                      broadcast={"probs_by_lang": probs_by_lang})
@@ -376,7 +391,7 @@ class NothingToCurate(RuntimeError):
 
 def dropped_inputs(output: str, inputs: list[str]) -> list[str]:
     """The inputs the earlier complete output at `output` covered that `inputs` leave out."""
-    ledger_uri = CurateOutput(output).ledger
+    ledger_uri = CurateOutput.published(output).ledger
     if not (storage.is_complete(output) and storage.exists(ledger_uri)):
         return []
     covered = {e["path"] for e in runs.read_json(ledger_uri).get("inputs", {}).values()}
@@ -388,8 +403,6 @@ def preflight(cfg: CurateConfig) -> tuple[list[str], dict, list[str]]:
     ValueError/OSError: everything a run checks before Spark starts (settings, inputs, metadata,
     whether --output may be written and whether the run would silently drop inputs)."""
     cfg.validate_for_run()
-    if storage.is_s3(cfg.output):
-        raise ValueError("output must be a local or shared filesystem path (s3:// outputs are not supported yet)")
     inputs = storage.expand(cfg.inputs)
     layout.check_output(cfg.output, layout.CurateOutput.LAYOUT, inputs)
     for path in preflight_sample(inputs, cfg.input_format):  # columns and content, by reading a few heads
@@ -418,10 +431,10 @@ def run(cfg: CurateConfig, spark=None, progress=print, prepared: tuple[list[str]
     if spark is None:
         spark = build_session(cfg)
     mode = progress_mode(progress is print if show_progress is None else show_progress)
-    lock = contextlib.nullcontext() if locked else runs.output_lock(os.path.abspath(cfg.output), JOB)
+    lock = contextlib.nullcontext() if locked else runs.output_lock(output_uri(cfg), JOB)
     with lock:
         manifest = _run(cfg, spark, t0, inputs, meta, code, lid, fingerprint, progress, mode, dropped)
-    print_summary(manifest, os.path.abspath(cfg.output), progress)
+    print_summary(manifest, output_uri(cfg), progress)
     return manifest
 
 
@@ -434,15 +447,17 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         timings[name] = round(now - since, 3)
         return now
 
-    output = os.path.abspath(cfg.output)
+    output = output_uri(cfg)
     meta_version = meta["version"]
     languages = sorted(meta["languages"])
     num_entries = {lang: int(meta["languages"][lang]["entries"]) for lang in languages}
     ids = [input_id(p) for p in inputs]
 
-    state_dir = os.path.join(state_root(cfg), fingerprint)  # one settings fingerprint's state
-    with storage.publish(output) as staging:
-        os.makedirs(staging)
+    state_dir = storage.join(state_root(cfg), fingerprint)  # one settings fingerprint's state
+    # local: a staging directory renamed into place; s3://: the run's own prefix, made current
+    # by the manifest (readers resolve through it: CurateOutput.published)
+    with storage.publish_versioned(output, CurateOutput.MANIFEST) as staging:
+        storage.makedirs(staging)
         new = CurateOutput(staging)
         reused, new_inputs, ledger, keys = plan_inputs(inputs, state_dir, cfg.incremental)
         progress(f"curate: {len(inputs)} inputs ({len(reused)} with state from an earlier run, "
@@ -488,7 +503,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         picked_dir = new.picked  # scratch: removed before publishing
         grouped = group_and_count(spark, state_dir, n_runs, new.exchange, buckets, chunks, matched_dir, new.rejects,
                                   picked_dir, cfg.seed, mode)
-        shutil.rmtree(new.exchange, ignore_errors=True)
+        storage.delete_prefix(new.exchange)
         totals = grouped["totals"]
         images = int(totals.get("images", 0))
         if totals.get("texts_in", 0) != matched_texts_in or totals.get("rejects", 0) != reject_rows:
@@ -505,9 +520,9 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         counts_by_lang, thresholds, probs_by_lang = grouping.balance_counts(
             counts, num_entries, cfg.t_en, cfg.en_lang, matched_by_lang)
         probs_dir = new.entry_probs
-        os.makedirs(probs_dir)
+        storage.makedirs(probs_dir)
         for lang, probs in probs_by_lang.items():
-            storage.save_npy(os.path.join(probs_dir, f"{lang}.npy"), probs)
+            storage.save_npy(storage.join(probs_dir, f"{lang}.npy"), probs)
         runs.write_json(new.thresholds,
                         {"t_en": cfg.t_en, "en_lang": cfg.en_lang, "p": thresholds[cfg.en_lang]["p"],
                          "languages": thresholds})
@@ -515,7 +530,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
 
         sampled = sample_curated(spark, buckets, matched_dir, new.curated,
                                  {k: probs_by_lang[k] for k in matched_by_lang}, cfg.seed, picked_dir, mode)
-        shutil.rmtree(picked_dir, ignore_errors=True)
+        storage.delete_prefix(picked_dir)
         curated_rows = int(sampled["totals"].get("curated", 0))
         acct.add("sample", images, curated_rows, {"not_sampled": images - curated_rows})
         curated_counts = grouping.dense_counts(grouping.counts_table(sampled), num_entries)
@@ -600,10 +615,11 @@ def print_summary(manifest: dict, output: str, progress=print) -> None:
         progress(f"note: {len(dropped)} inputs of the earlier output are not in this one (--drop-missing-inputs), "
                  f"e.g. {dropped[0]}; the manifest lists them")
     progress(f"outputs: {output}")
+    where = CurateOutput.published(output)  # s3://: the current run's prefix (readers resolve to it)
     for name in CurateOutput.PUBLISHED:
-        progress(f"  {name:<16} {os.path.join(output, name)}")
-    progress(f"report:  {os.path.join(output, CurateOutput.REPORT_HTML)}")
-    progress(f"         {os.path.join(output, CurateOutput.REPORT_JSON)}")
+        progress(f"  {name:<16} {where.path(name)}")
+    progress(f"report:  {where.path(CurateOutput.REPORT_HTML)}")
+    progress(f"         {where.path(CurateOutput.REPORT_JSON)}")
 
 
 def main(argv=None) -> int:
@@ -617,7 +633,7 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as e:
         return user_error("curate", e)
     try:
-        with runs.output_lock(os.path.abspath(cfg.output), JOB):  # a held lock is a user error, before Spark
+        with runs.output_lock(output_uri(cfg), JOB):  # a held lock is a user error, before Spark
             run(cfg, build_session(cfg), prepared=prepared, locked=True)
     except runs.LockHeld as e:
         return user_error("curate", e)

@@ -8,9 +8,9 @@ job is run as a user runs it (`python jobs/curate.py --master spark://...`), onc
 with two one-core workers (tests/cluster.py) and once in local[*], and every file of matched/,
 counts/, curated/, entry_probs/, rejects/ and thresholds.json must be byte-identical.
 
-The S3 variant (inputs, metadata and output on the loopback S3 server, AWS settings only in the
-job's environment) waits for `curate --output s3://`. The workers' own environment has no AWS
-settings, so it passes only once the job forwards them to its executors.
+The S3 variant puts inputs, metadata, output and per-input state on the loopback S3 server, with
+the AWS settings only in the job's environment: the workers' own environment has none, so it
+passes only because the job forwards them to its executors, and no filesystem is shared.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import pytest
 
 from bench.identical_outputs import COMPARED
 from bench.identical_outputs import digests as _digests
-from curation import storage
+from curation import runs, storage
+from curation.layout import CurateOutput
 from jobs.curate import APP_NAME
 from tests.cluster import ROOT, StandaloneCluster, loopback_env
 
@@ -147,29 +148,34 @@ def test_curate_on_a_standalone_cluster_writes_the_bytes_of_local_mode(spark_clu
     _check_ran_on_every_worker(spark_cluster, out)
 
 
-def test_curate_on_a_standalone_cluster_from_s3(spark_cluster, sample, local_run, s3_server, s3_bucket, tmp_path):
-    """Inputs and metadata on the loopback S3 server; the AWS settings live only in the job's
-    environment (the workers know none, tests/cluster.py NO_AWS): the job must forward them to
-    its executors. The outputs are the bytes of the local run but for rejects/, whose `source`
-    column names each input as given (here its s3:// URI): its rows must be the same otherwise.
-    (--output s3:// is not supported yet: the output is a directory both workers see.)"""
+def test_curate_on_a_standalone_cluster_in_and_out_of_s3(spark_cluster, sample, local_run, s3_server, s3_bucket,
+                                                         tmp_path):
+    """Inputs, metadata, output and state on the loopback S3 server, as README's cluster section
+    runs it; the AWS settings live only in the job's environment (the workers know none,
+    tests/cluster.py NO_AWS): the job must forward them to its executors. The outputs are the
+    bytes of the local run but for rejects/, whose `source` column names each input as given
+    (here its s3:// URI): its rows must be the same otherwise."""
     root = f"s3://{s3_bucket}/cluster"
     s3_sample = storage.join(root, "sample")
     for path in sorted(p for p in sample.rglob("*") if p.is_file()):
         storage.write_bytes(storage.join(s3_sample, path.relative_to(sample).as_posix()), path.read_bytes())
     env = loopback_env()
     assert all(env.get(k) for k in AWS_ENV)  # set by the s3_server fixture: the standard boto3 chain
-    local = tmp_path / "out-from-s3"
+    out = storage.join(root, "out")
     curate(spark_cluster.master_url, storage.join(s3_sample, "wat", "*.wat.gz"), storage.join(s3_sample, "metadata"),
-           str(local), env=env, extra=["--cache-dir", str(tmp_path / "automata-cache")])  # not the user's ~/.cache
-    assert storage.is_complete(str(local))
-    got, want = digests(str(local)), digests(str(local_run))
+           out, env=env, extra=["--cache-dir", str(tmp_path / "automata-cache")])  # not the user's ~/.cache
+    assert storage.is_complete(out)
+    assert any(f.endswith("/stats.json") for f in storage.list_files(storage.join(root, ".out.state")))
+    got, want = digests(out), digests(str(local_run))
     rejects = sorted(k for k in want if k.startswith("rejects" + os.sep))
     assert rejects and sorted(k for k in got if k.startswith("rejects" + os.sep)) == rejects
     _assert_same_outputs({k: v for k, v in got.items() if k not in rejects},
                          {k: v for k, v in want.items() if k not in rejects})
+    published = CurateOutput.published(out)
     for name in rejects:
-        table, expected = pq.read_table(local / name), pq.read_table(local_run / name)
+        table, expected = storage.read_table(published.path(name)), pq.read_table(local_run / name)
         sources = [str(sample) + s[len(s3_sample):] for s in table.column("source").to_pylist()]
         table = table.set_column(table.schema.get_field_index("source"), "source", pa.array(sources, pa.string()))
         assert table.equals(expected), name
+    manifest = runs.read_json(published.manifest)
+    assert manifest["spark"]["master"] == spark_cluster.master_url
