@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Cron entry: rerun curation incrementally. The job reuses the per-input state of the previous
-# output (its ledger, <output>/_state/ledger.json) for unchanged inputs, reads only new ones and
+# Cron entry: rerun curation incrementally. The job reuses the per-input state kept beside the
+# output (<parent>/.<name>.state/, local or s3://) for unchanged inputs, reads only new ones and
 # recomputes matched/, counts, thresholds, entry_probs and curated/ over everything, then
-# publishes the new output atomically. Overlapping runs are skipped (flock), and the job itself
-# also refuses to run twice on one output.
+# publishes the new output atomically (a rename locally; a new run prefix made current by the
+# manifest on s3://). Overlapping runs are skipped (flock on this machine), and the job itself
+# refuses to run twice on one local output; for an s3:// output this flock is the only guard,
+# so schedule it from one machine.
 #
 #   # crontab -e
 #   15 */6 * * *  /opt/worldclip/infra/cron-curate.sh /opt/worldclip/infra/curate.json >> /var/log/worldclip-cron.log 2>&1
