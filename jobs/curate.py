@@ -229,14 +229,15 @@ def exchange_run_path(exchange_dir: str, m: int) -> str:
 
 def group_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, runs: int, exchange_dir: str,
                     reject_chunks, matched_dir: str, rejects_dir: str, picked_dir: str | None = None,
-                    seed: int = 0, env: dict | None = None) -> Iterator[dict]:
+                    seed: int = 0, env: dict | None = None, count_identical_texts: str = "once") -> Iterator[dict]:
     """RDD partition body over task ids: task k groups bucket k (k < buckets) of the exchange's
     `runs` runs and writes reject part k (k < len(reject_chunks), a Spark broadcast or a list)."""
     chunks = _value(reject_chunks)
     os.environ.update(env or {})
     run_files = [exchange_run_path(exchange_dir, m) for m in range(runs)]
     for k in task_ids:
-        result = grouping.group_bucket(k, buckets, run_files, matched_dir, picked_dir, seed) if k < buckets else grouping.new_result()
+        result = grouping.group_bucket(k, buckets, run_files, matched_dir, picked_dir, seed,
+                                       count_identical_texts) if k < buckets else grouping.new_result()
         if k < len(chunks):
             files = [storage.join(grouping.input_state_dir(state_dir, i), grouping.REJECTS_FILE) for i in chunks[k]]
             result["totals"]["rejects"] = grouping.write_rejects_part(k, files, rejects_dir)
@@ -319,7 +320,7 @@ def exchange(spark, state_dir: str, state_keys: list[str], buckets: int, runs: i
 
 def group_and_count(spark, state_dir: str, runs: int, exchange_dir: str, buckets: int, chunks: list[list[str]],
                     matched_dir: str, rejects_dir: str, picked_dir: str | None = None, seed: int = 0,
-                    mode: str | None = None) -> dict:
+                    mode: str | None = None, count_identical_texts: str = "once") -> dict:
     """Phase 2b on Spark: matched/ and rejects/ files (and each image's pick for the sample in
     `picked_dir`); returns the summed task results."""
     for d in (matched_dir, rejects_dir, picked_dir):
@@ -327,7 +328,8 @@ def group_and_count(spark, state_dir: str, runs: int, exchange_dir: str, buckets
             storage.makedirs(d)
     body = functools.partial(group_partition, buckets=buckets, state_dir=state_dir, runs=runs,
                              exchange_dir=exchange_dir, matched_dir=matched_dir, rejects_dir=rejects_dir,
-                             picked_dir=picked_dir, seed=seed, env=task_env(state_dir, matched_dir))
+                             picked_dir=picked_dir, seed=seed, env=task_env(state_dir, matched_dir),
+                             count_identical_texts=count_identical_texts)
     return run_tasks(spark, max(buckets, len(chunks)), body, grouping.merge_results, grouping.new_result, mode=mode,
                      progress=("curate 3/4 group per image", "buckets", "texts", _total("texts_in")),
                      broadcast={"reject_chunks": chunks})
@@ -502,7 +504,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         matched_dir = new.matched
         picked_dir = new.picked  # scratch: removed before publishing
         grouped = group_and_count(spark, state_dir, n_runs, new.exchange, buckets, chunks, matched_dir, new.rejects,
-                                  picked_dir, cfg.seed, mode)
+                                  picked_dir, cfg.seed, mode, cfg.count_identical_texts)
         storage.delete_prefix(new.exchange)
         totals = grouped["totals"]
         images = int(totals.get("images", 0))
