@@ -11,10 +11,14 @@ and writes the JSON report (`--report`, default <output>/_REPORT.json).
 
 The job is the build's Spark half: one task per input file runs a library reader as its body
 (metadata.counting.dump_records, metadata.pageviews.pageview_records,
-metadata.wordnet.wordnet_records), Spark sums their records per (kind, lang, a, b), ranks every
-language's candidates at once with window functions (metadata.selection states the same rules
-on plain values; a large language's counts would not fit one Python worker) and streams them to
-the driver one language at a time, where metadata.build.publish merges and writes each.
+metadata.wordnet.wordnet_records), Spark sums their records per (kind, unit, a, b) (a unit is one
+Wikipedia code), collects a few counts per unit from which the driver plans each unit's caps
+(metadata.selection.plan_unit), ranks every unit's candidates at once with window functions
+(metadata.selection states the same rules on plain values; a large language's counts would not
+fit one Python worker), keeps of each capped source only the head the plan needs and streams
+them to the driver one language at a time, where metadata.build.publish caps, unions and writes
+each. `--import-metadata en=metadata.json` takes a language's entries from a MetaCLIP-style
+list instead (metadata.imported), as MetaCLIP 2 reuses MetaCLIP 1's English metadata.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ from pyspark.sql import Window  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from curation import config_cli, runs  # noqa: E402
-from curation.languages import is_no_space_lang  # noqa: E402
 from jobs.common import build_spark, user_error  # noqa: E402
+from metadata.alignment import lang_for_unit, tokenizer_lang  # noqa: E402
 from metadata.build import (  # noqa: E402
     BuildInputs,
     build_config,
@@ -52,7 +56,10 @@ from metadata.build import (  # noqa: E402
 )
 from metadata.config import MetadataConfig  # noqa: E402
 from metadata.counting import dump_records  # noqa: E402
+from metadata.imported import parse_import_specs, read_metadata_json, with_imports  # noqa: E402
+from metadata.merge import LanguageCandidates, Ranked  # noqa: E402
 from metadata.pageviews import pageview_records  # noqa: E402
+from metadata.selection import WIKI_SOURCES, UnitPlan, bigram_joiner, plan_unit, uses_metaclip1  # noqa: E402
 from metadata.wordnet import wordnet_records  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wikipedia", nargs="*", default=None, help="dump files, dirs or globs (default ../shared/data/wikipedia)")
     p.add_argument("--wordnet", nargs="*", default=None, help="WordNet/OMW files or dirs (default ../shared/data/wordnet)")
     p.add_argument("--pageviews", nargs="*", default=[], help="pageview files, dirs or globs (optional)")
+    p.add_argument("--import-metadata", action="append", default=[], metavar="LANG=PATH",
+                   help="take LANG's entries from a MetaCLIP-style metadata.json (a JSON list), e.g. "
+                        "en=metadata.json for MetaCLIP 1's English list; repeatable")
     p.add_argument("--languages", nargs="*", help="only these metadata languages (e.g. en ja other)")
     p.add_argument("--no-align-lid", action="store_true", help="keep every Wikipedia language instead of merging non-LID ones into 'other'")
     p.add_argument("--version", help="metadata version string (default: derived from the content)")
@@ -104,8 +114,17 @@ def main(argv=None) -> int:
         parser.error(str(e))
     wikipedia = args.wikipedia if args.wikipedia is not None else [os.path.join(SHARED, "wikipedia")]
     wordnet = args.wordnet if args.wordnet is not None else [os.path.join(SHARED, "wordnet")]
-    inputs = discover_inputs(wikipedia, wordnet, args.pageviews)
-    if not (inputs.wikipedia or inputs.wordnet or inputs.pageviews):
+    try:
+        imported = parse_import_specs(args.import_metadata)
+    except ValueError as e:
+        parser.error(str(e))
+    try:
+        inputs = discover_inputs(wikipedia, wordnet, args.pageviews, imported)
+        for path in inputs.imported.values():  # a bad list is a user error, before Spark starts
+            read_metadata_json(path)
+    except (ValueError, OSError) as e:
+        return user_error("build_metadata", e)
+    if not (inputs.wikipedia or inputs.wordnet or inputs.pageviews or inputs.imported):
         return user_error("build_metadata", FileNotFoundError(f"no inputs found in {wikipedia} / {wordnet} / {args.pageviews}"))
     try:
         check_output(args.output, inputs)
@@ -136,30 +155,43 @@ def build(spark, inputs: BuildInputs, output: str, config: MetadataConfig | None
     check_output(output, inputs)
     t0 = time.time()
     timings: dict[str, float] = {}
-    dumps, excluded_dumps = select_dumps(inputs.wikipedia, languages, align_to_lid)
+    wanted = set(languages) if languages else None
+    imported = {lang: read_metadata_json(path) for lang, path in inputs.imported.items() if wanted is None or lang in wanted}
+    replaced = sorted(imported) if config.imported_replaces_build else []
+    dumps, excluded_dumps = select_dumps(inputs.wikipedia, languages, align_to_lid, skip=replaced)
     langs = sorted(languages) if languages else None
     records = (
         file_records(spark, list(dumps), functools.partial(dump_records, config=config, align_to_lid=align_to_lid))
-        .unionByName(file_records(spark, inputs.pageviews,
-                                  functools.partial(pageview_records, align_to_lid=align_to_lid, languages=langs)))
-        .unionByName(file_records(spark, inputs.wordnet,
-                                  functools.partial(wordnet_records, align_to_lid=align_to_lid, languages=langs), max_tasks=64))
+        .unionByName(file_records(spark, inputs.pageviews, functools.partial(
+            pageview_records, align_to_lid=align_to_lid, languages=langs, config=config)))
+        .unionByName(file_records(spark, inputs.wordnet, functools.partial(
+            wordnet_records, align_to_lid=align_to_lid, languages=langs, config=config), max_tasks=64))
     )
     agg = aggregate(records).persist()
+    cached = [agg]
     try:
         n_agg = agg.count()
         timings["count_s"] = round(time.time() - t0, 3)
         log.info("aggregated %d distinct records in %.1fs", n_agg, timings["count_s"])
         t1 = time.time()
         counts = collect_stats(agg.where(F.col("kind") == "s").select("lang", "a", "b", "n").collect())
-        joiners = {lang: ("" if is_no_space_lang(lang) else " ") for lang in sorted(set(dumps.values()))}
-        groups = by_language(spark, candidates(agg, config, joiners, with_pageviews=bool(inputs.pageviews)))
-        manifest = publish(output, groups, config, counts,
+        units = unit_languages(agg, align_to_lid, skip=replaced)
+        mc1_units = sorted(u for u, lang in units.items() if uses_metaclip1(lang, config))
+        unigrams = unigram_candidates(agg, config, mc1_units)
+        bigrams = bigram_candidates(agg, config, units).persist()
+        titles = title_candidates(agg, config, mc1_units, with_pageviews=bool(inputs.pageviews)).persist()
+        cached += [bigrams, titles]
+        # an import that does not replace a language is the earliest source of its own code
+        sizes = {} if config.imported_replaces_build else {lang: len(set(e)) for lang, e in imported.items()}
+        plans = plan_units(unit_stats(agg, unigrams, bigrams, titles), units, config, sizes)
+        groups = by_language(spark, candidates(spark, agg, unigrams, bigrams, titles, plans), plans, config)
+        manifest = publish(output, with_imports(groups, imported, config.imported_replaces_build), config, counts,
                            build_config(config, inputs, list(dumps), excluded_dumps, counts, align_to_lid, languages),
                            version, progress)
         timings["select_write_s"] = round(time.time() - t1, 3)
     finally:
-        agg.unpersist()
+        for df in cached:
+            df.unpersist()
     timings["total_s"] = round(time.time() - t0, 3)
     return write_report(output, manifest, counts, timings, n_agg)
 
@@ -175,91 +207,69 @@ def file_records(spark, paths: list[str], records: Callable[[str], Iterable[tupl
 
 
 def aggregate(records_df):
-    """Sum n per (kind, lang, a, b): merges partial flushes and dumps of merged variants."""
+    """Sum n per (kind, unit, a, b): merges partial flushes and the dumps of one Wikipedia code."""
     return records_df.groupBy("kind", "lang", "a", "b").agg(F.sum("n").alias("n"))
 
 
-def candidates(agg, config: MetadataConfig, joiners: dict[str, str], with_pageviews: bool):
-    """(lang, source, entry, note) of every language's candidates; note = what ranked a title."""
-    none = F.lit(None).cast("string")
-    return (
-        agg.where(F.col("kind") == "w").select("lang", F.lit("wordnet").alias("source"), F.col("a").alias("entry"), none.alias("note"))
-        .unionByName(top_unigrams(agg, config).select("lang", F.lit("wiki_unigram").alias("source"), "entry", none.alias("note")))
-        .unionByName(top_bigrams(agg, config, joiners).select("lang", F.lit("wiki_bigram").alias("source"), "entry", none.alias("note")))
-        .unionByName(top_titles(agg, config, with_pageviews)
-                     .select("lang", F.lit("wiki_title").alias("source"), "entry", F.col("rank_by").alias("note")))
-        .where(F.col("lang").isNotNull() & (F.col("lang") != ""))
-    )
+def unit_languages(agg, align_to_lid: bool = True, skip: Iterable[str] = ()) -> dict[str, str]:
+    """{unit: metadata language} of every unit the records hold, but those of the `skip` languages."""
+    skip = set(skip)
+    out = {}
+    for row in agg.where(F.col("kind") != "s").select("lang").distinct().collect():
+        unit = row["lang"]
+        lang = lang_for_unit(unit, align_to_lid) if unit else ""
+        if lang and lang not in skip:
+            out[unit] = lang
+    return dict(sorted(out.items()))
 
 
-def by_language(spark, candidates_df) -> Iterator[tuple[str, dict[str, list[str]], str | None]]:
-    """(lang, {source: [entries]}, titles' rank_by) streamed one language at a time (in partition order)."""
-    cur, bucket, rank_by = None, defaultdict(list), None
-    # each language lands whole in one partition, contiguous after the sort (no global sort needed)
-    parts = max(1, spark.sparkContext.defaultParallelism)
-    grouped = candidates_df.repartition(parts, "lang").sortWithinPartitions("lang")
-    for row in grouped.toLocalIterator(prefetchPartitions=True):
-        if row["lang"] != cur:
-            if cur is not None:
-                yield cur, bucket, rank_by
-            cur, bucket, rank_by = row["lang"], defaultdict(list), None
-        bucket[row["source"]].append(row["entry"])
-        if row["note"]:
-            rank_by = row["note"]
-    if cur is not None:
-        yield cur, bucket, rank_by
+def _in(col: str, values: list[str]):
+    return F.col(col).isin(values) if values else F.lit(False)
 
 
-def _ceil_fraction(col, fraction: float):
-    """metadata.selection.keep_count's ceil(round(distinct * fraction, 6)) as a column."""
-    return F.ceil(F.round(col.cast("double") * F.lit(float(fraction)), 6))
+def unigram_candidates(agg, config: MetadataConfig, mc1_units: list[str]):
+    """(lang = unit, entry, score = count, score2) of the unigrams each unit's rule offers."""
+    u = agg.where(F.col("kind") == "u").select("lang", F.col("a").alias("entry"), "n")
+    u = u.where(~_in("lang", mc1_units) | (F.col("n") >= F.lit(config.metaclip1_unigram_min_count)))
+    return u.select("lang", "entry", F.col("n").cast("double").alias("score"), F.lit(0).cast("long").alias("score2"))
 
 
-def _top_fraction(scored, fraction: float, cap: int):
-    """Rows of `scored` (lang, entry, score) among their language's best keep_count(distinct, fraction, cap)."""
-    w_rank = Window.partitionBy("lang").orderBy(F.col("score").desc(), F.col("entry").asc())
-    ranked = scored.withColumn("rank", F.row_number().over(w_rank)).withColumn("distinct", F.count("*").over(Window.partitionBy("lang")))
-    return ranked.where(F.col("rank") <= F.least(_ceil_fraction(F.col("distinct"), fraction), F.lit(cap)))
-
-
-def top_unigrams(agg, config: MetadataConfig):
-    """metadata.selection.top_unigrams of every language: (lang, entry, score = count)."""
-    u = agg.where(F.col("kind") == "u").select("lang", F.col("a").alias("entry"), F.col("n").cast("double").alias("score"))
-    return _top_fraction(u, config.unigram_top_fraction, config.unigram_max).select("lang", "entry", "score")
-
-
-def bigram_pmi(agg, joiners: dict[str, str]):
-    """Bigrams with counts and PMI; `joiners[lang]` is '' for no-space languages (default ' ')."""
+def bigram_pmi(agg, joiners: dict[str, str], config: MetadataConfig | None = None):
+    """(lang, entry, count, pmi) of every bigram whose words are counted; `joiners[unit]` is ''
+    for no-space languages (default ' '); N is the unit's total unigram count, or its total
+    bigram count with `pmi_total='bigrams'` (metadata.selection.pmi_total)."""
+    config = config or MetadataConfig()
     b = agg.where(F.col("kind") == "b").select("lang", F.col("a").alias("x"), F.col("b").alias("y"), F.col("n").alias("cxy"))
     u = agg.where(F.col("kind") == "u").select("lang", F.col("a").alias("w"), F.col("n").alias("cw"))
-    totals = b.groupBy("lang").agg(F.sum("cxy").alias("N"))
+    totals = (u.groupBy("lang").agg(F.sum("cw").alias("N")) if config.pmi_total == "unigrams"
+              else b.groupBy("lang").agg(F.sum("cxy").alias("N")))
     ux = u.select("lang", F.col("w").alias("x"), F.col("cw").alias("cx"))
     uy = u.select("lang", F.col("w").alias("y"), F.col("cw").alias("cy"))
     j = b.join(totals, "lang").join(ux, ["lang", "x"]).join(uy, ["lang", "y"])
     pmi = F.log2(F.col("cxy").cast("double") * F.col("N").cast("double") / (F.col("cx").cast("double") * F.col("cy").cast("double")))
-    no_space = [lang for lang, jn in sorted(joiners.items()) if jn == ""]
-    joined = F.when(F.col("lang").isin(no_space), F.concat("x", "y")) if no_space else None
-    entry = joined.otherwise(F.concat_ws(" ", "x", "y")) if joined is not None else F.concat_ws(" ", "x", "y")
+    no_space = [unit for unit, jn in sorted(joiners.items()) if jn == ""]
+    entry = F.when(_in("lang", no_space), F.concat("x", "y")).otherwise(F.concat_ws(" ", "x", "y"))
     return j.select("lang", entry.alias("entry"), F.col("cxy").alias("count"), pmi.alias("pmi"))
 
 
-def top_bigrams(agg, config: MetadataConfig, joiners: dict[str, str]):
-    """metadata.selection.top_bigrams of every language: (lang, entry, score = PMI)."""
-    scored = bigram_pmi(agg, joiners).where(
-        (F.col("pmi") > F.lit(config.bigram_min_pmi)) & (F.col("count") >= F.lit(config.bigram_min_count))
-    )
-    w = Window.partitionBy("lang").orderBy(F.col("pmi").desc(), F.col("count").desc(), F.col("entry").asc())
-    return (
-        scored.withColumn("rank", F.row_number().over(w))
-        .where(F.col("rank") <= F.lit(config.bigram_max))
-        .select("lang", "entry", F.col("pmi").alias("score"))
-    )
+def bigram_candidates(agg, config: MetadataConfig, units: dict[str, str]):
+    """(lang, entry, score = PMI, score2 = count) of the bigrams each unit's rule offers, one row
+    per joined entry (its best pair)."""
+    joiners = {unit: bigram_joiner(tokenizer_lang(unit, lang)) for unit, lang in units.items()}
+    mc1 = _in("lang", sorted(u for u, lang in units.items() if uses_metaclip1(lang, config)))
+    scored = bigram_pmi(agg, joiners, config)
+    rule = F.when(mc1, F.col("pmi") >= F.lit(config.metaclip1_bigram_min_pmi)).otherwise(
+        (F.col("pmi") > F.lit(config.bigram_min_pmi)) & (F.col("count") >= F.lit(config.bigram_min_count)))
+    best = Window.partitionBy("lang", "entry").orderBy(F.col("pmi").desc(), F.col("count").desc())
+    return (scored.where(rule).withColumn("_k", F.row_number().over(best)).where(F.col("_k") == 1)
+            .select("lang", "entry", F.col("pmi").alias("score"), F.col("count").alias("score2")))
 
 
-def top_titles(agg, config: MetadataConfig, with_pageviews: bool):
-    """metadata.selection.top_titles of every language: (lang, entry, score, rank_by).
+def title_candidates(agg, config: MetadataConfig, mc1_units: list[str], with_pageviews: bool):
+    """(lang, entry, score, score2, rank_by) of every unit's title candidates (selection.ranked_titles).
 
-    `with_pageviews`: pageview files were read (their summed views are the agg's 'p' records).
+    `with_pageviews`: pageview files were read (their summed views are the agg's 'p' records, the
+    MetaCLIP 1 sums of its languages the 'q' records).
     """
     articles = agg.where(F.col("kind") == "a").select("lang", F.col("a").alias("entry")).distinct()
     inlinks = agg.where(F.col("kind") == "l").select("lang", F.col("a").alias("entry"), F.col("n").alias("links"))
@@ -268,21 +278,104 @@ def top_titles(agg, config: MetadataConfig, with_pageviews: bool):
         .select("lang", "entry", F.coalesce(F.col("links"), F.lit(0)).cast("double").alias("score"), F.lit("inlinks").alias("rank_by"))
     )
     if with_pageviews:
-        pv = (agg.where(F.col("kind") == "p").groupBy("lang", F.col("a").alias("entry"))
-              .agg(F.sum("n").cast("double").alias("score")))
-        pv_langs = pv.select("lang").distinct()
-        dump_langs = articles.select("lang").distinct()
+        pv = agg.where(F.col("kind") == "p").select("lang", F.col("a").alias("entry"), F.col("n").cast("double").alias("score"))
+        pv_units = pv.select("lang").distinct()
+        mc1_views = (agg.where((F.col("kind") == "q") & (F.col("n") >= F.lit(config.metaclip1_title_min_views)))
+                     .select("lang", F.col("a").alias("entry"), F.col("n").cast("double").alias("score")))
+        views = pv.where(~_in("lang", mc1_units)).unionByName(mc1_views.where(_in("lang", mc1_units)))
         if config.titles_require_article:
-            with_dump = pv.join(articles, ["lang", "entry"], "inner")
-            without_dump = pv.join(dump_langs, "lang", "left_anti")
-            pv = with_dump.unionByName(without_dump)
-        by_views = pv.withColumn("rank_by", F.lit("pageviews"))
-        by_links = by_links.join(pv_langs, "lang", "left_anti")
-        ranked = by_views.unionByName(by_links)
+            dump_units = articles.select("lang").distinct()
+            views = views.join(articles, ["lang", "entry"], "inner").unionByName(views.join(dump_units, "lang", "left_anti"))
+        by_links = by_links.join(pv_units, "lang", "left_anti")
+        ranked = views.withColumn("rank_by", F.lit("pageviews")).unionByName(by_links)
     else:
         ranked = by_links
-    return _top_fraction(ranked, config.title_top_fraction, config.title_max).select("lang", "entry", "score", "rank_by")
+    return ranked.select("lang", "entry", "score", F.lit(0).cast("long").alias("score2"), "rank_by")
 
+
+_STAT_KINDS = {"u": "unigrams", "b": "bigrams", "w": "wordnet", "p": "pageviews"}
+
+
+def unit_stats(agg, unigrams, bigrams, titles) -> dict[str, dict[str, int]]:
+    """{unit: the counts selection.plan_unit plans from} (one small collect)."""
+    kind_key = F.create_map(*[F.lit(x) for kv in _STAT_KINDS.items() for x in kv])[F.col("kind")]
+    parts = [
+        agg.where(F.col("kind").isin(list(_STAT_KINDS))).groupBy("lang", kind_key.alias("key")).agg(F.count("*").alias("n")),
+        unigrams.groupBy("lang").agg(F.lit("unigrams_passing").alias("key"), F.count("*").alias("n")),
+        bigrams.groupBy("lang").agg(F.lit("bigrams_passing").alias("key"), F.count("*").alias("n")),
+        titles.groupBy("lang").agg(F.lit("titles").alias("key"), F.count("*").alias("n")),
+    ]
+    df = parts[0]
+    for part in parts[1:]:
+        df = df.unionByName(part)
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in df.collect():
+        out[row["lang"]][row["key"]] = int(row["n"])
+    return dict(out)
+
+
+def plan_units(stats: dict[str, dict[str, int]], units: dict[str, str], config: MetadataConfig,
+               imported: dict[str, int] | None = None) -> dict[str, UnitPlan]:
+    """selection.plan_unit of every unit; titles are ranked by pageviews where pageview files cover the unit."""
+    imported = imported or {}
+    plans = {}
+    for unit, lang in sorted(units.items()):
+        st = stats.get(unit, {})
+        rank_by = "pageviews" if st.get("pageviews") else "inlinks"
+        plans[unit] = plan_unit(lang, st, rank_by, config, imported.get(unit, 0) if unit == lang else 0)
+    return plans
+
+
+def candidates(spark, agg, unigrams, bigrams, titles, plans: dict[str, UnitPlan]):
+    """(lang = unit, source, rank, entry) of every planned unit: its WordNet lemmas, and of each
+    wiki source the best `limit` candidates (all when the plan says None)."""
+    if not plans:
+        return spark.createDataFrame([], "lang string, source string, rank int, entry string")
+    limits = spark.createDataFrame([(unit, src, plan.limits.get(src)) for unit, plan in plans.items() for src in WIKI_SOURCES],
+                                   "lang string, source string, lim long")
+    planned = spark.createDataFrame([(unit,) for unit in plans], "lang string")
+
+    def head(df, source: str):
+        order = Window.partitionBy("lang").orderBy(F.col("score").desc(), F.col("score2").desc(), F.col("entry").asc())
+        lim = F.broadcast(limits.where(F.col("source") == source).select("lang", "lim"))
+        return (df.withColumn("rank", F.row_number().over(order)).join(lim, "lang")  # inner: planned units only
+                .where(F.col("lim").isNull() | (F.col("rank") <= F.col("lim")))
+                .select("lang", F.lit(source).alias("source"), "rank", "entry"))
+
+    wordnet = (agg.where(F.col("kind") == "w").join(F.broadcast(planned), "lang")
+               .select("lang", F.lit("wordnet").alias("source"), F.lit(0).alias("rank"), F.col("a").alias("entry")))
+    return (wordnet.unionByName(head(unigrams, "wiki_unigram")).unionByName(head(bigrams, "wiki_bigram"))
+            .unionByName(head(titles, "wiki_title")))
+
+
+def by_language(spark, candidates_df, plans: dict[str, UnitPlan], config: MetadataConfig) -> Iterator[LanguageCandidates]:
+    """Each language's candidates, by unit and source, best first, streamed one language at a time."""
+    if not plans:
+        return
+    mapping = spark.createDataFrame([(unit, plan.lang) for unit, plan in plans.items()], "lang string, mlang string")
+    order = F.create_map(*[F.lit(x) for i, s in enumerate(config.sources) for x in (s, i)])[F.col("source")]
+    # each language lands whole in one partition, contiguous after the sort (no global sort needed)
+    parts = max(1, spark.sparkContext.defaultParallelism)
+    grouped = (candidates_df.join(F.broadcast(mapping), "lang").withColumn("sidx", order)
+               .repartition(parts, "mlang").sortWithinPartitions("mlang", "lang", "sidx", "rank", "entry"))
+    cur, bucket = None, defaultdict(lambda: defaultdict(list))
+    for row in grouped.toLocalIterator(prefetchPartitions=True):
+        if row["mlang"] != cur:
+            if cur is not None:
+                yield _language(cur, bucket, plans)
+            cur, bucket = row["mlang"], defaultdict(lambda: defaultdict(list))
+        bucket[row["lang"]][row["source"]].append(row["entry"])
+    if cur is not None:
+        yield _language(cur, bucket, plans)
+
+
+def _language(lang: str, bucket: dict, plans: dict[str, UnitPlan]) -> LanguageCandidates:
+    units: dict[str, dict] = {}
+    for unit, sources in sorted(bucket.items()):
+        plan = plans[unit]
+        units[unit] = {src: (Ranked(entries, plan.caps.get(src), plan.available.get(src)) if src in WIKI_SOURCES else entries)
+                       for src, entries in sources.items()}
+    return LanguageCandidates(lang, units, {u: plans[u].rank_by for u in units}, {u: plans[u].rules for u in units})
 
 if __name__ == "__main__":
     from jobs import build_metadata  # task bodies pickle by reference to this module, not to __main__

@@ -3,16 +3,20 @@
 The build (jobs/build_metadata.py owns its Spark stages):
 
 1. discover inputs (`discover_inputs`): Wikipedia dumps (`<code>wiki-*.xml[.bz2|.xz|.gz]`),
-   WordNet 3.0 data files and OMW tab files, optional pageview files; `select_dumps` keeps the
-   dumps of the wanted languages;
+   WordNet 3.0 data files and OMW tab files, optional pageview files, imported metadata.json
+   files per language (imported.py); `select_dumps` keeps the dumps of the wanted languages
+   (not those of a language an import replaces);
 2. job: one task per file produces count records (counting.py, pageviews.py, wordnet.py),
-   summed once per (kind, lang, a, b);
-3. job: per language, top unigrams, PMI bigrams, titles (the rules of selection.py);
-4. `publish`, one language at a time (streamed, bounded memory): merge sources (merge.py),
-   write `entries/<lang>.parquet` and `automata/<lang>.ac` through curation.metadata_dir;
-   `manifest.json` last (counts by source, pages read/skipped by reason, corrupt inputs,
-   tokenizers, title ranking, `build_config`, checksums); the directory is published atomically;
-5. `write_report`: `_REPORT.json` beside it, with the timings.
+   summed once per (kind, unit, a, b), a unit being one Wikipedia code (alignment.py);
+3. job: per unit, its plan (selection.plan_unit: rules, caps, how many candidates to send),
+   then ranked unigrams, PMI bigrams, titles (the rules of selection.py);
+4. `publish`, one language at a time (streamed, bounded memory): caps per unit and the union
+   of the language's units (merge.py), write `entries/<lang>.parquet` and `automata/<lang>.ac`
+   through curation.metadata_dir; `manifest.json` last (entries by source before and after the
+   caps, per unit too, pages read/skipped by reason, corrupt inputs, tokenizers, title ranking,
+   `build_config`, checksums); the directory is published atomically;
+5. `write_report`: `_REPORT.json` beside it, with the timings and per language the entries by
+   source before and after the caps.
 
 Everything here runs on plain Python values (the stats come in as rows of (lang, a, b, n)), so
 the write side is tested without Spark and the job only feeds it. The manifest holds no timings
@@ -42,7 +46,7 @@ from curation.layout import MetadataOutput
 from curation.layout import check_output as layout_check
 from curation.metadata_dir import write_language, write_manifest
 from metadata.config import MetadataConfig
-from metadata.merge import merge_language
+from metadata.merge import LanguageCandidates, merge_language
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,10 @@ class BuildInputs:
     wikipedia: list[str] = field(default_factory=list)
     wordnet: list[str] = field(default_factory=list)
     pageviews: list[str] = field(default_factory=list)
+    imported: dict[str, str] = field(default_factory=dict)  # metadata language -> MetaCLIP-style metadata.json
+
+    def paths(self) -> list[str]:
+        return [*self.wikipedia, *self.wordnet, *self.pageviews, *self.imported.values()]
 
 
 def _expand(specs: list[str], want) -> list[str]:
@@ -86,14 +94,21 @@ def _expand(specs: list[str], want) -> list[str]:
     return sorted(out)
 
 
-def discover_inputs(wikipedia: list[str], wordnet: list[str], pageviews: list[str] | None = None) -> BuildInputs:
-    """Expand dirs/globs/files into the sorted input lists (directories are searched recursively)."""
+def discover_inputs(wikipedia: list[str], wordnet: list[str], pageviews: list[str] | None = None,
+                    imported: dict[str, str] | None = None) -> BuildInputs:
+    """Expand dirs/globs/files into the sorted input lists (directories are searched recursively);
+    `imported` ({lang: file}) must name existing files."""
+    from curation import storage
     from metadata.wordnet import wordnet_kind
 
+    for lang, path in (imported or {}).items():
+        if not (storage.exists(path) if storage.is_s3(path) else os.path.isfile(path)):
+            raise FileNotFoundError(f"imported metadata for {lang} not found: {path}")
     return BuildInputs(
         wikipedia=_expand(wikipedia, lambda p: bool(_DUMP_RE.match(os.path.basename(p)))),
         wordnet=_expand(wordnet, lambda p: wordnet_kind(p) is not None),
         pageviews=_expand(pageviews or [], lambda p: bool(_PAGEVIEWS_RE.match(os.path.basename(p)))),
+        imported=dict(sorted((imported or {}).items())),
     )
 
 
@@ -109,18 +124,20 @@ def _dump_lang(path: str, align_to_lid: bool) -> str:
 
 def check_output(output: str, inputs: BuildInputs) -> None:
     """OutputRefused unless `output` may be replaced by a metadata build (curation.layout)."""
-    layout_check(output, MetadataOutput.LAYOUT, [*inputs.wikipedia, *inputs.wordnet, *inputs.pageviews])
+    layout_check(output, MetadataOutput.LAYOUT, inputs.paths())
 
 
-def select_dumps(paths: list[str], languages: list[str] | None = None,
-                 align_to_lid: bool = True) -> tuple[dict[str, str], list[str]]:
+def select_dumps(paths: list[str], languages: list[str] | None = None, align_to_lid: bool = True,
+                 skip: Iterable[str] = ()) -> tuple[dict[str, str], list[str]]:
     """({dump path: metadata language} of the dumps to read, sorted names of the excluded ones).
 
-    A dump is read when its language is one of `languages` (all when None).
+    A dump is read when its language is one of `languages` (all when None) and not in `skip`
+    (the languages an imported list replaces: their dumps would be read for nothing).
     """
     wanted = set(languages) if languages else None
+    skip = set(skip)
     langs = {p: _dump_lang(p, align_to_lid) for p in paths}
-    dumps = {p: lang for p, lang in langs.items() if wanted is None or lang in wanted}
+    dumps = {p: lang for p, lang in langs.items() if (wanted is None or lang in wanted) and lang not in skip}
     return dumps, sorted(os.path.basename(p) for p in paths if p not in dumps)
 
 
@@ -136,19 +153,22 @@ def build_config(config: MetadataConfig, inputs: BuildInputs, dumps: list[str], 
             "wikipedia_excluded": excluded_dumps,
             "wordnet": sorted(os.path.basename(p) for p in inputs.wordnet),
             "pageviews": sorted(os.path.basename(p) for p in inputs.pageviews),
+            "imported": {lang: os.path.basename(p) for lang, p in sorted(inputs.imported.items())},
         },
         "counts": counts["totals"],
         "entry_id_order": "sources in config.sources order, then entries sorted by code point; first source wins",
-        "titles_rank": "summed pageviews where pageview files cover the language, else in-link count in the dump",
+        "caps": "per Wikipedia code, counting only entries new after the earlier sources, rounded down; "
+                "the codes of a language are unioned after",
+        "titles_rank": "summed pageviews where pageview files cover the Wikipedia code, else in-link count in the dump",
     }
 
 
-def publish(output: str, languages: Iterable[tuple[str, dict[str, list[str]], str | None]], config: MetadataConfig,
+def publish(output: str, languages: Iterable[LanguageCandidates], config: MetadataConfig,
             counts: dict, build_config: dict, version: str | None = None, progress: bool = True) -> dict:
     """Write the metadata directory at `output` (local path or s3://); returns its manifest.
 
-    `languages` yields (lang, {source: candidate entries}, what ranked its titles) once per
-    language; they are merged and written one at a time, so memory holds one language. `other`
+    `languages` yields each language's candidates (merge.LanguageCandidates: {unit: {source:
+    candidates}}) once; they are merged and written one at a time, so memory holds one language. `other`
     is written even without candidates (curation always finds an `other` metadata, at least the
     numbers); manifest.json comes last and the directory is published atomically.
     """
@@ -171,14 +191,14 @@ def publish(output: str, languages: Iterable[tuple[str, dict[str, list[str]], st
                     bar = tqdm(total=expected, desc="metadata languages", unit="lang")
                 else:  # logs and cron: a plain line per language written
                     bar = _LogBar(expected)
-            for lang, sources, rank_by in languages:
-                if lang in written:  # the caller guarantees one group per language
-                    raise RuntimeError(f"language {lang} came in two groups")
-                written[lang] = _write_one(root, lang, sources, config, counts, rank_by)
+            for group in languages:
+                if group.lang in written:  # the caller guarantees one group per language
+                    raise RuntimeError(f"language {group.lang} came in two groups")
+                written[group.lang] = _write_one(root, group, config, counts)
                 if bar is not None:
                     bar.update(1)
             if OTHER not in written:
-                written[OTHER] = _write_one(root, OTHER, {}, config, counts, None)
+                written[OTHER] = _write_one(root, LanguageCandidates(OTHER, {}), config, counts)
             if bar is not None:
                 bar.total = len(written)
                 bar.n = len(written)
@@ -220,15 +240,22 @@ class _LogBar:
         log.info("metadata: %d languages written", self.n)
 
 
-def _write_one(root: str, lang: str, sources: dict, config: MetadataConfig, counts: dict, rank_by: str | None) -> dict:
-    entries, srcs, merge_stats = merge_language(sources, config)
-    info = write_language(root, lang, entries, srcs)
+def _write_one(root: str, group: LanguageCandidates, config: MetadataConfig, counts: dict) -> dict:
+    lang = group.lang
+    merged = merge_language(group.units, config)
+    info = write_language(root, lang, merged.entries, merged.sources)
     lang_counts = counts["languages"].get(lang, {})
-    info["merge"] = merge_stats
+    info["merge"] = merged.by_source
+    info["units"] = {
+        unit: {"sources": merged.by_unit[unit], "rules": group.rules.get(unit),
+               "titles_ranked_by": group.rank_by.get(unit) if "wiki_title" in merged.by_unit[unit] else None}
+        for unit in sorted(merged.by_unit)
+    }
     info["wikipedia"] = lang_counts.get("wikipedia", {})
     info["wordnet"] = lang_counts.get("wordnet", {})
     info["tokenizer"] = lang_counts.get("tokenizer")
-    info["titles_ranked_by"] = rank_by if "wiki_title" in merge_stats else None
+    ranked_by = sorted({u["titles_ranked_by"] for u in info["units"].values() if u["titles_ranked_by"]})
+    info["titles_ranked_by"] = (ranked_by[0] if len(ranked_by) == 1 else ",".join(ranked_by)) if ranked_by else None
     return info
 
 
@@ -280,6 +307,17 @@ def _content_version(written: dict, build_config: dict) -> str:
     return f"wiki-wn-{h.hexdigest()[:16]}"
 
 
+def caps_table(lang_info: dict) -> dict[str, dict[str, int | None]]:
+    """A language's entries by source before and after the caps: `before_caps` (candidates its
+    units' rules offered), `cap` (summed over units; None when uncapped), `after_caps` (what the
+    units took), `entries` (after the union of the units, in the written list)."""
+    out = {}
+    for source, st in lang_info.get("merge", {}).items():
+        out[source] = {"before_caps": st.get("candidates", 0), "cap": st.get("cap"),
+                       "after_caps": st.get("selected", 0), "entries": st.get("entries", 0)}
+    return out
+
+
 def _report(output: str, manifest: dict, counts: dict, timings: dict, n_agg: int) -> dict:
     langs = manifest["languages"]
     return {
@@ -288,6 +326,7 @@ def _report(output: str, manifest: dict, counts: dict, timings: dict, n_agg: int
         "languages": len(langs),
         "entries": sum(v["entries"] for v in langs.values()),
         "entries_by_language": {k: v["entries"] for k, v in langs.items()},
+        "entries_by_source": {k: caps_table(v) for k, v in langs.items()},
         "inputs": counts["totals"],
         "files": counts["files"],
         "aggregated_records": n_agg,
@@ -311,4 +350,12 @@ def summary(report: dict) -> str:
         f"pageviews: {report['inputs'].get('pageviews', {}).get('inputs', 0)} files",
         f"  time: {report['timings'].get('total_s')} s",
     ]
+    by_source = report.get("entries_by_source", {})
+    if by_source:
+        lines.append("  entries by source, before caps -> after caps -> in the list:")
+        for lang in sorted(by_source):
+            cells = [f"{src} {v['before_caps']}->{v['after_caps']}->{v['entries']}"
+                     + (f" (cap {v['cap']})" if v["cap"] is not None else "")
+                     for src, v in by_source[lang].items()]
+            lines.append(f"    {lang}: " + ", ".join(cells))
     return "\n".join(lines)

@@ -2,7 +2,9 @@
 
 The per-dump work (`dump_records`) is plain Python: read -> strip -> tokenize -> count, with
 partial counts flushed as records when they grow past a bound, so memory per task stays
-bounded on full dumps. Records are flat tuples `(kind, lang, a, b, n)`:
+bounded on full dumps. Records are flat tuples `(kind, lang, a, b, n)`; count records carry the
+dump's unit (its Wikipedia code, metadata/alignment.py) in `lang`, because candidates are
+selected and capped per Wikipedia code; stats carry the metadata language the dump feeds:
 
     u  unigram a                       n = count
     b  bigram (a, b)                   n = count
@@ -21,10 +23,11 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 
+from curation.languages import OTHER
 from metadata.config import MetadataConfig
 from metadata.dump_reader import DumpInfo, dump_language, iter_pages
 from metadata.markup import MarkupStripper, normalize_title
-from metadata.tokenize import tokenizer_for
+from metadata.tokenize import tokenizer_of
 
 Record = tuple[str, str, str, str, int]
 MAX_TOKEN_CHARS = 256
@@ -32,8 +35,11 @@ MAX_TOKEN_CHARS = 256
 
 def dump_records(path: str, config: MetadataConfig, align_to_lid: bool = True,
                  lang: str | None = None) -> Iterator[Record]:
-    """All count records of one dump file (never raises on bad input; problems become stats)."""
-    from metadata.alignment import lang_for_wiki
+    """All count records of one dump file (never raises on bad input; problems become stats).
+
+    `lang` overrides both the metadata language and the unit the dump's name gives.
+    """
+    from metadata.alignment import lang_for_wiki, tokenizer_lang, wiki_unit
 
     name = os.path.basename(path)
     stats: Counter = Counter()
@@ -41,8 +47,9 @@ def dump_records(path: str, config: MetadataConfig, align_to_lid: bool = True,
         wiki = dump_language(path)
     except ValueError:
         wiki = ""
-    lang = lang or (lang_for_wiki(wiki, align_to_lid) if wiki else "other")
-    tok = tokenizer_for(lang, config.segmenters, config.lowercase, config.max_entry_chars)
+    unit = lang or (wiki_unit(wiki) if wiki else OTHER)
+    lang = lang or (lang_for_wiki(wiki, align_to_lid) if wiki else OTHER)
+    tok = tokenizer_of(tokenizer_lang(unit, lang), config)
     info = DumpInfo()
     unigrams: Counter = Counter()
     bigrams: Counter = Counter()
@@ -62,7 +69,7 @@ def dump_records(path: str, config: MetadataConfig, align_to_lid: bool = True,
                 stats["articles"] -= 1
                 stats["skipped_page_limit"] += 1
                 break
-            yield ("a", lang, normalize_title(page.title), "", 1)
+            yield ("a", unit, normalize_title(page.title), "", 1)
             try:
                 plain = stripper.strip(page.text, links, stats)
                 tok.count_into(plain, unigrams, bigrams)
@@ -72,11 +79,11 @@ def dump_records(path: str, config: MetadataConfig, align_to_lid: bool = True,
                 continue
             stats["pages_counted"] += 1
             if len(unigrams) + len(bigrams) + len(links) > flush_at:
-                yield from _flush(lang, unigrams, bigrams, links)
+                yield from _flush(unit, unigrams, bigrams, links)
     except OSError as exc:  # the file itself cannot be opened
         stats["unreadable_input"] += 1
         stats[f"unreadable_input:{type(exc).__name__}"] += 1
-    yield from _flush(lang, unigrams, bigrams, links)
+    yield from _flush(unit, unigrams, bigrams, links)
     if tok.fallback_reason:
         stats["segmenter_fallback"] += 1
     stats[f"tokenizer:{tok.name}"] += 1
@@ -86,15 +93,15 @@ def dump_records(path: str, config: MetadataConfig, align_to_lid: bool = True,
         yield ("s", lang, f"wiki:{wiki}", name, 1)
 
 
-def _flush(lang: str, unigrams: Counter, bigrams: Counter, links: Counter) -> Iterator[Record]:
+def _flush(unit: str, unigrams: Counter, bigrams: Counter, links: Counter) -> Iterator[Record]:
     for w, n in unigrams.items():
         if len(w) <= MAX_TOKEN_CHARS:  # longer tokens can never become entries
-            yield ("u", lang, w, "", n)
+            yield ("u", unit, w, "", n)
     for (a, b), n in bigrams.items():
         if len(a) + len(b) < MAX_TOKEN_CHARS:
-            yield ("b", lang, a, b, n)
+            yield ("b", unit, a, b, n)
     for t, n in links.items():
-        yield ("l", lang, t, "", n)
+        yield ("l", unit, t, "", n)
     unigrams.clear()
     bigrams.clear()
     links.clear()

@@ -1,12 +1,25 @@
 """Word tokens of plain article text, per language, for unigram/bigram counting.
 
-Space-separated languages use the paper's simple rule: text is cut into segments at
-punctuation and line breaks (bigrams never cross a segment), each segment is split at
-whitespace and symbols; a word keeps inner hyphens/apostrophes ("well-known", "don't") and
-its combining marks (Indic vowel signs are part of words, unlike in regex `\\w`); characters
-of no-space scripts (CJK, Thai, ...) become single tokens.
+Space-separated languages have two word rules (`MetadataConfig.word_split`):
 
-No-space languages go through a real segmenter whose dictionary ships in its wheel:
+- 'reference' (default): MetaCLIP 2's `simple_tokenizer` + `count_ngrams` (metadata/build_ngram.py).
+  Whitespace separates words; every ASCII punctuation mark (`string.punctuation`, `-` and `'`
+  included) and the reference's 26 extra marks (fullwidth/CJK punctuation, curly quotes, `¿`,
+  `—`) stand alone, are never counted and end a bigram run; each character of the reference's
+  CJK, Thai, Lao, Myanmar, Khmer and Tibetan ranges is a word of its own. Everything else
+  (letters, digits, marks, symbols, other punctuation such as « » – …) stays inside words:
+  "well-known" -> "well", "known"; "don't" -> "don", "t"; "«Paris»" -> "«Paris»".
+- 'unicode': text is cut into segments at every Unicode punctuation mark and split at
+  whitespace and symbols; a word keeps inner hyphens/apostrophes ("well-known", "don't") and
+  its combining marks; characters of no-space scripts (CJK, Thai, ...) become single tokens.
+
+Under both rules a line break ends a bigram run unless `bigrams_across_lines` (the reference
+tokenizes a whole extracted file as one stream, so its bigrams join a heading to the next
+paragraph and one article to the next).
+
+No-space languages are cut into segments at every Unicode punctuation mark (the rule above is
+for space-separated text; the reference has a tokenizer of its own per no-space language), then
+each segment goes through a real segmenter whose dictionary ships in its wheel:
 zh -> jieba, ja -> fugashi + unidic-lite, th -> pythainlp (newmm). Segmenters are imported
 lazily; when one is missing or fails to start, the language falls back to the character rule
 and `Tokenizer.fallback_reason` says why (the build report shows it). Other no-space languages
@@ -18,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
+import string
 import unicodedata
 from collections import _count_elements  # C helper behind Counter.update, without its overhead
 from functools import lru_cache
@@ -55,12 +69,34 @@ def _ranges(cps: list[int]) -> str:
     return "".join(out)
 
 
-@lru_cache(maxsize=1)
-def _regexes() -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
-    """(segment splitter, word token, word-or-no-space-char token, no-space-char search)."""
+# The reference's word boundaries (metadata/build_ngram.py: is_punctuation, is_cjk_or_similar):
+# ASCII punctuation plus these 26 marks, and the code point ranges whose characters are words
+# of their own. Kana and Hangul are not among the ranges, so they form words like Latin letters.
+REFERENCE_PUNCTUATION = string.punctuation + "，。、；：？¿！“”‘’（）【】《》〈〉「」『』～—"
+REFERENCE_CHAR_RANGES: tuple[tuple[int, int], ...] = (
+    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF), (0x2CEB0, 0x2EBEF), (0xF900, 0xFAFF), (0x2E80, 0x2EFF), (0x2F00, 0x2FDF),
+    (0x2FF0, 0x2FFF),  # CJK ideographs, compatibility ideographs, radicals, description characters
+    (0x0E00, 0x0E7F), (0x0E80, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x0F00, 0x0FFF),  # Thai ... Tibetan
+)
+
+
+@lru_cache(maxsize=4)
+def _regexes(word_split: str = "reference", across_lines: bool = False
+             ) -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
+    """(segment splitter, word token, word-or-no-space-char token, no-space-char search).
+
+    Under the reference rule the two token patterns are the same and the search never matters.
+    """
+    newline = "" if across_lines else "\\n"
+    if word_split == "reference":
+        chars = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in REFERENCE_CHAR_RANGES)
+        segment = re.compile(f"[{newline}{re.escape(REFERENCE_PUNCTUATION)}]+")
+        token = re.compile(f"[{chars}]|[^\\s{chars}]+")
+        return segment, token, token, re.compile("(?!)")
     punct, marks = _classes()
     ns = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in NO_SPACE_RANGES)
-    segment = re.compile(f"[\\n{punct}]+")
+    segment = re.compile(f"[{newline}{punct}]+")
     cont = f"[\\w{marks}]"
     word = re.compile(f"[^\\W_]{cont}*(?:[{_JOINERS}]{cont}+)*")
     cont_ns = f"(?:[^\\W{ns}]|[{marks}])"
@@ -76,15 +112,20 @@ class Tokenizer:
     """Tokenizer of one metadata language: `segments(text)` -> list of token lists."""
 
     def __init__(self, lang: str, no_space: bool = False, segmenter: str | None = None, lowercase: bool = False,
-                 max_token_chars: int = 256):
+                 max_token_chars: int = 256, word_split: str = "reference", bigrams_across_lines: bool = False):
         self.lang = lang
         self.no_space = no_space
         self.lowercase = lowercase
         self.max_token_chars = max_token_chars
+        # the word rule is for space-separated text: the reference segments no-space languages with
+        # their own tokenizers, so they keep the Unicode segment rule before the segmenter (or the
+        # character rule when there is none)
+        self.word_split = "unicode" if no_space else word_split
         self.joiner = "" if no_space else " "
         self.segmenter_name = None
         self.fallback_reason: str | None = None
-        self._segment_re, self._word_re, self._mixed_re, self._ns_search = _regexes()
+        self._segment_re, self._word_re, self._mixed_re, self._ns_search = _regexes(self.word_split,
+                                                                                    bigrams_across_lines)
         self._segment = None
         if no_space and segmenter:
             try:
@@ -99,7 +140,9 @@ class Tokenizer:
     def name(self) -> str:
         if self.segmenter_name:
             return self.segmenter_name
-        return "characters" if self.no_space else "spaces"
+        if self.no_space:
+            return "characters"
+        return "spaces" if self.word_split == "reference" else "spaces-unicode"
 
     def segments(self, text: str) -> list[list[str]]:
         if self.lowercase:
@@ -176,15 +219,23 @@ _CACHE: dict[tuple, Tokenizer] = {}
 
 
 def tokenizer_for(lang: str, segmenters: dict | None = None, lowercase: bool = False,
-                  max_token_chars: int = 256) -> Tokenizer:
-    """The (cached, per process) tokenizer of a metadata language."""
+                  max_token_chars: int = 256, word_split: str = "reference",
+                  bigrams_across_lines: bool = False) -> Tokenizer:
+    """The (cached, per process) tokenizer of a metadata language (or of a Wikipedia code)."""
     from curation.languages import is_no_space_lang
 
     segmenters = segmenters or {}
-    key = (lang, tuple(sorted(segmenters.items())), lowercase, max_token_chars)
+    key = (lang, tuple(sorted(segmenters.items())), lowercase, max_token_chars, word_split, bigrams_across_lines)
     tok = _CACHE.get(key)
     if tok is None:
         tok = Tokenizer(lang, no_space=is_no_space_lang(lang), segmenter=segmenters.get(lang),
-                        lowercase=lowercase, max_token_chars=max_token_chars)
+                        lowercase=lowercase, max_token_chars=max_token_chars, word_split=word_split,
+                        bigrams_across_lines=bigrams_across_lines)
         _CACHE[key] = tok
     return tok
+
+
+def tokenizer_of(lang: str, config) -> Tokenizer:
+    """`tokenizer_for` with a MetadataConfig's tokenizing settings."""
+    return tokenizer_for(lang, config.segmenters, config.lowercase, config.max_entry_chars,
+                         config.word_split, config.bigrams_across_lines)

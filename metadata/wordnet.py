@@ -1,13 +1,20 @@
 """WordNet sources: English synset names from WordNet 3.0, other languages' lemmas from OMW.
 
 - Princeton WordNet 3.0 database files `data.{noun,verb,adj,adv}`: one synset per line,
-  `offset lex_filenum ss_type w_cnt word lex_id ...`; the synset's name is its first word
-  (as NLTK's `dog.n.01`), with '_' -> ' ' and adjective position markers ("(a)", "(p)",
-  "(ip)") removed. License header lines start with two spaces.
+  `offset lex_filenum ss_type w_cnt word lex_id ...`; the synset's name is its first word as
+  NLTK's `ss.name()` gives it (MetaCLIP's English WordNet source): adjective position markers
+  ("(a)", "(p)", "(ip)") removed, lower-cased ("Einstein" -> "einstein": NLTK names synsets by
+  `lemma.lower()`), then '_' -> ' '. With `wordnet_cut_name_at_dot` the name is also cut at its
+  first '.' as MetaCLIP's `name[:name.find(".")]` does. License header lines start with two spaces.
 - Open Multilingual Wordnet tab files (`wn-data-<iso>.tab`, also `wn-cldr-<iso>.tab`):
-  `offset-pos<TAB><iso>:lemma<TAB>lemma`; every lemma is kept ('_' -> ' '), other columns
-  (`:def`, `:exe`) ignored; '#' lines are headers. The ISO 639-3 code maps to a metadata
-  language through `curation.languages` (cmn -> zh, nob -> no, ...).
+  `offset-pos<TAB><iso>:lemma<TAB>lemma` (older files, DanNet and the Norwegian wordnet among
+  them, write a bare `lemma` and take their language from the file name or the header line);
+  every lemma is kept with '_' -> ' ' and its '+'
+  markers removed ("50周年+的" -> "50周年的": OMW marks affixes and morpheme joints with '+',
+  which no text contains; MetaCLIP 2 drops them the same way), other columns (`:def`, `:exe`)
+  ignored; '#' lines are headers. The ISO 639-3 code maps to a unit (its language's Wikipedia
+  code, metadata/alignment.py) and a metadata language through `curation.languages`
+  (cmn -> zh, nob -> no, ...).
 
 Files may be plain or compressed (bz2/xz/gz by magic bytes). Lines that cannot be decoded or
 parsed are counted (`invalid_utf8`, `bad_line`), never fatal.
@@ -20,6 +27,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
+from metadata.config import MetadataConfig
 from metadata.dump_reader import ERRORS, open_decompressed, open_input
 
 Record = tuple[str, str, str, str, int]
@@ -59,8 +67,8 @@ def _lines(path: str, stats: Counter) -> Iterator[str]:
                 stats["invalid_utf8"] += 1
 
 
-def synset_names(path: str, stats: Counter | None = None) -> Iterator[str]:
-    """First lemma of each synset of a WordNet 3.0 data file."""
+def synset_names(path: str, stats: Counter | None = None, cut_at_dot: bool = False) -> Iterator[str]:
+    """The NLTK name (without `.pos.nn`) of each synset of a WordNet 3.0 data file, one per synset."""
     stats = stats if stats is not None else Counter()
     for line in _lines(path, stats):
         if not line or line.startswith("  "):
@@ -69,10 +77,16 @@ def synset_names(path: str, stats: Counter | None = None) -> Iterator[str]:
         if len(parts) < 5 or not parts[0].isdigit():
             stats["bad_line"] += 1
             continue
-        word = _ADJ_MARKER_RE.sub("", parts[4]).replace("_", " ").strip()
+        word = _ADJ_MARKER_RE.sub("", parts[4]).lower()
+        if cut_at_dot and "." in word:
+            word = word[:word.index(".")]
+            stats["names_cut_at_dot"] += 1
+        word = word.replace("_", " ").strip()
         if word:
             stats["synsets"] += 1
             yield word
+        else:
+            stats["empty_name"] += 1
 
 
 def omw_lemmas(path: str, stats: Counter | None = None) -> Iterator[tuple[str, str]]:
@@ -81,27 +95,46 @@ def omw_lemmas(path: str, stats: Counter | None = None) -> Iterator[tuple[str, s
     m = _TAB_RE.match(os.path.basename(path))
     file_iso = m.group(1) if m else ""
     for line in _lines(path, stats):
-        if not line or line.startswith("#"):
+        if not line:
+            continue
+        if line.startswith("#"):  # "# <project><TAB><iso><TAB><url><TAB><licence>"
+            head = line.split("\t")
+            if not file_iso and len(head) > 1:
+                file_iso = head[1].strip()
             continue
         parts = line.split("\t")
         if len(parts) < 3:
             stats["bad_line"] += 1
             continue
-        iso, _, field = parts[1].partition(":")
-        if field != "lemma":
-            if not _:
+        # "<iso>:lemma", or a bare "lemma" in older files (DanNet, the Norwegian wordnet), whose
+        # language is the file's
+        iso, colon, field = parts[1].partition(":")
+        if not colon:
+            if iso != "lemma":
                 stats["bad_line"] += 1
+                continue
+            iso, field = "", "lemma"
+        if field != "lemma":  # lemma:root, def, exe, ...
             continue
-        lemma = parts[2].replace("_", " ").strip()
+        lemma = parts[2].replace("_", " ")
+        if "+" in lemma:
+            lemma = lemma.replace("+", "")
+            stats["plus_markers_removed"] += 1
+        lemma = lemma.strip()
         if lemma:
             stats["lemmas"] += 1
             yield (iso or file_iso), lemma
 
 
-def wordnet_records(path: str, align_to_lid: bool = True, languages: Iterable[str] | None = None) -> Iterator[Record]:
-    """('w', lang, lemma, source, 1) for one wordnet file, then ('s', lang, stat, file, n)."""
-    from metadata.alignment import lang_for_iso3
+def wordnet_records(path: str, align_to_lid: bool = True, languages: Iterable[str] | None = None,
+                    config: MetadataConfig | None = None) -> Iterator[Record]:
+    """('w', unit, lemma, source, 1) for one wordnet file, then ('s', langs, stat, file, n).
 
+    `languages` are metadata languages; a unit is the Wikipedia code of the lemma's language.
+    """
+    from metadata.alignment import lang_for_iso3, unit_for_iso3
+
+    config = config or MetadataConfig()
     name = os.path.basename(path)
     stats: Counter = Counter()
     wanted = set(languages) if languages else None
@@ -112,19 +145,20 @@ def wordnet_records(path: str, align_to_lid: bool = True, languages: Iterable[st
         if kind == "wn30":
             if wanted is None or "en" in wanted:
                 seen_langs.add("en")
-                for word in synset_names(path, stats):
+                for word in synset_names(path, stats, cut_at_dot=config.wordnet_cut_name_at_dot):
                     yield ("w", "en", word, "wn30", 1)
         elif kind == "omw":
-            cache: dict[str, str] = {}
+            cache: dict[str, tuple[str, str]] = {}
             for iso, lemma in omw_lemmas(path, stats):
-                lang = cache.get(iso)
-                if lang is None:
-                    lang = cache[iso] = lang_for_iso3(iso, align_to_lid)
+                got = cache.get(iso)
+                if got is None:
+                    got = cache[iso] = (unit_for_iso3(iso), lang_for_iso3(iso, align_to_lid))
+                unit, lang = got
                 if wanted is not None and lang not in wanted:
                     stats["excluded_language"] += 1
                     continue
                 seen_langs.add(lang)
-                yield ("w", lang, lemma, "omw", 1)
+                yield ("w", unit, lemma, "omw", 1)
         else:
             stats["ignored_file"] += 1
     except ERRORS as exc:

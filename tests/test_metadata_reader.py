@@ -184,13 +184,57 @@ def test_normalize_title():
 # --- tokenizers --------------------------------------------------------------------------------
 
 
-def test_space_rule_keeps_marks_and_joiners_and_splits_cjk():
+def test_reference_space_rule_splits_at_every_ascii_punctuation_mark():
+    """MetaCLIP 2's simple_tokenizer: '-' and "'" split like every ASCII mark (and end bigrams);
+    other marks (« » –, symbols) stay inside words; CJK characters are words of their own."""
     tok = Tokenizer("en")
+    segs = tok.segments("A well-known don't, বাংলা ভাষা (x+y) 東京. «Paris» €100 1990–2000 ¿Qué?")
+    assert segs == [["A", "well"], ["known", "don"], ["t"], ["বাংলা", "ভাষা"], ["x"], ["y"], ["東", "京"],
+                    ["«Paris»", "€100", "1990–2000"], ["Qué"]]
+    uni, bi = Counter(), Counter()
+    tok.count_into("a b a b. a-b", uni, bi)
+    assert uni == {"a": 3, "b": 3} and bi == {("a", "b"): 2, ("b", "a"): 1}
+    assert tok.name == "spaces"
+
+
+def test_unicode_space_rule_keeps_marks_and_joiners_and_splits_cjk():
+    tok = Tokenizer("en", word_split="unicode")
     segs = tok.segments("A well-known don't, বাংলা ভাষা (x+y) 東京.")
     assert segs == [["A", "well-known", "don't"], ["বাংলা", "ভাষা"], ["x", "y"], ["東", "京"]]
     uni, bi = Counter(), Counter()
     tok.count_into("a b a b. a", uni, bi)
     assert uni == {"a": 3, "b": 2} and bi == {("a", "b"): 2, ("b", "a"): 1}
+
+
+def test_bigrams_end_at_line_breaks_unless_asked_to_cross():
+    uni, bi = Counter(), Counter()
+    Tokenizer("en").count_into("History\nThe city", uni, bi)
+    assert bi == {("The", "city"): 1}
+    uni, bi = Counter(), Counter()
+    Tokenizer("en", bigrams_across_lines=True).count_into("History\nThe city", uni, bi)  # the reference's stream
+    assert bi == {("History", "The"): 1, ("The", "city"): 1}
+
+
+def test_reference_rule_on_a_real_dump_leaves_no_ascii_punctuation_in_words():
+    """On real Ukrainian and Vietnamese articles the reference rule never keeps a '-' or "'"
+    inside a word, which the Unicode rule does (e.g. Ukrainian apostrophes, Vietnamese hyphens)."""
+    import string
+
+    for name in ("ukwiki-truncated-100k.xml.xz", "viwiki-truncated-100k.xml.xz"):
+        path = shared_file(f"wikipedia/{name}")
+        stats, info = Counter(), DumpInfo()
+        ref, uni = Counter(), Counter()
+        stripper = None
+        for page, _ in zip(iter_pages(path, stats, info), range(60), strict=False):
+            stripper = stripper or MarkupStripper(info.namespace_names())
+            plain = stripper.strip(page.text)
+            Tokenizer("uk").count_into(plain, ref, Counter())
+            Tokenizer("uk", word_split="unicode").count_into(plain, uni, Counter())
+        assert ref and not [w for w in ref if any(c in string.punctuation for c in w)]
+        assert [w for w in uni if "-" in w or "'" in w]
+        # a hyphenated word of the Unicode rule is two words of the reference rule
+        joined = next(w for w in uni if "-" in w)
+        assert all(part in ref for part in joined.split("-") if part)
 
 
 def test_japanese_and_chinese_segmenters_give_words():
