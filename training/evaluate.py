@@ -1,29 +1,47 @@
-"""Multilingual evaluation: image<->text retrieval recall@1/5/10 per language, zero-shot classification.
+"""Evaluate a CLIP checkpoint: Babel-ImageNet zero-shot, XM3600 / XTD retrieval, CVQA, held-out shards.
 
-Retrieval uses held-out image shards (IMAGES schema); each image's first text is its caption and
-the caption's `lang` groups the pairs, so every language is scored on its own pool with chance
-recall@1 = 1/N. Zero-shot builds one classifier per language from class names and that
-language's prompt templates (mean of normalised prompt embeddings) and reports top-1 accuracy.
-`python -m training.evaluate --checkpoint C --data ROOT` evaluates a saved checkpoint.
+    python -m training.evaluate --checkpoint RUN_OR_CKPT \\
+        [--babel-imagenet IMAGENET_VAL_DIR [--babel-data BABEL_DIR]] \\
+        [--xm3600 XM3600_DIR] [--xtd xtd.json --xtd-images COCO_DIR] [--cvqa CVQA_DIR_OR_FILE] \\
+        [--data SHARDS_ROOT] --output OUT
+
+Each benchmark reads its published layout (see training/evaluation/*.py) and reports per
+language or locale and the mean: Babel-ImageNet top-1 per language over the classes that
+language has; XM3600 and XTD image->text and text->image recall@1/5/10 per locale (an image is
+found when any of its captions is); CVQA accuracy per subset, each option scored by the
+similarity of the image to "question option". --data scores the held-out Parquet shards of a
+training root as training does (retrieval per caption language, zero-shot from concepts.json).
+Images are decoded in --workers processes and encoded in batches, in bf16 autocast on CUDA.
+Writes OUT/results.json (every number) and OUT/report.html (tables with bars), prints a table
+per benchmark, a summary line and a JSON line. Exit 0 when done, 2 on a user error (a missing
+file, a wrong layout), with one line on stderr.
+
+The functions below are the held-out evaluation training.train runs at the end of a run; the
+benchmark code lives in training.evaluation.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-from contextlib import nullcontext
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
-from curation import storage
+from curation import config_cli, storage
+from curation.config_cli import ConfigMixin, option
 from training.data import parquet_file
+from training.evaluation import common
+from training.evaluation.common import EvalInputError, encode_images  # noqa: F401  (part of this module's API)
+from training.evaluation.metrics import retrieval_ranks
 from training.transforms import ImageTransform
+
+# --- held-out shards (what training.train evaluates when a run finishes) ----------------------------
 
 
 def load_heldout(spec) -> list[dict]:
@@ -37,41 +55,19 @@ def load_heldout(spec) -> list[dict]:
     return rows
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-
-
-@torch.no_grad()
-def encode_images(model, images: list[bytes], transform, device, batch_size: int = 256) -> torch.Tensor:
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = torch.stack([transform(Image.open(io.BytesIO(b))) for b in images[i:i + batch_size]]).to(device)
-        with _autocast(device):
-            out.append(model.encode_image(x).float())
-    return F.normalize(torch.cat(out), dim=-1)
-
-
-@torch.no_grad()
 def encode_texts(model, tokenizer, texts: list[str], device, batch_size: int = 256) -> torch.Tensor:
-    out = []
-    for i in range(0, len(texts), batch_size):
-        with _autocast(device):
-            out.append(model.encode_text(tokenizer(texts[i:i + batch_size]).to(device)).float())
-    return F.normalize(torch.cat(out), dim=-1)
+    """[N, dim] normalised text embeddings on `device`."""
+    return common.encode_texts(model, tokenizer, texts, device, batch_size).to(device)
 
 
 def retrieval_recall(img: torch.Tensor, txt: torch.Tensor, ks=(1, 5, 10)) -> dict:
-    """Recall@k both ways for paired rows (row i of img matches row i of txt)."""
-    sims = img @ txt.t()
-    n = sims.shape[0]
-    truth = torch.arange(n)
-    # rank of the true partner = number of candidates scoring strictly higher
-    i2t = (sims > sims[truth, truth].unsqueeze(1)).sum(1)
-    t2i = (sims.t() > sims[truth, truth].unsqueeze(1)).sum(1)
+    """Recall@k both ways for paired rows (row i of img matches row i of txt); ties count against the model."""
+    n = img.shape[0]
+    i2t, t2i = retrieval_ranks(img.cpu(), txt.cpu(), torch.arange(n))
     out = {"n": n, "chance_r1": 1.0 / n}
     for k in ks:
-        out[f"i2t_r{k}"] = float((i2t < k).float().mean())
-        out[f"t2i_r{k}"] = float((t2i < k).float().mean())
+        out[f"i2t_r{k}"] = int((i2t < k).sum()) / n
+        out[f"t2i_r{k}"] = int((t2i < k).sum()) / n
     return out
 
 
@@ -86,12 +82,10 @@ def retrieval_by_language(model, tokenizer, rows: list[dict], transform, device)
 
 
 def zero_shot_classifier(model, tokenizer, class_names: list[str], templates: list[str], device) -> torch.Tensor:
-    """[classes, dim] normalised mean prompt embeddings."""
-    weights = []
-    for name in class_names:
-        e = encode_texts(model, tokenizer, [t.format(name) for t in templates], device)
-        weights.append(F.normalize(e.mean(0), dim=-1))
-    return torch.stack(weights)
+    """[classes, dim] normalised mean prompt embeddings, on `device`."""
+    from training.evaluation.babel_imagenet import class_embeddings
+
+    return class_embeddings(model, tokenizer, class_names, templates, device).to(device)
 
 
 def zero_shot_by_language(model, tokenizer, image_feats: torch.Tensor, labels: np.ndarray,
@@ -145,32 +139,165 @@ def format_report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    from training.model import CLIP, ModelConfig
-    from training.tokenizer import Tokenizer
+# --- the command line --------------------------------------------------------------------------------
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--data", default="build/sample-shards", help="root with heldout/ (and concepts.json)")
-    ap.add_argument("--tokenizer", help="tokenizer.json (default: the one beside the checkpoint's run)")
+DEFAULT_HELDOUT_ROOT = "build/sample-shards"
+# The Babel-ImageNet text files are small (2 MB, MIT): found beside the project when not given.
+SHARED_BABEL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "babel-imagenet"
+
+
+@dataclass
+class EvalConfig(ConfigMixin):
+    checkpoint: str | None = option(None, metavar="CKPT", help="a step-*.pt file, or a run directory (its newest "
+                                    "checkpoints/step-*.pt)")
+    tokenizer: str | None = option(None, metavar="FILE", help="tokenizer.json (default: the run's, beside checkpoints/)")
+    output: str | None = option(None, metavar="DIR", help="where results.json and report.html are written")
+    babel_imagenet: str | None = option(None, metavar="DIR", help="ImageNet-style images: <class index>/*.jpg or "
+                                        "synset folders n01440764/... (e.g. the ILSVRC2012 val set)")
+    babel_data: str | None = option(None, metavar="DIR", help="Babel-ImageNet's babel_imagenet-298.json and "
+                                    "nllb_dist13b_prompts.json (default: $BABEL_IMAGENET_DATA, else "
+                                    "../shared/data/eval/babel-imagenet)")
+    babel_languages: str = option("all", metavar="LANGS", help="all, prompted (the languages with translated "
+                                  "prompts) or a comma list of codes (EN,DE,JA)")
+    babel_prompts: str = option("translated", metavar="MODE", help="translated (English where a language has "
+                                "none), english, or label (the bare class name)")
+    babel_present_classes_only: bool = option(False, help="classify among the classes that have images in the "
+                                              "folder (a partial ImageNet folder)")
+    imagenet_synsets: str | None = option(None, metavar="FILE", help="the 1000 synset ids in class order "
+                                          "(LOC_synset_mapping.txt), for a folder with only some synsets")
+    xm3600: str | None = option(None, metavar="DIR", help="XM3600: captions.jsonl and images/<image/key>.jpg")
+    xtd: str | None = option(None, metavar="FILE", help="xtd.json (images + captions per locale)")
+    xtd_images: str | None = option(None, metavar="DIR", help="the folder of the COCO images xtd.json names")
+    cvqa: str | None = option(None, metavar="PATH", help="CVQA rows: a .jsonl / .parquet file or a directory of them")
+    cvqa_english: bool = option(False, help="score CVQA's translated (English) question and options")
+    data: str | None = option(None, metavar="ROOT", help="a training data root: score its heldout/ shards "
+                              "(default when no benchmark is given: build/sample-shards)")
+    batch_size: int = option(256, help="images or texts per forward pass")
+    workers: int = option(4, help="image-decoding DataLoader worker processes (0: decode in this process)")
+    device: str = option("auto", help="auto (cuda when present), cpu, cuda, cuda:1 ...")
+    threads: int | None = option(None, help="torch intra-op threads on CPU (none: torch's default)")
+    progress: bool = option(True, help="a bar on a terminal, a line every 10 s otherwise")
+
+    def __post_init__(self):
+        from training.evaluation.babel_imagenet import PROMPT_MODES
+
+        if self.babel_prompts not in PROMPT_MODES:
+            raise ValueError(f"babel_prompts must be one of {PROMPT_MODES}, got {self.babel_prompts!r}")
+        if self.batch_size < 1 or self.workers < 0:
+            raise ValueError("batch_size must be >= 1 and workers >= 0")
+        if bool(self.xtd) != bool(self.xtd_images):
+            raise ValueError("--xtd and --xtd-images go together")
+
+    def benchmarks(self) -> list[str]:
+        return [n for n, v in (("babel_imagenet", self.babel_imagenet), ("xm3600", self.xm3600),
+                               ("xtd", self.xtd), ("cvqa", self.cvqa), ("heldout", self.data)) if v]
+
+
+def parse_args(argv: list[str] | None) -> EvalConfig:
+    ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    config_cli.add_config_arguments(ap, EvalConfig, title="evaluation")
     a = ap.parse_args(argv)
-    ck = torch.load(a.checkpoint, map_location="cpu", weights_only=True)
-    cfg = ModelConfig.from_dict(ck["model_config"])
-    tok_path = a.tokenizer or str(Path(a.checkpoint).parent.parent / "tokenizer.json")
-    tok = Tokenizer(tok_path, cfg.text.context_length)
-    model = CLIP(cfg, pad_id=tok.pad_id)
-    model.load_state_dict(ck["model"])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    root = Path(a.data)
-    concepts_path = root / "concepts.json"
-    concepts = json.loads(concepts_path.read_text()) if concepts_path.exists() else None
-    res = evaluate(model, tok, root / "heldout" if (root / "heldout").is_dir() else root,
-                   cfg.vision.image_size, device, concepts)
-    print(format_report(res))
-    print(json.dumps(res))
+    try:
+        cfg = config_cli.config_from_args(EvalConfig, a)
+    except ValueError as e:
+        ap.error(str(e))
+    if not cfg.checkpoint:
+        ap.error("--checkpoint is required")
+    return cfg
+
+
+def babel_data_dir(cfg: EvalConfig) -> Path:
+    for d in (cfg.babel_data, os.environ.get("BABEL_IMAGENET_DATA"), SHARED_BABEL_DATA):
+        if d:
+            return Path(d)
+    return SHARED_BABEL_DATA
+
+
+def run(cfg: EvalConfig, log=print) -> dict:
+    """Every benchmark the config names, on the checkpoint; results (also written under cfg.output)."""
+    from training.evaluation import babel_imagenet, cvqa, report, retrieval
+
+    t0 = time.time()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if not cfg.benchmarks():
+        if not (Path(DEFAULT_HELDOUT_ROOT) / "heldout").is_dir():
+            raise EvalInputError("nothing to evaluate: pass --babel-imagenet, --xm3600, --xtd, --cvqa or --data")
+        cfg = cfg.replace(data=DEFAULT_HELDOUT_ROOT)
+    device = common.resolve_device(cfg.device)
+    model, tok, info = common.load_checkpoint(cfg.checkpoint, cfg.tokenizer, device)
+    transform = ImageTransform(info["image_size"], train=False)
+    kw = {"batch_size": cfg.batch_size, "workers": cfg.workers, "progress": cfg.progress}
+    results: dict = {"checkpoint": info, "device": str(device), "config": cfg.to_dict()}
+    log(f"evaluating {info['checkpoint']} (step {info['step']}) on {device}: {', '.join(cfg.benchmarks())}")
+    if cfg.babel_imagenet:
+        data = babel_imagenet.load_babel_data(babel_data_dir(cfg))
+        results["babel_imagenet"] = babel_imagenet.evaluate_babel_imagenet(
+            model, tok, cfg.babel_imagenet, data, transform, device, languages=cfg.babel_languages,
+            prompts=cfg.babel_prompts, present_only=cfg.babel_present_classes_only, synsets=cfg.imagenet_synsets, **kw)
+        log(report.babel_table(results["babel_imagenet"]) + "\n")
+    if cfg.xm3600:
+        results["xm3600"] = retrieval.evaluate_retrieval(model, tok, retrieval.load_xm3600(cfg.xm3600), transform,
+                                                         device, **kw)
+        log(report.retrieval_table("xm3600", results["xm3600"]) + "\n")
+    if cfg.xtd:
+        results["xtd"] = retrieval.evaluate_retrieval(model, tok, retrieval.load_xtd(cfg.xtd, cfg.xtd_images),
+                                                      transform, device, **kw)
+        log(report.retrieval_table("xtd", results["xtd"]) + "\n")
+    if cfg.cvqa:
+        results["cvqa"] = cvqa.evaluate_cvqa(model, tok, cvqa.load_cvqa(cfg.cvqa), transform, device,
+                                             english=cfg.cvqa_english, **kw)
+        log(report.cvqa_table(results["cvqa"]) + "\n")
+    if cfg.data:
+        root = Path(cfg.data)
+        concepts = json.loads((root / "concepts.json").read_text()) if (root / "concepts.json").exists() else None
+        results["heldout"] = evaluate(model, tok, root / "heldout" if (root / "heldout").is_dir() else root,
+                                      info["image_size"], device, concepts)
+        log(format_report(results["heldout"]) + "\n")
+    results["seconds"] = round(time.time() - t0, 1)
+    if cfg.output:
+        out = Path(cfg.output)
+        out.mkdir(parents=True, exist_ok=True)
+        with storage.atomic_local_path(out / "results.json") as tmp:
+            Path(tmp).write_text(json.dumps(results, indent=1, ensure_ascii=False), encoding="utf-8")
+        with storage.atomic_local_path(out / "report.html") as tmp:
+            Path(tmp).write_text(report.to_html(results, f"Evaluation of {info['checkpoint']}"), encoding="utf-8")
+        results["written"] = [str(out / "results.json"), str(out / "report.html")]
+    return results
+
+
+def headline(results: dict) -> dict:
+    """The machine-readable summary line: the mean of each benchmark."""
+    out = {"checkpoint": results["checkpoint"]["checkpoint"], "step": results["checkpoint"]["step"],
+           "seconds": results["seconds"]}
+    if "babel_imagenet" in results:
+        out["babel_imagenet_mean_top1"] = results["babel_imagenet"]["mean_top1"]
+    for name in ("xm3600", "xtd"):
+        if name in results:
+            out[f"{name}_mean_i2t_r1"] = results[name]["mean"]["i2t_r1"]
+            out[f"{name}_mean_t2i_r1"] = results[name]["mean"]["t2i_r1"]
+    if "cvqa" in results:
+        out["cvqa_mean_accuracy"] = results["cvqa"]["mean_accuracy"]
+    if "written" in results:
+        out["output"] = results["written"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from training.evaluation import report
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cfg = parse_args(argv)
+    try:
+        results = run(cfg)
+    except EvalInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(report.summary_line(results) + f" ({results['seconds']}s)")
+    print(json.dumps(headline(results), ensure_ascii=False))
+    return results
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main()
