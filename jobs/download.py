@@ -83,8 +83,9 @@ DRIVER_SUMMARY_MAX_FILES = 16  # inputs of up to this many files are summarised 
 
 
 def input_files(input_uri: str) -> list[str]:
-    """The input's Parquet files: a directory (side files skipped), a glob or @FILE, local or s3://."""
-    return storage.expand(input_uri, suffix=".parquet")
+    """The input's Parquet files: a directory (side files skipped), a glob or @FILE, local or s3://
+    (a curate output on S3, `s3://b/out/curated`, is read in the run its manifest names)."""
+    return storage.expand(layout.CurateOutput.resolve(input_uri), suffix=".parquet")
 
 
 # --- task bodies ---------------------------------------------------------------------------------
