@@ -72,12 +72,12 @@ class WorkerResources:
     """
 
     def __init__(self, metadata: str, lid_model: str | None, max_loaded: int, cache_dir: str | None = None,
-                 max_loaded_mb: float = 0):
+                 max_loaded_mb: float = 0, lid_script_check: bool = True):
         from curation.lid import LanguageIdentifier
         from curation.metadata_dir import MetadataDir
 
         self.metadata_uri = metadata
-        self.lid = LanguageIdentifier(lid_model)
+        self.lid = LanguageIdentifier(lid_model, script_check=lid_script_check)
         self._remote = metadata.startswith("s3://")
         self.local_root, digest = _current_manifest(metadata, cache_dir)
         self.metadata = MetadataDir(self.local_root, max_loaded=max_loaded, max_loaded_mb=max_loaded_mb)
@@ -108,7 +108,8 @@ class WorkerResources:
 
 
 def worker_resources(metadata: str, lid_model: str | None, max_loaded: int = 16, cache_dir: str | None = None,
-                     max_loaded_mb: float = 0, expected_manifest_sha256: str | None = None):
+                     max_loaded_mb: float = 0, expected_manifest_sha256: str | None = None,
+                     lid_script_check: bool = True):
     """The process-wide WorkerResources for these settings and the metadata's current version.
 
     Called once per task: it reads the manifest's digest (a HEAD request for S3) and builds new
@@ -117,7 +118,7 @@ def worker_resources(metadata: str, lid_model: str | None, max_loaded: int = 16,
     `expected_manifest_sha256` (the digest of the manifest the driver read), metadata replaced
     during the run is an error rather than a run that mixes two versions.
     """
-    key = (metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
+    key = (metadata, lid_model, max_loaded, cache_dir, max_loaded_mb, lid_script_check)
     _root, digest = _current_manifest(metadata, cache_dir)
     if expected_manifest_sha256 is not None and digest != expected_manifest_sha256:
         raise ValueError(f"{metadata}: the metadata changed during the run (manifest sha256 {digest}, "
@@ -127,7 +128,7 @@ def worker_resources(metadata: str, lid_model: str | None, max_loaded: int = 16,
         with _RESOURCES_LOCK:
             res = _RESOURCES.get(key)
             if res is None or res.manifest_sha256 != digest:
-                res = WorkerResources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb)
+                res = WorkerResources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb, lid_script_check)
                 _RESOURCES[key] = res  # the old version's resources go with their last user
     return res
 

@@ -74,7 +74,8 @@ APP_NAME = "worldclip-curate"
 # the code that decides the output: a change invalidates the per-input state of earlier runs
 CODE_FILES = ("curation/annotate.py", "curation/grouping.py", "jobs/curate.py", *INPUT_CODE_FILES,
               "curation/urls.py", "curation/text.py", "curation/lid.py", "curation/languages.py",
-              "curation/matcher.py", "curation/balance.py", "curation/sampling.py", "curation/schemas.py")
+              "curation/matcher.py", "curation/balance.py", "curation/sampling.py", "curation/schemas.py",
+              "curation/scripts.py")
 
 
 class InjectedFailure(RuntimeError):
@@ -258,13 +259,13 @@ def input_partition(rows: Iterable[tuple[str, str, str, str]], *, state_dir: str
                     sample_every: int = 0, sample_max: int = 0, env: dict | None = None,
                     manifest_sha256: str | None = None,
                     max_loaded: int = 16, cache_dir: str | None = None, state_compression: str | None = None,
-                    max_loaded_mb: float = 0) -> Iterator[tuple[str, dict]]:
+                    max_loaded_mb: float = 0, lid_script_check: bool = True) -> Iterator[tuple[str, dict]]:
     """RDD partition body: (path, input_id, format, state key) -> (input_id, stats) per input;
     `env`: the driver's S3 settings (jobs.common.task_env)."""
     if env:
         os.environ.update(env)
     res = annotate.worker_resources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb,
-                                    expected_manifest_sha256=manifest_sha256)
+                                    expected_manifest_sha256=manifest_sha256, lid_script_check=lid_script_check)
     for path, iid, fmt, key in rows:
         yield iid, grouping.process_input(path, iid, fmt, state_dir, res, state_key=key, url_col=url_col, text_col=text_col,
                                  batch_size=batch_size, min_lid_prob=min_lid_prob, count_only=count_only,
@@ -300,7 +301,8 @@ def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: s
         sample_max=cfg.reject_sample_max, env=task_env(cfg.metadata, state_dir, *new_inputs),
         manifest_sha256=manifest_sha256,
         max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir,
-        state_compression=cfg.state_compression, max_loaded_mb=cfg.max_automata_mb)
+        state_compression=cfg.state_compression, max_loaded_mb=cfg.max_automata_mb,
+        lid_script_check=cfg.lid_script_check)
     sc = spark.sparkContext
     with PhaseProgress(sc, "curate 1/4 read+LID+match", len(rows), "inputs", "texts", mode) as p:
         return dict(sc.parallelize(rows, tasks).mapPartitions(Counted(body, p.done, p.items, _input_texts)).collect())
