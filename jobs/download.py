@@ -41,6 +41,7 @@ if ROOT not in sys.path:
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import functools  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import secrets  # noqa: E402
@@ -141,6 +142,24 @@ def _input_metadata_version(input_uri: str):
             version = doc.get("metadata_version") or (doc.get("metadata") or {}).get("version")
             if version:
                 return version
+    return None
+
+
+def _curate_run(input_uri: str) -> dict | None:
+    """The identity of the curate run whose curated/ or matched/ the input is (the curate
+    _MANIFEST.json beside or above it), recorded so that training knows what the shards hold; None
+    when the input is not a curate run's output (or its manifest cannot be read)."""
+    base = input_uri.rstrip("/")
+    for root in (base, os.path.dirname(base)):
+        with contextlib.suppress(Exception):
+            data = storage.read_bytes(storage.join(root, MANIFEST))
+            doc = json.loads(data)
+            if doc.get("job") != "curate":
+                continue
+            config = doc.get("config") or {}
+            return {"output": root, "manifest_sha256": hashlib.sha256(data).hexdigest(),
+                    "metadata_version": (doc.get("metadata") or {}).get("version"),
+                    "seed": config.get("seed"), "t_en": config.get("t_en"), "code_version": doc.get("code_version")}
     return None
 
 
@@ -465,6 +484,12 @@ def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progr
         "config": config.to_dict(),
         "plan": plan,
         "metadata_version": _input_metadata_version(input_uri),
+        # what the shards were built from, for training: "curated" (the curate run's offline sample,
+        # one text per image: train offline) or "matched" (every matched text: online curation
+        # resamples it each epoch); an online run over a curated/ download would apply the keep
+        # probabilities twice
+        "source": kind,
+        "curate_run": _curate_run(input_uri),
         "code_version": runs.code_version(CODE_FILES),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "layout": {"images": "shard-XXXXX.parquet", "stats": f"{STATS_DIR}/shard-XXXXX.json",

@@ -166,6 +166,8 @@ def test_shards_read_with_pyarrow_decode_with_pillow_and_join_back(clean_run):
     manifest = json.load(open(os.path.join(out, "_MANIFEST.json")))
     assert manifest["config"]["image_size"] == CFG.image_size and manifest["succeeded"] == report["succeeded"]
     assert manifest["resizers"] == ["torch"]
+    # what the shards hold, for training (no curate run's manifest beside this hand-made curated/)
+    assert manifest["source"] == "curated" and manifest["curate_run"] is None
 
 
 def test_rerun_of_a_complete_output_changes_nothing(spark, clean_run):
@@ -236,6 +238,7 @@ def test_matched_input_keeps_all_texts(spark, server, tmp_path):
     out = str(tmp_path / "images")
     report = download_job.run(spark, src, out, CFG.replace(shard_size=100), progress=False, log=lambda *_: None)
     assert report["input_kind"] == "matched" and report["succeeded"] == 4 and report["shards"] == 1
+    assert json.load(open(os.path.join(out, "_MANIFEST.json")))["source"] == "matched"
     got = {r["uuid"]: r["texts"] for r in pq.read_table(out).to_pylist()}
     for r in rows:
         assert [t["text"] for t in got[r["uuid"]]] == [t["text"] for t in r["texts"]]

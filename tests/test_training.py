@@ -263,10 +263,58 @@ def test_model_shapes_checkpointing_and_weight_decay_groups():
     opt = build_optimizer(m, OptimConfig(weight_decay=0.2))
     decayed = {id(p) for p in opt.param_groups[0]["params"]}
     names = {n for n, p in m.named_parameters() if id(p) in decayed}
-    assert "text.token_embedding.weight" not in names and "logit_scale" not in names
+    assert "logit_scale" not in names and "visual.class_embedding" not in names
     assert not any(n.endswith(".bias") or "ln_" in n for n in names)
     assert "visual.transformer.blocks.0.qkv.weight" in names
     assert count_flops_per_sample(cfg)["train"] == 3 * count_flops_per_sample(cfg)["fwd"] > 0
+
+
+def _decay_groups(model, optim) -> tuple[set[str], set[str]]:
+    """(decayed, undecayed) parameter names of the optimiser build_optimizer makes for `model`."""
+    from training.optim import build_optimizer
+
+    opt = build_optimizer(model, optim)
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    decayed, undecayed = ({by_id[id(p)] for p in g["params"]} for g in opt.param_groups)
+    assert [g["weight_decay"] for g in opt.param_groups] == [optim.weight_decay, 0.0]
+    assert all(g["betas"] == tuple(optim.betas) for g in opt.param_groups)
+    return decayed, undecayed
+
+
+def test_worldwide_h14_trains_with_the_reference_optimiser_settings():
+    """vit_h14.json: MetaCLIP's h14_worldwide (AdamW beta2 0.95, weight decay 0.1, no clipping), and
+    decay on every parameter of >= 2 dims, the token and positional embeddings included."""
+    from training.config import OptimConfig, TrainConfig
+    from training.model import CLIP, EMBEDDING_TABLES, ModelConfig
+
+    configs = Path(__file__).resolve().parents[1] / "training" / "configs"
+    h14 = TrainConfig.from_json(configs / "vit_h14.json")
+    o = h14.optim
+    assert (tuple(o.betas), o.weight_decay, o.lr, o.warmup_steps, o.eps) == ((0.9, 0.95), 0.1, 4e-4, 2000, 1e-6)
+    assert o.grad_clip <= 0, "the reference does not clip gradients (norm_gradient_clip None)"
+    assert o.decay_embeddings and h14.run.grad_checkpointing and h14.model.quick_gelu
+    # the same rule for every worldwide config, and by default
+    for path in configs.glob("*.json"):
+        assert TrainConfig.from_json(path).optim.decay_embeddings, path.name
+    assert OptimConfig().decay_embeddings
+
+    # the groups, on a small model of the same structure (the H/14 itself has 1.9B parameters)
+    small = ModelConfig.from_dict({**h14.model.to_dict(), "embed_dim": 16,
+                                   "vision": {"image_size": 28, "patch_size": 14, "width": 16, "layers": 2, "heads": 2},
+                                   "text": {"context_length": 8, "vocab_size": 50, "width": 16, "layers": 2,
+                                            "heads": 2}})
+    m = CLIP(small)
+    params = dict(m.named_parameters())
+    decayed, undecayed = _decay_groups(m, o)
+    assert decayed == {n for n, p in params.items() if p.ndim >= 2}
+    assert set(EMBEDDING_TABLES) <= decayed
+    assert {"visual.patch_embed.weight", "visual.proj", "text.text_projection"} <= decayed
+    assert undecayed == {n for n, p in params.items() if p.ndim < 2}
+    assert {"logit_scale", "visual.class_embedding", "text.ln_final.weight", "visual.ln_pre.bias"} <= undecayed
+
+    # --no-decay-embeddings: the embedding tables join the gains and biases
+    decayed2, undecayed2 = _decay_groups(m, OptimConfig(weight_decay=0.1, decay_embeddings=False))
+    assert decayed2 == decayed - set(EMBEDDING_TABLES) and undecayed2 == undecayed | set(EMBEDDING_TABLES)
 
 
 def test_contrastive_loss_single_process():
@@ -356,13 +404,51 @@ def test_offline_training_loss_falls_and_reports(sample_root, tmp_path):
     assert saved["steps"] == 30 and (tmp_path / "off" / "eval.json").exists()
 
 
-def test_online_mode_without_entry_probs_is_a_clear_error(sample_root, tmp_path):
+def test_online_mode_without_entry_probs_is_a_clear_error(sample_root, tmp_path, capsys):
+    from training.train import main, train
+
+    cfg = micro_config(tmp_path / "micro.json", steps=1, workers=0)
+    args = ["--config", str(cfg), "--shards", str(sample_root / "images"), "--output", str(tmp_path / "x"), "--quiet"]
+    with pytest.raises(ValueError, match="entry probabilities"):
+        train(args)
+    capsys.readouterr()
+    assert main(args) == 2  # the command line: one line on stderr, exit 2, as the jobs do
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("train: error: online curation needs entry probabilities")
+
+
+def test_shards_without_a_source_train_online_with_a_warning(sample_root, tmp_path, capsys):
+    """The sample shards say they hold matched texts; a copy without the manifest (an older
+    download, or shards of one's own) still trains online, with a warning."""
     from training.train import train
 
     cfg = micro_config(tmp_path / "micro.json", steps=1, workers=0)
-    with pytest.raises(ValueError, match="entry probabilities"):
-        train(["--config", str(cfg), "--shards", str(sample_root / "images"), "--output", str(tmp_path / "x"),
-               "--quiet"])
+    common = ["--config", str(cfg), "--entry-probs", str(sample_root / "entry_probs"), "--quiet", "--no-eval"]
+    assert json.loads((sample_root / "images" / "_MANIFEST.json").read_text())["source"] == "matched"
+    assert train(common + ["--shards", str(sample_root / "images"), "--output", str(tmp_path / "a")])["finished"]
+    assert "warning" not in capsys.readouterr().err
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for p in (sample_root / "images").glob("*.parquet"):
+        (bare / p.name).write_bytes(p.read_bytes())
+    assert train(common + ["--shards", str(bare), "--output", str(tmp_path / "b")])["finished"]
+    err = capsys.readouterr().err.splitlines()
+    assert [x for x in err if x.startswith("train: warning: ")] == [x for x in err if "warning" in x]
+    assert len([x for x in err if x.startswith("train: warning: ") and str(bare) in x]) == 1
+
+
+def test_resume_under_another_decay_rule_is_refused(sample_root, tmp_path):
+    """The optimiser state is grouped by the decay rule; resuming under the other rule is an error
+    that names the flag, not an obscure load failure or state on the wrong parameters."""
+    from training.train import train
+
+    cfg = micro_config(tmp_path / "micro.json", steps=2, workers=0)
+    common = ["--config", str(cfg), "--data", str(sample_root), "--output", str(tmp_path / "r"), "--quiet",
+              "--no-eval"]
+    assert train(common + ["--stop-after", "1"])["steps"] == 1
+    with pytest.raises(RuntimeError, match="decay_embeddings=True; resume it with --decay-embeddings"):
+        train(common + ["--no-decay-embeddings"])
+    assert train(common)["finished"]
 
 
 def test_training_reads_shards_from_s3(sample_root, tmp_path, s3_server, s3_bucket):

@@ -72,13 +72,14 @@ def test_two_process_ddp_gloo(tmp_path):
     assert metrics[-1]["step"] == steps
 
 
-def _loss_worker(rank: int, world: int, init_file: str, local_loss: bool, out_dir: str) -> None:
+def _init_gloo(rank: int, world: int, init_file: str):
+    """A gloo group over a file:// store (no port to pick, so none another process can take);
+    returns a weak reference to the group, dead once nothing holds it."""
     import faulthandler
+    import weakref
     from datetime import timedelta
 
     import torch.distributed as dist
-
-    from training.loss import ContrastiveLoss
 
     faulthandler.enable()  # a rank killed by a signal prints where it was (pytest shows it on failure)
     torch.set_num_threads(1)
@@ -86,6 +87,26 @@ def _loss_worker(rank: int, world: int, init_file: str, local_loss: bool, out_di
     # a lost peer is an error with a traceback within minutes, not a 30-minute hang
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
                             timeout=timedelta(minutes=5))
+    return weakref.ref(dist.group.WORLD)
+
+
+def _assert_released(group_ref) -> None:
+    """The group is gone after teardown. A group something still holds keeps gloo's worker and
+    socket-loop threads running into interpreter exit, whose teardown of them now and then aborts
+    the rank after its work is done (SIGABRT, "terminate called without an active exception": the
+    flake of issue 17 item 17)."""
+    import gc
+
+    gc.collect()
+    assert group_ref() is None, "the process group outlived destroy_process_group"
+
+
+def _loss_worker(rank: int, world: int, init_file: str, local_loss: bool, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from training.loss import ContrastiveLoss
+
+    group = _init_gloo(rank, world, init_file)
     g = torch.Generator().manual_seed(0)
     img_all = torch.randn(world * 4, 8, generator=g)
     txt_all = torch.randn(world * 4, 8, generator=g)
@@ -98,6 +119,7 @@ def _loss_worker(rank: int, world: int, init_file: str, local_loss: bool, out_di
     # destroys its group while the other still talks to it aborts ("terminate called ...")
     dist.barrier()
     dist.destroy_process_group()
+    _assert_released(group)
 
 
 @pytest.mark.parametrize("local_loss", [True, False])
@@ -121,3 +143,24 @@ def test_gathered_loss_gradients_match_single_process(tmp_path, local_loss):
     gi = torch.cat([r["gi"] for r in res]) / world
     gt = torch.cat([r["gt"] for r in res]) / world
     assert torch.allclose(gi, img.grad, atol=1e-5) and torch.allclose(gt, txt.grad, atol=1e-5)
+
+
+def _ddp_teardown_worker(rank: int, world: int, init_file: str) -> None:
+    from training.distributed import Dist, teardown  # first, as training.train imports it
+
+    group = _init_gloo(rank, world, init_file)
+    model = torch.nn.Linear(4, 2)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)  # imports torch.distributed.nn lazily
+    ddp(torch.randn(3, 4)).sum().backward()
+    del ddp  # before teardown, as training.train does (see training.distributed.teardown)
+    teardown(Dist(rank, world, rank, torch.device("cpu")))
+    _assert_released(group)
+
+
+@pytest.mark.slow
+def test_teardown_releases_the_process_group_after_ddp(tmp_path):
+    """What training.train does at the end of a DDP run leaves no process group (and so no gloo
+    thread or socket) behind for interpreter exit."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_teardown_worker, args=(2, str(tmp_path / "init")), nprocs=2, join=True)

@@ -72,6 +72,14 @@ class Checkpointer:
         if ck["layout"] != self.layout:
             raise RuntimeError(f"checkpoint {ckpts[-1]} was written with {ck['layout']}; exact resume needs the same "
                                f"world size and workers (now {self.d.world_size}, {self.cfg.data.workers})")
+        # the optimiser state is matched to parameters by position within each decay group, so a
+        # checkpoint grouped by another rule would load onto the wrong parameters or fail obscurely;
+        # checkpoints from before optim.decay_embeddings existed exempted the embedding tables
+        saved_rule = json.loads(ck.get("config") or "{}").get("optim", {}).get("decay_embeddings", False)
+        if saved_rule != self.cfg.optim.decay_embeddings:
+            flag = "--decay-embeddings" if saved_rule else "--no-decay-embeddings"
+            raise RuntimeError(f"checkpoint {ckpts[-1]} was written with optim.decay_embeddings={saved_rule}; "
+                               f"resume it with {flag} (its optimiser state is grouped that way)")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])

@@ -55,7 +55,11 @@ class OptimConfig(ConfigMixin):
     lr: float = option(5e-4, help="peak learning rate")
     min_lr_ratio: float = option(0.0, help="final lr / peak lr of the cosine decay")
     warmup_steps: int = option(2000, help="linear warmup from 0")
-    weight_decay: float = option(0.2, help="AdamW decay of the weight matrices (not of gains, biases, embeddings)")
+    weight_decay: float = option(0.2, help="AdamW decay of every parameter with >= 2 dims (never of gains, "
+                                           "biases or the temperature)")
+    # MetaCLIP's training decays the token and positional embeddings with the weight matrices
+    decay_embeddings: bool = option(True, help="decay the token and positional embedding tables too (MetaCLIP); "
+                                               "--no-decay-embeddings exempts them")
     betas: tuple[float, ...] = option((0.9, 0.98), help="AdamW betas")
     eps: float = option(1e-6, help="AdamW eps")
     grad_clip: float = option(1.0, help="max gradient norm (<= 0: off)")

@@ -20,6 +20,7 @@ and a restarted worker skips exactly that many items (without decoding them).
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 from collections import Counter
@@ -34,6 +35,7 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from curation import balance, sampling, storage
+from curation.layout import ImagesOutput
 from curation.schemas import ENTRY_IDS
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,22 @@ def load_curated(root: str | os.PathLike) -> dict[str, tuple[str, str]]:
         t = parquet_file(p).read(columns=["uuid", "text", "lang"])
         for u, x, lang in zip(*(t.column(c).to_pylist() for c in ("uuid", "text", "lang")), strict=True):
             out[u] = (x, lang)
+    return out
+
+
+def shard_sources(spec) -> dict[str, dict | None]:
+    """What the shards of `spec` (directory, glob or list; local or s3://) were built from, per
+    directory that holds some: the download job's record in that directory's _MANIFEST.json,
+    {"source": "curated" | "matched" | ..., "curate_run": {...} | None}, or None where the directory
+    has no manifest or one written before downloads recorded their source."""
+    out: dict[str, dict | None] = {}
+    for directory in sorted({p.rpartition("/")[0] for p in storage.expand(spec, suffix=".parquet")}):
+        try:
+            doc = json.loads(storage.read_bytes(storage.join(directory, ImagesOutput.MANIFEST)))
+        except (FileNotFoundError, ValueError):  # none, or unreadable: nothing recorded
+            doc = {}
+        source = doc.get("source") if isinstance(doc, dict) else None
+        out[directory] = {"source": source, "curate_run": doc.get("curate_run")} if source else None
     return out
 
 

@@ -212,9 +212,23 @@ class CLIP(nn.Module):
                 self.logit_scale.clamp(max=math.log(self.cfg.max_logit_scale)).exp())
 
 
-def no_weight_decay(name: str, p: torch.nn.Parameter) -> bool:
-    """Gains, biases, embeddings and the temperature are not decayed (CLIP recipe)."""
-    return p.ndim < 2 or "embedding" in name or name.endswith("logit_scale")
+# the embedding tables: the token embedding and both towers' positional embeddings (the class
+# embedding is a vector, excluded with the gains and biases)
+EMBEDDING_TABLES = ("text.token_embedding.weight", "text.positional_embedding", "visual.positional_embedding")
+
+
+def no_weight_decay(name: str, p: torch.nn.Parameter, decay_embeddings: bool = True) -> bool:
+    """Whether AdamW leaves parameter `name` undecayed.
+
+    Gains, biases and the temperature (every parameter with fewer than 2 dims: LayerNorm weights
+    and biases, linear biases, the class embedding, logit_scale) are never decayed. Everything
+    else is, including the embedding tables, as MetaCLIP / open_clip's training does (its rule
+    excludes by ndim < 2 and by name: bn, ln, bias, norm, logit_scale, which in this model are
+    all 1-d); decay_embeddings=False also excludes the embedding tables.
+    """
+    if p.ndim < 2 or name.endswith("logit_scale"):
+        return True
+    return not decay_embeddings and name.removeprefix("module.") in EMBEDDING_TABLES
 
 
 def count_flops_per_sample(cfg: ModelConfig) -> dict:

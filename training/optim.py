@@ -1,8 +1,10 @@
 """AdamW with CLIP's parameter groups and the warmup + cosine learning-rate schedule.
 
-Weight decay applies to weight matrices only: gains, biases, embeddings and the logit scale are
-excluded (training.model.no_weight_decay), as in the CLIP recipe, where decaying the temperature
-or the LayerNorm gains hurts. The schedule is a picklable object rather than a lambda so the
+Weight decay applies to every parameter of 2 or more dims, the embedding tables included, and
+never to gains, biases or the logit scale (training.model.no_weight_decay): the rule of MetaCLIP's
+training code, whose worldwide H/14 the vit_h14 config reproduces; decaying the temperature or the
+LayerNorm gains hurts. `optim.decay_embeddings = false` also exempts the token and positional
+embeddings. The schedule is a picklable object rather than a lambda so the
 scheduler's state_dict round-trips through a checkpoint and a resumed run continues the curve.
 """
 
@@ -20,7 +22,7 @@ def build_optimizer(model: torch.nn.Module, o: OptimConfig, fused: bool = False)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if no_weight_decay(name, p) else decay).append(p)
+            (no_decay if no_weight_decay(name, p, o.decay_embeddings) else decay).append(p)
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     kw = {"fused": True} if fused else {}
     return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, **kw)

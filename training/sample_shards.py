@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
 from curation import balance
+from curation.layout import ImagesOutput
 from curation.matcher import Matcher
 from curation.schemas import CURATED, IMAGES
 
@@ -187,7 +188,8 @@ def generate(root: str | os.PathLike, cfg: SampleConfig | None = None, overwrite
     """Write the sample dataset under root (atomically: staged, then renamed); returns the manifest."""
     cfg = cfg or SampleConfig()
     root = Path(root)
-    if (root / "_SUCCESS").exists() and not overwrite:
+    # a sample from before the images recorded their source is drawn again (same seed, same rows)
+    if (root / "_SUCCESS").exists() and (root / "images" / ImagesOutput.MANIFEST).exists() and not overwrite:
         return json.loads((root / "_MANIFEST.json").read_text())
     t0 = time.time()
     staging = root.with_name(f".{root.name}.staging-{os.getpid()}")
@@ -242,6 +244,10 @@ def generate(root: str | os.PathLike, cfg: SampleConfig | None = None, overwrite
     for s in range(cfg.shards):
         part = rows[s * per_shard:(s + 1) * per_shard]
         _write_rows(part, IMAGES, staging / "images" / f"part-{s:05d}.parquet", cfg.row_group_rows)
+    # the images hold every matched text, as a download of matched/ does, and say so the way a
+    # download does (training refuses online curation over shards of a curated/ sample)
+    (staging / "images" / ImagesOutput.MANIFEST).write_text(json.dumps({"job": "sample-shards", "source": "matched",
+                                                                  "curate_run": None}, indent=1))
 
     # --- one offline curation pass (epoch 0), the curated/ contract ---
     from training.data import curate_rows  # local import: data.py imports torch

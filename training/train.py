@@ -29,7 +29,14 @@ from curation import storage
 from training import evaluate as evaluation
 from training.checkpoint import Checkpointer, weights_digest
 from training.config import DataConfig, TrainConfig, add_arguments, config_from_args
-from training.data import REJECT_REASONS, ShardDataset, build_loader, load_curated, load_entry_probs
+from training.data import (
+    REJECT_REASONS,
+    ShardDataset,
+    build_loader,
+    load_curated,
+    load_entry_probs,
+    shard_sources,
+)
 from training.distributed import Dist, all_reduce_sum, init_distributed, teardown
 from training.loop import Loop, Tally
 from training.loss import ContrastiveLoss
@@ -39,6 +46,12 @@ from training.tokenizer import Tokenizer, load_or_train, shard_texts
 from training.transforms import ImageTransform
 
 DEFAULT_SAMPLE_ROOT = "build/sample-shards"
+USER_ERROR_EXIT = 2  # as the curate, download and metadata jobs
+
+
+class UserError(ValueError):
+    """A run that cannot start as asked (its data contradicts its flags): `main` prints it as one
+    line and exits USER_ERROR_EXIT instead of a traceback."""
 
 
 # --- data and tokenizer ------------------------------------------------------------------------
@@ -69,11 +82,39 @@ def resolve_data(cfg: DataConfig, d: Dist, sample_root: str) -> dict:
         "concepts": under("concepts.json"),
     }
     if cfg.mode == "online" and not paths["entry_probs"]:
-        raise ValueError("online curation needs entry probabilities: pass --entry-probs DIR (entry_probs/<lang>.npy) "
-                         "or a --data root that contains entry_probs/, or use --mode offline with --curated")
+        raise UserError("online curation needs entry probabilities: pass --entry-probs DIR (entry_probs/<lang>.npy) "
+                        "or a --data root that contains entry_probs/, or use --mode offline with --curated")
     if cfg.mode == "offline" and not paths["curated"]:
-        raise ValueError("offline mode needs the curated/ texts: pass --curated DIR or a --data root with curated/")
+        raise UserError("offline mode needs the curated/ texts: pass --curated DIR or a --data root with curated/")
+    if cfg.mode == "online":
+        check_online_sources(paths["images"], d)
     return paths
+
+
+def check_online_sources(images_spec, d: Dist) -> None:
+    """Refuse online curation over shards downloaded from a curate run's curated/; warn where the
+    shards do not say what they were built from.
+
+    curated/ is already one draw of the keep probabilities. Curating it online draws them again
+    every epoch: epoch 0 passes everything (the same hash), later epochs keep about sum(p^2) of it
+    and down-weight the head entries twice. The paper resamples the matched pool instead.
+    """
+    sources = shard_sources(images_spec)
+    curated = {k: v for k, v in sources.items() if v is not None and v["source"] == "curated"}
+    if curated:
+        where, record = next(iter(curated.items()))
+        run = (record.get("curate_run") or {}).get("output")
+        offline = f"--mode offline --curated {storage.join(run, 'curated')}" if run else "--mode offline --curated DIR"
+        raise UserError(f"{where} holds images downloaded from a curate run's curated/ (already sampled with the "
+                        f"entry probabilities), so online curation would apply them a second time: download the run's "
+                        f"matched/ for online curation, or train these shards offline ({offline})")
+    unknown = [k for k, v in sources.items() if v is None]
+    if unknown and d.main:
+        print(f"train: warning: {len(unknown)} shard director{'y' if len(unknown) == 1 else 'ies'} ({unknown[0]}"
+              f"{', ...' if len(unknown) > 1 else ''}) record no source (a download from before sources were "
+              "recorded, or shards of your own); if they came from curated/, online curation applies the keep "
+              "probabilities twice: download matched/, or train offline with --mode offline",
+              file=sys.stderr, flush=True)
 
 
 def prepare_tokenizer(cfg: TrainConfig, images_spec, out: Path, d: Dist) -> Tokenizer:
@@ -188,6 +229,8 @@ def train(argv: list[str] | None = None) -> dict:
         (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
         print(summary_line(report), flush=True)
         print(json.dumps({k: v for k, v in report.items() if k != "eval"}), flush=True)
+    # the DDP wrapper goes first (see training.distributed.teardown): its reducer holds the group
+    del loop, fwd
     teardown(d)
     return report
 
@@ -220,9 +263,14 @@ def summary_line(report: dict) -> str:
     return line
 
 
-def main(argv: list[str] | None = None) -> None:
-    train(argv)
+def main(argv: list[str] | None = None) -> int:
+    try:
+        train(argv)
+    except UserError as e:
+        print(f"train: error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+        return USER_ERROR_EXIT
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
