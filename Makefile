@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: install java-check test lint curate train tokenizer metadata bench clean
+.PHONY: install java-check test lint curate train tokenizer metadata bench clean evaluate
 
 install: java-check $(STAMP)
 
@@ -57,6 +57,17 @@ train: install
 
 tokenizer: install
 	$(PY) -m training.tokenizer --output build/tokenizer.json
+
+# make evaluate [CHECKPOINT=run-dir-or-step.pt] [ARGS='--babel-imagenet DIR --xm3600 DIR ...'] [EVAL_OUT=dir]
+# No CHECKPOINT: the run of `make train` (trained first when it has no checkpoint). No ARGS: every
+# benchmark on generated fixtures in its published layout (build/eval-fixtures).
+evaluate: install
+	@ckpt='$(CHECKPOINT)'; args='$(ARGS)'; \
+	  if [ -z "$$ckpt" ]; then ckpt='$(TRAIN_OUT)'; \
+	    if ! ls "$$ckpt"/checkpoints/step-*.pt >/dev/null 2>&1; then \
+	      echo "No checkpoint in $$ckpt: training the tiny model first (make train)."; $(MAKE) --no-print-directory train || exit 1; fi; fi; \
+	  if [ -z "$$args" ]; then args=$$($(PY) -m training.evaluation.fixtures --output build/eval-fixtures --print-args) || exit 1; fi; \
+	  $(PY) -m training.evaluate --checkpoint "$$ckpt" $$args --output '$(or $(EVAL_OUT),build/eval-out)'
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
