@@ -129,3 +129,15 @@ def test_an_s3_output_holding_foreign_objects_is_refused(sample, s3_server, s3_b
         preflight(_cfg(sample, out))
     assert storage.read_bytes(storage.join(out, "notes.txt")) == b"my notes"
     assert os.environ.get("AWS_ENDPOINT_URL_S3", "").startswith("http://127.0.0.1:")
+
+
+def test_training_reads_an_s3_curate_output_through_its_manifest(spark, sample, local_output, s3_server, s3_bucket):
+    import numpy as np
+
+    from training.data import load_curated, load_entry_probs
+
+    out = f"s3://{s3_bucket}/train/out"
+    run(_cfg(sample, out), spark, progress=_quiet)
+    got, want = load_entry_probs(storage.join(out, "entry_probs")), load_entry_probs(os.path.join(local_output, "entry_probs"))
+    assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+    assert load_curated(storage.join(out, "curated")) == load_curated(os.path.join(local_output, "curated"))

@@ -35,7 +35,7 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from curation import balance, sampling, storage
-from curation.layout import ImagesOutput
+from curation.layout import CurateOutput, ImagesOutput
 from curation.schemas import ENTRY_IDS
 
 log = logging.getLogger(__name__)
@@ -65,16 +65,17 @@ def parquet_file(path: str) -> pq.ParquetFile:
 
 
 def load_entry_probs(root: str | os.PathLike) -> dict[str, np.ndarray]:
-    """entry_probs/<lang>.npy files (local or s3://) -> {lang: float32 array} (no pickle)."""
+    """entry_probs/<lang>.npy files (local or s3://; an s3:// curate output is read in the run its
+    manifest names) -> {lang: float32 array} (no pickle)."""
     return {os.path.basename(uri)[:-len(".npy")]:
             np.load(io.BytesIO(storage.read_bytes(uri)), allow_pickle=False).astype(np.float32)
-            for uri in storage.expand(root, suffix=".npy")}
+            for uri in storage.expand(CurateOutput.resolve(os.fspath(root)), suffix=".npy")}
 
 
 def load_curated(root: str | os.PathLike) -> dict[str, tuple[str, str]]:
     """curated/ Parquet rows -> {uuid: (text, lang)} for offline mode."""
     out = {}
-    for p in storage.expand(root, suffix=".parquet"):
+    for p in storage.expand(CurateOutput.resolve(os.fspath(root)), suffix=".parquet"):
         t = parquet_file(p).read(columns=["uuid", "text", "lang"])
         for u, x, lang in zip(*(t.column(c).to_pylist() for c in ("uuid", "text", "lang")), strict=True):
             out[u] = (x, lang)
