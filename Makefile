@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: install java-check test lint curate train tokenizer metadata bench clean evaluate
+.PHONY: install java-check test lint curate train tokenizer metadata bench clean evaluate reproduce
 
 install: java-check $(STAMP)
 
@@ -68,6 +68,12 @@ evaluate: install
 	      echo "No checkpoint in $$ckpt: training the tiny model first (make train)."; $(MAKE) --no-print-directory train || exit 1; fi; fi; \
 	  if [ -z "$$args" ]; then args=$$($(PY) -m training.evaluation.fixtures --output build/eval-fixtures --print-args) || exit 1; fi; \
 	  $(PY) -m training.evaluate --checkpoint "$$ckpt" $$args --output '$(or $(EVAL_OUT),build/eval-out)'
+
+# make reproduce [REPRODUCE_ARGS='--seeds 0 --seeds 1 --steps 300 ...']: MetaCLIP 2's effect in miniature on a
+# synthetic 12-language world through the real jobs and trainer (python -m jobs.reproduce --help);
+# writes build/reproduce/reproduce.html and reproduce.json (about 10 minutes on 2 idle cores)
+reproduce: install
+	$(PY) -m jobs.reproduce --output build/reproduce $(REPRODUCE_ARGS)
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
