@@ -71,7 +71,7 @@ evaluate: install
 
 # make reproduce [REPRODUCE_ARGS='--seeds 0 --seeds 1 --steps 300 ...']: MetaCLIP 2's effect in miniature on a
 # synthetic 12-language world through the real jobs and trainer (python -m jobs.reproduce --help);
-# writes build/reproduce/reproduce.html and reproduce.json (about 10 minutes on 2 idle cores)
+# writes build/reproduce/reproduce.html and reproduce.json (aimed at under 20 minutes on 2 cores; the full run is not yet timed)
 reproduce: install
 	$(PY) -m jobs.reproduce --output build/reproduce $(REPRODUCE_ARGS)
 
