@@ -266,16 +266,24 @@ def flags_of(field: dataclasses.Field) -> tuple[str, ...]:
 def add_config_arguments(parser: argparse.ArgumentParser, cls, *, exclude: Iterable[str] = (),
                          aliases: Mapping[str, Iterable[str]] | None = None, config_flag: str | None = "--config",
                          section: str | None = None, set_flag: str | None = "--set",
-                         title: str | None = None) -> argparse._ArgumentGroup:
+                         title: str | None = None, recipe_flag: str | None = "--recipe") -> argparse._ArgumentGroup:
     """Add a flag per field of `cls` (`--field-name`, default None = not given) to `parser`.
 
-    Also `--config FILE` (JSON with the fields, optionally under `section`) and `--set KEY=VALUE`
-    (any field, repeatable), unless those are None. Bool fields get `--x/--no-x`. `aliases`
-    adds flag strings per field name (besides those in the field metadata).
+    Also `--config FILE` (JSON with the fields, optionally under `section`), `--set KEY=VALUE`
+    (any field, repeatable) and, with a config flag, `--recipe NAME` (curation.recipes), unless
+    those are None. Bool fields get `--x/--no-x`. `aliases` adds flag strings per field name
+    (besides those in the field metadata).
     """
+    from curation import recipes
+
     what = _label(cls)
     group = parser.add_argument_group(title or f"{cls.__name__} fields",
-                                      "defaults, then --config, then --set, then these flags (later wins)")
+                                      "defaults, then --recipe, then --config, then --set, then these flags "
+                                      "(later wins)")
+    if config_flag and recipe_flag:
+        group.add_argument(recipe_flag, dest="recipe", choices=recipes.names(), default=None,
+                           help="a named preset of settings for every job (curation/recipes.py); 'reference': "
+                                "Meta's reference code wherever the project deliberately differs")
     if config_flag:
         where = f" (optionally under {section!r})" if section else ""
         group.add_argument(config_flag, dest="config", metavar="FILE",
@@ -361,13 +369,21 @@ def overrides_from_args(cls, args: argparse.Namespace, base=None) -> dict:
 
 
 def config_from_args(cls, args: argparse.Namespace, base=None, section: str | None = None):
-    """The config a command line asks for: `base` (or --config FILE, or the defaults) + overrides.
+    """The config a command line asks for: `base` (or the defaults with --recipe's values and
+    --config FILE's over them) + overrides.
 
     Raises ValueError (bad file, unknown --set key, invalid value) for the caller to report.
     """
     if base is None:
+        from curation import recipes
+
+        preset = recipes.values(getattr(args, "recipe", None), section or getattr(cls, "SECTION", None))
         path = getattr(args, "config", None)
-        base = load_json(cls, path, section) if path else cls()
+        data = read_config_json(path, section) if path else {}
+        try:  # the recipe's values under the file's: a reviewed file is more specific than a preset
+            base = from_dict(cls, {**preset, **data})
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path}: {e}" if path else str(e)) from None
     changes = overrides_from_args(cls, args, base)
     return dataclasses.replace(base, **changes) if changes else base
 

@@ -23,11 +23,12 @@ _INT32_MAX = 2**31 - 1
 _value = itemgetter(1)  # (end_index, entry_id) -> entry_id
 
 
-def build_automaton(entries: Sequence[str]) -> ahocorasick.Automaton:
-    """Automaton over `entries` where entry i gets id i; empty keys are skipped."""
+def build_automaton(entries: Sequence[str], padding: str = "project") -> ahocorasick.Automaton:
+    """Automaton over `entries` where entry i gets id i; empty keys are skipped.
+    `padding`: how entries become keys (curation.text.pad_entry)."""
     automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
     for entry_id, entry in enumerate(entries):
-        key = pad_entry(entry)
+        key = pad_entry(entry, padding)
         if key and not automaton.exists(key):
             automaton.add_word(key, entry_id)
     automaton.make_automaton()

@@ -63,8 +63,10 @@ def manifest_sha256(root: str | os.PathLike) -> str:
     return file_sha256(_manifest_path(os.fspath(root)))
 
 
-def write_language(root: str | os.PathLike, lang: str, entries: Sequence[str], sources: Sequence[str]) -> dict:
-    """Write entries/<lang>.parquet and automata/<lang>.ac; entry i gets id i. Returns manifest info."""
+def write_language(root: str | os.PathLike, lang: str, entries: Sequence[str], sources: Sequence[str],
+                   padding: str = "project") -> dict:
+    """Write entries/<lang>.parquet and automata/<lang>.ac; entry i gets id i. Returns manifest info.
+    `padding`: how entries become the automaton's keys (curation.text.pad_entry)."""
     if len(entries) != len(sources):
         raise ValueError("entries and sources differ in length")
     root = os.fspath(root)
@@ -83,9 +85,11 @@ def write_language(root: str | os.PathLike, lang: str, entries: Sequence[str], s
         # fixed writer options so identical entries give identical bytes
         pq.write_table(table, tmp, compression="zstd", write_statistics=False, store_schema=True)
     ac_path = os.path.join(root, "automata", f"{lang}.ac")
-    automaton = build_automaton(entries)
+    automaton = build_automaton(entries, padding)
     save_automaton(automaton, ac_path)
+    padding_info = {} if padding == "project" else {"entry_padding": padding}  # older manifests: project
     return {
+        **padding_info,
         "entries": len(entries),
         "by_source": dict(sorted(Counter(sources).items())),
         "sha256": {

@@ -8,6 +8,7 @@ Burmese, Khmer, Tibetan) and punctuation-ended entries match inside words.
 from __future__ import annotations
 
 import re
+import string
 import unicodedata
 
 import numpy as np
@@ -115,13 +116,52 @@ def needs_pad(ch: str) -> bool:
     return not (is_no_space_char(ch) or is_punctuation(ch))
 
 
-def pad_entry(entry: str) -> str:
+# How entries become search keys: 'project' (pad_entry below) or 'reference', MetaCLIP 2's
+# get_spaced_metadata (metaclip/curation/substr_matching.py), kept to reproduce its matches.
+ENTRY_PADDINGS = ("project", "reference")
+
+# The reference's punctuation at entry ends: ASCII punctuation and 26 CJK/fullwidth marks
+# (its `additional_punctuation`), not Unicode's P* categories ("«", "¿", "–" get a space there).
+REFERENCE_END_PUNCTUATION = frozenset(string.punctuation + "，。、；：？！“”‘’（）【】《》〈〉「」『』～—")
+
+# The reference's "CJK or similar" ranges: Han (no kana, no fullwidth forms, no CJK symbols),
+# Thai, Lao, Burmese (no extensions), Khmer, Tibetan.
+_REFERENCE_NO_PAD_RANGES = (
+    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF), (0x2CEB0, 0x2EBEF), (0xF900, 0xFAFF), (0x2E80, 0x2EFF), (0x2F00, 0x2FDF),
+    (0x2FF0, 0x2FFF), (0x0E00, 0x0E7F), (0x0E80, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF),
+    (0x0F00, 0x0FFF),
+)
+
+
+def reference_needs_pad(ch: str) -> bool:
+    """The reference's end rule: a space unless the character is in its CJK-or-similar ranges
+    or its punctuation. Kana, Hangul compatibility forms and fullwidth letters do get a space
+    there, so a Japanese entry ending in kana matches only where the text has a space."""
+    cp = ord(ch)
+    return not (ch in REFERENCE_END_PUNCTUATION or any(lo <= cp <= hi for lo, hi in _REFERENCE_NO_PAD_RANGES))
+
+
+def pad_entry(entry: str, padding: str = "project") -> str:
     """The search key of a metadata entry.
 
-    Its interior is spaced like a text (so "U.S." becomes "U . S ."), then each end gets one
-    space unless that end character is punctuation or of a no-space script. Returns "" for an
-    entry with nothing left after spacing.
+    'project': its interior is spaced like a text (so "U.S." becomes "U . S .", which is how the
+    text "U.S." reads after spacing), then each end gets one space unless that end character is
+    punctuation (Unicode P*) or of a no-space script (NO_SPACE_RANGES, kana included). Returns ""
+    for an entry with nothing left after spacing.
+
+    'reference': the entry as it is (the reference does not space an entry's interior, so an
+    entry with ".,;:?!`" inside never matches a spaced text), each end padded by
+    reference_needs_pad.
     """
+    if padding == "reference":
+        if not entry:
+            return ""
+        left = " " if reference_needs_pad(entry[0]) else ""
+        right = " " if reference_needs_pad(entry[-1]) else ""
+        return f"{left}{entry}{right}"
+    if padding != "project":
+        raise ValueError(f"entry padding must be one of {ENTRY_PADDINGS}, got {padding!r}")
     core = entry.translate(_WRAP_TABLE).strip(" ")
     if not core:
         return ""

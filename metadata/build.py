@@ -243,7 +243,7 @@ class _LogBar:
 def _write_one(root: str, group: LanguageCandidates, config: MetadataConfig, counts: dict) -> dict:
     lang = group.lang
     merged = merge_language(group.units, config)
-    info = write_language(root, lang, merged.entries, merged.sources)
+    info = write_language(root, lang, merged.entries, merged.sources, padding=config.entry_padding)
     lang_counts = counts["languages"].get(lang, {})
     info["merge"] = merged.by_source
     info["units"] = {

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from curation import config_cli
 from curation.config_cli import option
+from curation.text import ENTRY_PADDINGS
 
 # Order of sources: entry ids are assigned source by source in this order, so it is also the
 # "first source wins" order for duplicates and the order in which caps count "new" entries. It is
@@ -87,6 +88,12 @@ class MetadataConfig:
     bigrams_across_lines: bool = option(False, help="let bigrams cross line breaks, as the reference's stream does")
     segmenters: dict = option(default_factory=lambda: {"zh": "jieba", "ja": "fugashi", "th": "pythainlp"},
                               help="word segmenter per no-space language, LANG=NAME,... or a JSON object")
+    # How entries become the automaton's search keys (curation.text.pad_entry): 'project' spaces an
+    # entry's interior like a text ("U.S." finds "U.S.") and leaves no space at kana, fullwidth or
+    # Unicode-punctuation ends; 'reference' is MetaCLIP 2's get_spaced_metadata, entry as is, ends
+    # padded unless Han/Thai/Lao/Burmese/Khmer/Tibetan or ASCII/26-mark punctuation.
+    entry_padding: str = option("project", help="entry search keys: 'project' or 'reference' (MetaCLIP 2's "
+                                                "get_spaced_metadata)")
     # --- markup ---
     max_nesting: int = option(64, help="deeper template/link nesting is dropped wholesale (counted)")
     max_page_chars: int = option(4_000_000, help="larger page texts are skipped (counted), not parsed")
@@ -128,6 +135,8 @@ class MetadataConfig:
                 raise ValueError(f"{name} must be >= 0")
         if self.word_split not in WORD_SPLITS:
             raise ValueError(f"word_split must be one of {list(WORD_SPLITS)}, got {self.word_split!r}")
+        if self.entry_padding not in ENTRY_PADDINGS:
+            raise ValueError(f"entry_padding must be one of {list(ENTRY_PADDINGS)}, got {self.entry_padding!r}")
         if self.pmi_total not in PMI_TOTALS:
             raise ValueError(f"pmi_total must be one of {list(PMI_TOTALS)}, got {self.pmi_total!r}")
         if isinstance(self.metaclip1_languages, list):
