@@ -180,10 +180,7 @@ def _inside(path: str, directory: str) -> bool:
 
 
 def _top_level_names(uri: str) -> list[str]:
-    if storage.is_s3(uri):
-        prefix = uri.rstrip("/") + "/"
-        return sorted({f[len(prefix):].split("/", 1)[0] for f in storage.list_files(uri) if f.startswith(prefix)})
-    return sorted(os.listdir(_local(uri)))
+    return storage.list_children(uri) if storage.is_s3(uri) else sorted(os.listdir(_local(uri)))
 
 
 def check_output(uri: str, layout: OutputLayout, inputs: Iterable[str] = ()) -> None:

@@ -585,6 +585,30 @@ def list_files(prefix_uri: str | os.PathLike, config: StorageConfig | None = Non
     return sorted(out)
 
 
+def list_children(dir_uri: str | os.PathLike, config: StorageConfig | None = None) -> list[str]:
+    """The names directly inside a directory/prefix (files and subdirectories), sorted.
+
+    On S3 this is a delimited listing: one request per 1,000 names however many objects lie
+    deeper (an output's thousands of parts cost nothing here). A missing directory or an empty
+    prefix has no children.
+    """
+    uri = os.fspath(dir_uri)
+    if not is_s3(uri):
+        path = _local(uri)
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+    bucket, key = split_s3(uri)
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+    names: set[str] = set()
+    paginator = s3_client(_cfg(config)).get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            names.update(o["Key"][len(prefix):] for o in page.get("Contents", []))
+            names.update(p["Prefix"][len(prefix):].rstrip("/") for p in page.get("CommonPrefixes", []))
+    except _client_error() as exc:
+        raise _translate(exc, uri) from exc
+    return sorted(n for n in names if n)
+
+
 def _split_glob(pattern: str) -> list[str]:
     return [s for s in pattern.split("/") if s != ""]
 
@@ -852,8 +876,7 @@ def publish_versioned(dest_uri: str | os.PathLike, pointer: str, config: Storage
 
 def _collect_runs(dest: str, current: str, keep: int, config: StorageConfig) -> None:
     """Delete the run prefixes under `dest` but the newest `keep` (run ids sort by start time)."""
-    bucket, key = split_s3(join(dest, RUNS_PREFIX))
-    ids = sorted({k[len(key) + 1:].split("/", 1)[0] for k in _s3_under(bucket, key, config)} - {current})
+    ids = sorted(set(list_children(join(dest, RUNS_PREFIX), config)) - {current})
     for old in ids[:max(0, len(ids) - (keep - 1))]:
         delete_prefix(join(dest, RUNS_PREFIX, old), config)
 

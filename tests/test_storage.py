@@ -386,3 +386,32 @@ def test_written_files_honour_the_umask(tmp_path, umask, mode):
         os.umask(old)
     assert (os.stat(tmp_path / "f.json").st_mode & 0o777) == mode
     assert (os.stat(tmp_path / "out" / "part-0").st_mode & 0o777) == mode
+
+
+def test_list_children_names_only_the_first_level(root):
+    for rel in ("a.txt", "sub/x.bin", "sub/deep/y.bin", "sub2/z.bin"):
+        storage.write_bytes(storage.join(root, rel), b"1")
+    assert storage.list_children(root) == ["a.txt", "sub", "sub2"]
+    assert storage.list_children(storage.join(root, "sub")) == ["deep", "x.bin"]
+    assert storage.list_children(storage.join(root, "missing")) == []
+
+
+def test_list_children_on_s3_is_one_delimited_request(s3_bucket):
+    """check_output and run collection look at an output's top level: with thousands of parts
+    under it they must not list every object (the old listing did)."""
+    root = f"s3://{s3_bucket}/out"
+    for k in range(30):
+        storage.write_bytes(storage.join(root, "matched", f"part-{k:05d}.parquet"), b"1")
+    storage.write_bytes(storage.join(root, "_MANIFEST.json"), b"{}")
+    calls = []
+
+    def record(params, **_kw):
+        calls.append(dict(params))
+
+    client = storage.s3_client()
+    client.meta.events.register("before-parameter-build.s3.ListObjectsV2", record)
+    try:
+        assert storage.list_children(root) == ["_MANIFEST.json", "matched"]
+    finally:
+        client.meta.events.unregister("before-parameter-build.s3.ListObjectsV2", record)
+    assert len(calls) == 1 and calls[0].get("Delimiter") == "/"
