@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
 
 from curation import storage
@@ -42,15 +43,37 @@ class LockHeld(RuntimeError):
     """Another run of the job writes the same output now."""
 
 
-@contextlib.contextmanager
-def output_lock(output: str, job: str = "job"):
-    """One run per local output at a time (cron reruns overlap slow runs); a no-op for s3://.
+# An S3 output's lease is rewritten this often and is stale (its run presumed dead) after this long.
+S3_LEASE_HEARTBEAT_S = 30.0
+S3_LEASE_STALE_AFTER_S = 600.0
 
-    Holding the lock also makes it safe to repair what killed runs left: an old output put
-    aside by an interrupted publish is restored, stale staging directories are removed.
+
+@contextlib.contextmanager
+def output_lock(output: str, job: str = "job", stale_after_s: float = S3_LEASE_STALE_AFTER_S,
+                heartbeat_s: float | None = S3_LEASE_HEARTBEAT_S):
+    """One run per output at a time (cron reruns overlap slow runs).
+
+    Local: an flock on `.<name>.lock` beside the output (released by the kernel when the
+    process dies). Holding it also makes it safe to repair what killed runs left: an old output
+    put aside by an interrupted publish is restored, stale staging directories are removed.
+    S3: a lease object `.<name>.lock` beside the output (storage.S3Lease), kept alive by a
+    heartbeat and taken over once silent for `stale_after_s`. Yields the lease (None locally).
     """
     if storage.is_s3(output):
-        yield
+        import socket
+
+        parent, _, name = output.rstrip("/").rpartition("/")
+        owner = {"job": job, "run_id": storage.new_run_id(), "host": socket.gethostname(), "pid": os.getpid(),
+                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "output": output}
+        lease = storage.S3Lease(storage.join(parent, f".{name}.lock"), owner, stale_after_s, heartbeat_s)
+        try:
+            lease.acquire()
+        except storage.LeaseHeld as e:
+            raise LockHeld(f"another {job} run holds the lease on {output}: {e}; wait for it to end") from None
+        try:
+            yield lease
+        finally:
+            lease.release()
         return
     import fcntl
 

@@ -881,6 +881,134 @@ def _collect_runs(dest: str, current: str, keep: int, config: StorageConfig) -> 
         delete_prefix(join(dest, RUNS_PREFIX, old), config)
 
 
+# --- leases: one writer per S3 output --------------------------------------------------------------
+
+
+class LeaseHeld(RuntimeError):
+    """Another live holder has the lease."""
+
+
+class S3Lease:
+    """An exclusive, expiring lease on one S3 object (S3's conditional writes, no other service).
+
+    S3 has no locks and no rename, and two runs publishing one output would interleave their
+    collection of old runs. The lease is an object created only if absent (`If-None-Match: *`);
+    its holder rewrites it every `heartbeat_s` seconds, each time only if it is still the object
+    it wrote (`If-Match` on its ETag), so a holder that lost the lease learns it (`lost`). A lease
+    not rewritten for `stale_after_s` seconds (a driver killed without cleanup) is taken over by
+    a conditional rewrite of exactly that stale object, so two contenders cannot both win.
+    Staleness is judged by the server's clock (LastModified against the response's Date), never
+    by comparing clocks of different hosts. Release deletes the object only if it is still ours.
+    """
+
+    def __init__(self, uri: str, owner: dict, stale_after_s: float = 600.0, heartbeat_s: float | None = 30.0,
+                 config: StorageConfig | None = None):
+        self.uri, self.owner = os.fspath(uri), dict(owner)
+        self.stale_after_s, self.heartbeat_s = stale_after_s, heartbeat_s
+        self.config = _cfg(config)
+        self.bucket, self.key = split_s3(self.uri)
+        self.etag: str | None = None
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _body(self, beats: int) -> bytes:
+        return json.dumps({**self.owner, "heartbeats": beats}, sort_keys=True).encode("utf-8")
+
+    def _put(self, beats: int, **condition) -> str:
+        resp = s3_client(self.config).put_object(Bucket=self.bucket, Key=self.key, Body=self._body(beats),
+                                                 ContentType="application/json", **condition)
+        return resp["ETag"]
+
+    def _holder(self) -> tuple[dict, str, float] | None:
+        """(the holder's document, its ETag, seconds since it was last written) or None when absent."""
+        client = s3_client(self.config)
+        try:
+            resp = client.get_object(Bucket=self.bucket, Key=self.key)
+        except _client_error() as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise _translate(exc, self.uri) from exc
+        raw = resp["Body"].read()
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            doc = {}
+        from email.utils import parsedate_to_datetime
+
+        now = parsedate_to_datetime(resp["ResponseMetadata"]["HTTPHeaders"]["date"])
+        return (doc if isinstance(doc, dict) else {}), resp["ETag"], (now - resp["LastModified"]).total_seconds()
+
+    def acquire(self) -> S3Lease:
+        for _attempt in range(3):
+            try:
+                self.etag = self._put(0, IfNoneMatch="*")
+                break
+            except _client_error() as exc:
+                if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise _translate(exc, self.uri) from exc
+            holder = self._holder()
+            if holder is None:  # released between our write and our read: try again
+                continue
+            doc, etag, age = holder
+            if age < self.stale_after_s:
+                who = ", ".join(f"{k} {doc[k]}" for k in ("run_id", "host", "pid", "started_at") if k in doc)
+                raise LeaseHeld(f"{who or 'another run'} (last heard from {age:.0f} s ago; a lease is stale after "
+                                f"{self.stale_after_s:.0f} s)")
+            try:  # take over exactly the stale object: a contender that got there first wins
+                self.etag = self._put(0, IfMatch=etag)
+                log.warning("%s: took over a stale lease (%s, silent for %.0f s)", self.uri, doc, age)
+                break
+            except _client_error() as exc:
+                if _error_code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404"):
+                    raise _translate(exc, self.uri) from exc
+        else:
+            raise LeaseHeld(f"{self.uri}: the lease changed hands while it was being acquired")
+        if self.heartbeat_s:
+            self._thread = threading.Thread(target=self._beat, name="s3-lease", daemon=True)
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        beats = 0
+        while not self._stop.wait(self.heartbeat_s):
+            beats += 1
+            try:
+                self.etag = self._put(beats, IfMatch=self.etag)
+            except _client_error() as exc:
+                if _error_code(exc) in ("PreconditionFailed", "NoSuchKey", "404"):
+                    self.lost = True
+                    log.error("%s: the lease was taken over (this run was silent longer than %.0f s)", self.uri,
+                              self.stale_after_s)
+                    return
+                log.warning("%s: lease heartbeat failed (%s); retrying", self.uri, exc)
+            except Exception as exc:  # a network error: the next beat retries
+                log.warning("%s: lease heartbeat failed (%s); retrying", self.uri, exc)
+
+    def check(self) -> None:
+        """Raise LeaseHeld when the lease was lost (call before an irreversible step)."""
+        if self.lost:
+            raise LeaseHeld(f"{self.uri}: this run lost its lease to another run")
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.etag is None or self.lost:
+            return
+        try:
+            s3_client(self.config).delete_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
+        except _client_error() as exc:  # taken over meanwhile: the new holder's lease stays
+            log.warning("%s: lease not released (%s)", self.uri, _error_code(exc))
+        self.etag = None
+
+    def __enter__(self) -> S3Lease:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 def published_root(uri: str | os.PathLike, pointer: str, config: StorageConfig | None = None) -> str:
     """Where the files of a directory published by :func:`publish_versioned` are: `uri` itself
     (local, or a directory without a pointer), or the current run's prefix its pointer names."""
