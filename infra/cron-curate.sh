@@ -4,8 +4,8 @@
 # recomputes matched/, counts, thresholds, entry_probs and curated/ over everything, then
 # publishes the new output atomically (a rename locally; a new run prefix made current by the
 # manifest on s3://). Overlapping runs are skipped (flock on this machine), and the job itself
-# refuses to run twice on one local output; for an s3:// output this flock is the only guard,
-# so schedule it from one machine.
+# refuses to run twice on one output: an flock beside a local output, a lease object beside an
+# s3:// one (which also guards against a run started from another machine).
 #
 #   # crontab -e
 #   15 */6 * * *  /opt/worldclip/infra/cron-curate.sh /opt/worldclip/infra/curate.json >> /var/log/worldclip-cron.log 2>&1
