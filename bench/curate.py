@@ -119,6 +119,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", help="write the results here too")
     parser.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark conf")
     parser.add_argument("--workdir", default=None, help="keep inputs/outputs here (default: a temp dir, removed)")
+    parser.add_argument("--no-script-check-run", action="store_true",
+                        help="also time the job with --no-lid-script-check (interleaved), to show what the LID "
+                             "script check costs")
     args = parser.parse_args(argv)
 
     from curation.curate_config import CurateConfig
@@ -154,9 +157,19 @@ def main(argv=None) -> dict:
         t = time.perf_counter()
         spark = build_session(cfg)
         session_s = time.perf_counter() - t
-        bares, runs = [], []
+        bares, runs, unchecked = [], [], []
         # interleaved (bare, job, bare, job, ...): a slow spell of a shared machine hits both sides
         for i in range(args.repeat):
+            if args.no_script_check_run and i > 0:  # the default job's cold run comes first
+                import dataclasses
+
+                c0 = tree_cpu(os.getpid())
+                own0 = time.process_time()
+                run(dataclasses.replace(cfg, lid_script_check=False), spark, progress=lambda *_a: None)
+                c1, own1 = tree_cpu(os.getpid()), time.process_time()
+                cpu_s = sum(c1.get(k, 0.0) - c0.get(k, 0.0) for k in set(c0) | set(c1)) + own1 - own0
+                unchecked.append(round(args.texts / cpu_s))
+                print(f"curate job without the LID script check, warm{i}: {args.texts / cpu_s:,.0f} texts per CPU-second")
             bare_s, bare_cpu, bare_matched = bare_loop(texts, metadata, args.batch_size)
             bares.append({"seconds": round(bare_s, 3), "cpu_seconds": round(bare_cpu, 3),
                           "texts_per_cpu_second": round(len(texts) / bare_cpu), "matched": bare_matched})
@@ -200,7 +213,11 @@ def main(argv=None) -> dict:
         print(f"ratio job/bare per core: {ratio:.2f} steady state ({steady}), {ratio_cold:.2f} cold; goal >= 0.50 "
               f"-> {'met' if ratio >= 0.5 else 'NOT met'}. The cold run also pays once-per-executor start-up "
               "(JVM JIT, the Python daemon's imports), which a long run amortises.")
+        if unchecked:
+            print(f"without the LID script check: job {max(unchecked):,} texts/CPU-s, ratio "
+                  f"{max(unchecked) / best_bare:.2f} (the bare loop has no script check)")
         result = {
+            "ratio_cpu_without_script_check": round(max(unchecked) / best_bare, 3) if unchecked else None,
             "texts": args.texts,
             "cores": args.cores,
             "bare_runs": bares,
