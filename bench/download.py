@@ -17,7 +17,10 @@ What it measures, in one run on the same source images (~500 KB JPEGs, distinct 
   3. the task pipeline: curation.download_shards.download_records (curation.fetch thread pool + process_image
      + row building) fetching every URL from a ThreadingHTTPServer in a separate process, so the
      server's CPU is not counted;
-  4. 1 and 3 again with the `box` (area-average) resize filter instead of the default bicubic.
+  4. 1 and 3 again with the `box` (area-average) resize filter instead of the default bicubic;
+  5. 1 and 3 with the perceptual hash off and on (config.phash, on by default: the job's rate is
+     3 with it on), and the run-wide near-duplicate grouping (band rows, bucket check,
+     components) on random hashes, per image.
 Each measurement runs --repeat times, in rounds (one run of each per round, so that all of them
 see the same spells of this machine's drifting speed), and reports the fastest (load from other
 work only slows).
@@ -155,13 +158,13 @@ def best_interleaved(measurements: dict, repeat: int) -> dict:
 
 
 def decode_rate(sources: list[bytes], n: int, size: int, draft: bool, resample: str = "bicubic",
-                resizer: str = "auto") -> dict:
+                resizer: str = "auto", phash: bool = False) -> dict:
     resizer = resolve_resizer(resizer)
     cpu0, t0 = time.process_time(), time.perf_counter()
     for i in range(n):
         data = sources[i % len(sources)]
         if draft:
-            img, reason = process_image(data, image_size=size, resample=resample, resizer=resizer)
+            img, reason = process_image(data, image_size=size, resample=resample, resizer=resizer, phash=phash)
             assert reason is None
         else:
             im = Image.open(io.BytesIO(data))
@@ -214,12 +217,30 @@ def fetch_only_rate(base: str, n: int) -> dict:
     return {"images": n, "cpu_s": round(cpu, 3), "per_core": round(n / cpu, 1), "ms_per_image": round(cpu / n * 1e3, 3)}
 
 
-def fetch_rate(base: str, n: int, size: int, threads: int, resample: str = "bicubic") -> dict:
+def grouping_rate(n: int, max_distance: int = 4) -> dict:
+    """The near-duplicate pass's CPU per image (curation.download_shards: band rows, the bucket's
+    exact check and components, then the merge) on n random hashes with 1% planted near-copies."""
+    from curation import download_shards as ds
+
+    rng = np.random.default_rng(7)
+    hashes = rng.integers(0, 2 ** 63, size=n, dtype=np.int64)
+    copies = rng.choice(n, size=n // 100, replace=False)
+    hashes[copies[1:]] = hashes[copies[:-1]] ^ np.int64(0b1011)  # 3 bits off another image
+    keys = np.arange(n, dtype=np.int64)
+    cpu0 = time.process_time()
+    band, member, ph = ds.image_hash.band_rows(keys, hashes, max_distance)
+    nodes, roots = ds.merge_components(ds.bucket_components([(0, (band, member, ph))], max_distance))
+    cpu = time.process_time() - cpu0
+    return {"images": n, "cpu_s": round(cpu, 3), "per_core": round(n / cpu, 1), "grouped": int(len(nodes))}
+
+
+def fetch_rate(base: str, n: int, size: int, threads: int, resample: str = "bicubic", phash: bool = True) -> dict:
     from curation.download_shards import download_records
 
     cfg = DownloadConfig(allow_loopback=True, image_size=size, threads=threads, per_host_concurrency=threads,
                          decode_concurrency=len(usable_cpus()),  # one process here, not a task per core
-                         total_timeout=60, read_timeout=30, retries=0, resample=resample)
+                         total_timeout=60, read_timeout=30, retries=0, resample=resample, phash=phash,
+                         near_duplicates=phash)
     records = [(f"u{i:06d}", f"{base}/img/{i}.jpg", [{"text": "x"}]) for i in range(n)]
     download_records(records[: threads * 2], cfg)  # warm: pools, imports
     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -274,11 +295,15 @@ def main(argv=None) -> int:
             "prog": lambda: decode_rate(progressive, few, size, draft=True),
             "fetched": lambda: fetch_rate(base, n, size, args.threads),
             "fetched_box": lambda: fetch_rate(base, n, size, args.threads, "box"),
+            "draft_phash": lambda: decode_rate(sources, n, size, draft=True, phash=True),
+            "fetched_nophash": lambda: fetch_rate(base, n, size, args.threads, phash=False),
         }, args.repeat)
+        grouping = best_interleaved({"grouping": lambda: grouping_rate(200_000)}, args.repeat)["grouping"]
         distinct.clear()
         draft, draft_cold, fetch_only, draft_pillow = m["draft"], m["draft_cold"], m["fetch_only"], m["draft_pillow"]
         pillow_decoder, box, floor, nodraft, prog = m["pillow_decoder"], m["box"], m["floor"], m["nodraft"], m["prog"]
         fetched, fetched_box = m["fetched"], m["fetched_box"]
+        draft_phash, fetched_nophash = m["draft_phash"], m["fetched_nophash"]
     finally:
         server.terminate()
         server.join(5)
@@ -301,6 +326,12 @@ def main(argv=None) -> int:
         "decode_resize_draft_box": box,
         "fetch_decode_resize": fetched,
         "fetch_decode_resize_box": fetched_box,
+        "decode_resize_draft_phash": draft_phash,
+        "fetch_decode_resize_no_phash": fetched_nophash,
+        "near_duplicate_grouping": grouping,
+        "ratio_phash_on_vs_off_decode": round(draft_phash["per_core"] / draft["per_core"], 3),
+        "ratio_phash_on_vs_off_pipeline": round(fetched["per_core"] / fetched_nophash["per_core"], 3),
+        "phash_cpu_ms_per_image": round(1e3 * (1 / draft_phash["per_core"] - 1 / draft["per_core"]), 3),
         "load_average": list(os.getloadavg()),
         "ratio_fetch_pipeline_vs_decode_only": round(fetched["per_core"] / draft["per_core"], 3),
         "ratio_draft_vs_no_draft": round(draft["per_core"] / nodraft["per_core"], 2),
@@ -332,6 +363,12 @@ def main(argv=None) -> int:
     print(f"  decode+resize (box)        {box['per_core']:>8.1f} images/s per core")
     print(f"  fetch+decode+resize (box)  {fetched_box['per_core']:>8.1f} images/s per core   "
           f"({fetched_box['wall_rate']} images/s wall)")
+    print(f"  pHash on/off               {result['ratio_phash_on_vs_off_pipeline']:>8.3f} of the rate without   "
+          f"(fetch+decode+resize {fetched['per_core']:.1f} vs {fetched_nophash['per_core']:.1f} per core; "
+          f"decode+resize {result['ratio_phash_on_vs_off_decode']:.3f}: "
+          f"{result['phash_cpu_ms_per_image']} ms CPU per image)")
+    print(f"  near-duplicate grouping    {grouping['per_core']:>8.1f} images/s per core   (band rows, exact check, "
+          f"components over {grouping['images']:,} hashes with 1% near-copies: the run-wide pass)")
     print(f"  goal >= 100 images/s per core: default (bicubic) {'met' if result['goal_met'] else 'NOT met'}, "
           f"box {'met' if result['goal_met_box'] else 'NOT met'}   (load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs: other work slows every rate here)")

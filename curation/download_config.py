@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from curation import config_cli
 from curation.config_cli import option
 
+# band search (curation.image_hash) splits 64 bits into d + 1 bands: beyond 16 bits the bands are
+# 3-4 bits wide and nearly every pair of images becomes a candidate
+MAX_PHASH_DISTANCE = 16
 DEFAULT_USER_AGENT = "worldclip-img-downloader/0.1 (MetaCLIP 2 data curation; respects per-host limits)"
 
 
@@ -51,6 +54,20 @@ class DownloadConfig(config_cli.ConfigMixin):
                                        "(torch when installed); the shard stats record which ran")
     max_image_pixels: int = option(40_000_000, help="declared width*height above this = decompression bomb")
     min_image_side: int = option(1, help="smaller images (tracking pixels) are rejected as too_small")
+    # --- perceptual hashes, near-duplicates, decontamination ---
+    phash: bool = option(True, help="compute each stored image's 64-bit perceptual hash from its resized pixels "
+                                    "(_phash/ side tables; ~0.5 ms CPU per image); needed by near_duplicates and "
+                                    "eval_images")
+    near_duplicates: bool = option(True, help="group near-duplicate images of the run (pHashes within "
+                                              "near_duplicate_distance bits) into _dedup/near_duplicates.parquet; "
+                                              "recorded, not dropped")
+    near_duplicate_distance: int = option(4, help="Hamming distance (bits of 64) up to which two images are "
+                                                  "near-duplicates")
+    eval_images: str = option("", help="folder of evaluation images (ImageNet-style class folders or any tree of "
+                                       "images; local or s3://): downloaded images within eval_image_distance bits "
+                                       "of one are rejected as eval_image")
+    eval_image_distance: int = option(4, help="Hamming distance (bits of 64) up to which a downloaded image is a "
+                                              "copy of an evaluation image")
     # --- job ---
     shard_size: int = option(10_000, help="target URLs per output shard (shards are by uuid hash)")
     row_group_size: int = option(1_000, help="Parquet row group size of the image shards")
@@ -73,5 +90,11 @@ class DownloadConfig(config_cli.ConfigMixin):
             raise ValueError("image_size, shard_size and max_bytes must be positive")
         if min(self.connect_timeout, self.read_timeout, self.total_timeout) <= 0:
             raise ValueError("timeouts must be positive")
+        for name in ("near_duplicate_distance", "eval_image_distance"):
+            if not 0 <= getattr(self, name) <= MAX_PHASH_DISTANCE:
+                raise ValueError(f"{name} must be in [0, {MAX_PHASH_DISTANCE}], got {getattr(self, name)}")
+        if not self.phash and (self.near_duplicates or self.eval_images):
+            raise ValueError("near_duplicates and eval_images need phash (--phash), or turn them off "
+                             "(--no-near-duplicates, no --eval-images)")
 
 

@@ -18,6 +18,10 @@ resized (torch when installed: `resizer="auto"`; its antialiased bicubic/bilinea
 for uint8 are vectorised and about 2x faster than Pillow's, same filter definition) and
 encoded once, by the same encoder.
 
+With `phash=True` the 64-bit perceptual hash (curation.image_hash.phash: grey, 32 x 32 Lanczos,
+DCT) is taken from the resized pixels already in memory, before they are encoded: no second
+decode, and the hash is that of the stored image (up to its JPEG rounding, a bit or two at most).
+
 Every failure is one of the reason codes in REASONS; nothing here raises on bad input.
 """
 
@@ -33,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
+
+from curation import image_hash
 
 RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -64,6 +70,7 @@ class ProcessedImage:
     height: int
     original_size: int  # bytes downloaded
     sha256: str  # of `data`: verifies stored bytes, and equal pixels give equal hashes (dedup)
+    phash: int | None = None  # 64-bit perceptual hash of the stored pixels (unsigned), when asked for
 
 
 def target_size(width: int, height: int, shorter: int) -> tuple[int, int]:
@@ -258,8 +265,11 @@ def process_image(
     resample: str = "bicubic",
     resizer: str = "pillow",
     max_scans: int = MAX_JPEG_SCANS,
+    phash: bool = False,
 ) -> tuple[ProcessedImage | None, str | None]:
     """(image, None) or (None, reason). Pillow's own bomb limit (2x Image.MAX_IMAGE_PIXELS) also applies.
+
+    `phash`: also compute the image's perceptual hash from the resized pixels (ProcessedImage.phash).
 
     `resizer` is "pillow" or "torch" (resolve_resizer's answer: call it once, not per image).
     A JPEG of more than `max_scans` scans is refused before either decoder reads it.
@@ -281,7 +291,9 @@ def process_image(
     # from the declared size: DCT scaling only guarantees that the shorter side covers the target
     tw, th = target_size(*size, image_size)
     try:
-        out = encode_jpeg(resize_pixels(pixels, (tw, th), resample, resizer), jpeg_quality)
+        small = resize_pixels(pixels, (tw, th), resample, resizer)
+        out = encode_jpeg(small, jpeg_quality)
+        ph = image_hash.phash(_image(small)) if phash else None
     except (ValueError, MemoryError):
         return None, "decode_error"
-    return ProcessedImage(out, tw, th, len(data), hashlib.sha256(out).hexdigest()), None
+    return ProcessedImage(out, tw, th, len(data), hashlib.sha256(out).hexdigest(), ph), None

@@ -18,7 +18,13 @@ read alike, without the Hadoop S3 connector a cluster may lack (`No FileSystem f
 A rerun skips shards whose stats exist; --retry-failed re-fetches the failed URLs of finished
 shards and merges the new images in. After all shards, a pass over the (uuid, sha256) columns
 drops exact duplicate images across the whole run, keeping the smallest uuid; it is idempotent,
-so a crash inside it is repaired by the next run. The output layout is described in
+so a crash inside it is repaired by the next run. Then the near-duplicate pass (config
+near_duplicates): every shard's pHashes become pigeonhole band rows, exchanged by bucket of band
+key (partitionBy), checked exactly and reduced to components per bucket, merged on the driver
+(only grouped images reach it), and written as _dedup/near_duplicates.parquet; it recomputes from
+the _phash/ tables every run, so it too is repaired by a rerun. With config eval_images, the
+evaluation images are hashed first (on the driver for a few, in Spark tasks beyond), broadcast,
+and every task rejects its images that copy one (`eval_image`). The output layout is described in
 curation/download_shards.py.
 
 Progress advances per image. A Spark accumulator reaches the driver only when its task ends,
@@ -54,33 +60,52 @@ from curation import config_cli, layout, runs, storage  # noqa: E402
 from curation.download_config import DownloadConfig  # noqa: E402
 from curation.download_shards import (  # noqa: E402
     DUPLICATES,
+    EVAL_IMAGE,
+    EVAL_IMAGES,
     FAILED_DIR,
+    FINAL_REASONS,
     INPUT_COLUMNS,
     MANIFEST,
+    NEAR_DUPLICATES,
     NOT_RETRIED,
+    PHASH_DIR,
     STATS_DIR,
+    EvalImages,
+    bucket_components,
     completed_shards,
     dedup_pass,
+    eval_image_files,
     failed_uri,
+    hash_eval_files,
     input_kind,
     input_records,
     input_summary,
     load_or_make_plan,
+    merge_components,
+    near_duplicate_table,
+    phash_band_chunks,
+    publish_near_duplicates,
     read_table,
+    rows_by_shard,
     run_shard,
+    shard_members,
     shard_of,
     stats_uri,
+    write_table,
 )
 from curation.runs import read_json, write_json  # noqa: E402
 from jobs.common import PROGRESS_LOG_EVERY_S, build_spark, progress_mode, task_env, user_error  # noqa: E402
 
 # the sources whose change changes the images written (the manifest's code_version hashes them)
-CODE_FILES = ("curation/fetch.py", "curation/images.py", "curation/download_config.py",
+CODE_FILES = ("curation/fetch.py", "curation/images.py", "curation/image_hash.py", "curation/download_config.py",
               "curation/download_shards.py", "jobs/download.py")
 
 
 LIVE_SEND_EVERY_S = 0.25  # a running task sends its counts to the driver at most this often
 DRIVER_SUMMARY_MAX_FILES = 16  # inputs of up to this many files are summarised without a Spark job
+DRIVER_NEAR_DUP_MAX_SHARDS = 16  # runs of up to this many shards group near-duplicates without a Spark job
+DRIVER_EVAL_MAX_FILES = 64  # evaluation folders of up to this many images are hashed without a Spark job
+REPORT_EXAMPLES = 20  # eval_image rejects listed in the report (all of them are in _failed/)
 
 
 def input_files(input_uri: str) -> list[str]:
@@ -118,19 +143,48 @@ def read_partition(uris, kind: str, num_shards: int, index: dict, fresh: set, fa
 
 
 def run_partition(index, pairs, out: str, tasks: list, config: DownloadConfig, accumulators=None, env=None,
-                  live=None):
+                  live=None, eval_b=None):
     """Spark task body: partition `index` is exactly task `tasks[index]` = (shard, retry)."""
     if env:
         os.environ.update(env)
     shard, retry = tasks[index]
     records = [rec for _k, rec in pairs]
+    eval_images = eval_b.value if eval_b is not None else None
     with LiveReporter(live, index) as on_image:
-        stats = run_shard(out, shard, records, config, retry=retry, on_image=on_image)
+        stats = run_shard(out, shard, records, config, retry=retry, on_image=on_image, eval_images=eval_images)
     if accumulators is not None:
         accumulators[0].add(1)
         accumulators[1].add(stats["succeeded"] if not retry else stats.get("recovered", 0))
         accumulators[2].add(len(records))
     yield json.dumps(stats)
+
+
+def hash_eval_partition(uris, folder: str, config: DownloadConfig, env=None):
+    """Spark task body: hash_eval_files of its evaluation image files."""
+    if env:
+        os.environ.update(env)
+    yield from hash_eval_files(list(uris), folder, config)
+
+
+def band_chunks_partition(shards, out: str, max_distance: int, num_buckets: int, env=None):
+    """Spark task body: phash_band_chunks of its shards."""
+    if env:
+        os.environ.update(env)
+    for k in shards:
+        yield from phash_band_chunks(k, out, max_distance, num_buckets)
+
+
+def bucket_partition(chunks, max_distance: int, env=None):
+    """Spark task body: bucket_components of the one bucket of band keys in this partition."""
+    yield from bucket_components(chunks, max_distance)
+
+
+def members_partition(items, out: str, env=None):
+    """Spark task body: shard_members of its (shard, rows) items."""
+    if env:
+        os.environ.update(env)
+    for item in items:
+        yield from shard_members(item, out)
 
 
 def _input_metadata_version(input_uri: str):
@@ -409,18 +463,20 @@ def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progr
             t = read_table(failed_uri(out, k))
             reasons = t.column("reason").to_pylist()
             us = [u for u, r in zip(t.column("uuid").to_pylist(), reasons, strict=True)
-                  if retry_reasons is None or r in retry_reasons]
+                  if ((r not in FINAL_REASONS) if retry_reasons is None else (r in retry_reasons))]
             if us:
                 failed_uuids.update(us)
                 tasks.append((k, True))
     log(f"download: {n_rows:,} {kind} rows in {len(files)} files, {num_shards} shards; {len(done)} complete, "
         f"{sum(1 for _, r in tasks if not r)} to run" + (f", {len(failed_uuids):,} failed URLs to retry" if retry_failed else ""))
+    eval_images = _eval_images(sc, out, config, env, log) if config.eval_images else None
     t_fetch = time.time()
     task_stats = []
     if tasks:
         index = {k: i for i, (k, _) in enumerate(tasks)}
         fresh = {k for k, r in tasks if not r}
         failed_b = sc.broadcast(failed_uuids) if failed_uuids else None
+        eval_b = sc.broadcast(eval_images) if eval_images is not None else None
         # shards done, images ok, URLs done, URLs queued
         accs = (sc.accumulator(0), sc.accumulator(0), sc.accumulator(0), sc.accumulator(0))
         mode = progress_mode(progress)
@@ -431,16 +487,19 @@ def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progr
                .partitionBy(len(tasks), lambda k: index[k])
                .mapPartitionsWithIndex(functools.partial(run_partition, out=out, tasks=tasks, config=config,
                                                          accumulators=accs, env=env,
-                                                         live=live.address if live else None)))
+                                                         live=live.address if live else None, eval_b=eval_b)))
         try:
             task_stats = _run_tasks(rdd, accs, len(tasks), mode, live, log)
         finally:
             if live is not None:
                 live.close()
-        if failed_b is not None:
-            failed_b.unpersist()
+        for b in (failed_b, eval_b):
+            if b is not None:
+                b.unpersist()
     t_dedup = time.time()
     dedup = dedup_pass(out, num_shards, config) if config.dedup else {"duplicates": 0, "shards_rewritten": 0}
+    t_near = time.time()
+    near = _near_duplicates(sc, out, num_shards, config, env) if config.phash and config.near_duplicates else None
     stats = [read_json(stats_uri(out, k)) for k in range(num_shards)]
     failures, forbidden_by = Counter(), Counter()
     for s in stats:
@@ -469,13 +528,17 @@ def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progr
         "retry_failed": retry_failed,
         "retried_urls": len(failed_uuids),
         "duplicates": dedup["duplicates"],
+        "images_phashed": sum(s.get("phashed", 0) for s in stats),
+        "near_duplicates": near,
+        "decontam": _decontam_report(out, stats, eval_images) if eval_images is not None else None,
         "bytes_downloaded_this_run": sum(s["bytes_downloaded"] for s in task_stats),
         "bytes_written": sum(s["bytes_written"] for s in stats),
         "resizers": sorted({s["resizer"] for s in stats if s.get("resizer")}),
         "images_per_s_this_run": round(sum(s["succeeded"] if not s.get("retried") else s.get("recovered", 0)
                                            for s in task_stats) / max(t_dedup - t_fetch, 1e-9), 2),
         "timings_s": {"plan": round(t_fetch - t_start, 2), "fetch": round(t_dedup - t_fetch, 2),
-                      "dedup_and_report": round(t_end - t_dedup, 2), "total": round(t_end - t_start, 2)},
+                      "dedup": round(t_near - t_dedup, 2), "near_duplicates_and_report": round(t_end - t_near, 2),
+                      "total": round(t_end - t_start, 2)},
     }
     if not report["accounting_ok"]:
         raise AssertionError(f"download accounting broken: {n_rows} inputs != {succeeded} + failures {dict(failures)}")
@@ -493,11 +556,72 @@ def _run(spark, input_uri, out, config, kind, retry_failed, retry_reasons, progr
         "code_version": runs.code_version(CODE_FILES),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "layout": {"images": "shard-XXXXX.parquet", "stats": f"{STATS_DIR}/shard-XXXXX.json",
-                   "failed": f"{FAILED_DIR}/shard-XXXXX.parquet", "duplicates": DUPLICATES},
+                   "failed": f"{FAILED_DIR}/shard-XXXXX.parquet", "duplicates": DUPLICATES,
+                   "phash": f"{PHASH_DIR}/shard-XXXXX.parquet", "near_duplicates": NEAR_DUPLICATES,
+                   "eval_images": EVAL_IMAGES},
     }
     write_json(storage.join(out, MANIFEST), manifest)
     storage.write_bytes(success, b"")
     return report
+
+
+def _eval_images(sc, out: str, config: DownloadConfig, env: dict, log=print) -> EvalImages:
+    """The evaluation images of config.eval_images, hashed (in the driver for a few, in Spark tasks
+    beyond) and recorded in the output (EVAL_IMAGES)."""
+    folder = config.eval_images
+    files = eval_image_files(folder)
+    if len(files) <= DRIVER_EVAL_MAX_FILES:
+        hashed = hash_eval_files(files, folder, config)
+    else:
+        slices = min(len(files), max(1, sc.defaultParallelism) * 4)
+        hashed = sc.parallelize(files, slices).mapPartitions(
+            functools.partial(hash_eval_partition, folder=folder, config=config, env=env)).collect()
+    ev = EvalImages.from_hashed(hashed, config.eval_image_distance, folder)
+    write_table(storage.join(out, EVAL_IMAGES), ev.table(hashed), row_group_size=100_000)
+    log(f"download: {len(ev.names):,} evaluation images from {folder} ({ev.unreadable:,} unreadable); "
+        f"images within {ev.max_distance} bits of one are rejected as {EVAL_IMAGE}")
+    return ev
+
+
+def _near_duplicates(sc, out: str, num_shards: int, config: DownloadConfig, env: dict) -> dict:
+    """Group the run's near-duplicate images (curation.download_shards: band rows -> buckets ->
+    components), publish the table and the shards' counts; the summary for the report."""
+    d = config.near_duplicate_distance
+    if num_shards <= DRIVER_NEAR_DUP_MAX_SHARDS:
+        chunks = [c for k in range(num_shards) for c in phash_band_chunks(k, out, d, 1)]
+        edges = list(bucket_components(chunks, d))
+        nodes, roots = merge_components(edges)
+        members = [m for item in sorted(rows_by_shard(nodes).items()) for m in shard_members(item, out)]
+    else:
+        par = max(1, sc.defaultParallelism)
+        slices, buckets = min(num_shards, 4 * par), min(num_shards, 2 * par)
+        edges = (sc.parallelize(range(num_shards), slices)
+                 .mapPartitions(functools.partial(band_chunks_partition, out=out, max_distance=d, num_buckets=buckets,
+                                                  env=env))
+                 .partitionBy(buckets, lambda b: b)
+                 .mapPartitions(functools.partial(bucket_partition, max_distance=d, env=env))
+                 .collect())
+        nodes, roots = merge_components(edges)
+        items = sorted(rows_by_shard(nodes).items())
+        members = (sc.parallelize(items, min(len(items), slices))
+                   .mapPartitions(functools.partial(members_partition, out=out, env=env)).collect()) if items else []
+    return publish_near_duplicates(out, num_shards, near_duplicate_table(nodes, roots, members), d)
+
+
+def _decontam_report(out: str, stats: list[dict], ev: EvalImages) -> dict:
+    """The eval_image rejects of the run: count and the first REPORT_EXAMPLES (by uuid)."""
+    examples = []
+    for s in stats:
+        if s["failures"].get(EVAL_IMAGE) and len(examples) < REPORT_EXAMPLES:
+            t = read_table(failed_uri(out, s["shard"]))
+            examples += [{"uuid": r["uuid"], "url": r["url"], "detail": r["detail"]} for r in t.to_pylist()
+                         if r["reason"] == EVAL_IMAGE]
+    examples.sort(key=lambda e: e["uuid"])
+    unchecked = [s["shard"] for s in stats if s.get("eval_images") != ev.fingerprint]
+    return {**ev.stats(), "rejected": sum(s["failures"].get(EVAL_IMAGE, 0) for s in stats),
+            # shards completed by an earlier run without these evaluation images: not checked
+            "shards_not_checked": len(unchecked),
+            "examples": examples[:REPORT_EXAMPLES], "listed_in": f"{FAILED_DIR}/ (reason {EVAL_IMAGE})"}
 
 
 def summary_hints(report: dict) -> list[str]:
@@ -517,11 +641,16 @@ def summary_hints(report: dict) -> list[str]:
                          "(never fetched)")
         hints.append(f"forbidden_address: {forbidden:,} URLs resolve to non-public addresses: {'; '.join(parts)}; "
                      f"each one's address is in {storage.join(r['output'], FAILED_DIR)}/")
-    retriable = sum(c for reason, c in failures.items() if reason not in NOT_RETRIED and reason != "missing_uuid")
+    retriable = sum(c for reason, c in failures.items()
+                    if reason not in NOT_RETRIED and reason not in FINAL_REASONS and reason != "missing_uuid")
     if retriable and r["shards_run"] == 0 and not r.get("retry_failed"):
         only = " (--retry-reasons forbidden_address to retry only those)" if forbidden else ""
         hints.append(f"every shard was complete, nothing was fetched: {retriable:,} URLs failed earlier; "
                      f"rerun with --retry-failed{only} to fetch them again")
+    dc = r.get("decontam") or {}
+    if dc.get("shards_not_checked"):
+        hints.append(f"decontamination: {dc['shards_not_checked']:,} shards were completed by an earlier run without "
+                     "these evaluation images and were not checked; download into a new output to check every image")
     return hints
 
 
@@ -533,6 +662,14 @@ def print_summary(report: dict, log=print) -> None:
         f"{r['images_per_s_this_run']} images/s)")
     for reason, c in r["failures"].items():
         log(f"  {reason:<20} {c:>10,}")
+    near = r.get("near_duplicates")
+    if near:
+        log(f"near-duplicates (<= {near['max_distance']} bits): {near['groups']:,} groups of {near['images_in_groups']:,} "
+            f"images among {near['images_hashed']:,} hashed (kept; listed in {near['table']})")
+    dc = r.get("decontam")
+    if dc:
+        log(f"decontamination: {dc['rejected']:,} images within {dc['max_distance']} bits of one of {dc['images']:,} "
+            f"evaluation images rejected ({EVAL_IMAGE}; listed in {dc['listed_in']})")
     for hint in summary_hints(r):
         log(f"hint: {hint}")
     log(f"output: {r['output']}")
