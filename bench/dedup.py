@@ -23,6 +23,11 @@ The ratio curate / (curate + near-dup + HLL) is the rate the curate path keeps w
 Goal (for the job, whose per-text cost is higher than this bare path's): >= 0.8.
 
 The machine is shared, so the sides alternate (--repeat) and each side's best run is taken.
+
+The real job (--job-texts, default 200k; 0 skips it): jobs/curate.py on local Spark over the
+same generated alt-texts as bench/curate.py, with near-duplicate clustering off and on
+(alternating, best of --repeat each, CPU of the JVM and every Python worker), prints the rate
+the job keeps with clustering on (goal >= 0.8) and the near-dup share of its task CPU.
 """
 
 from __future__ import annotations
@@ -207,6 +212,63 @@ def hll_error(texts: list[str]) -> dict:
     return out
 
 
+def job_ratio(n_texts: int, repeat: int, cores: int) -> dict:
+    """The curate job's texts per CPU-second with near_dup off and on, on the same inputs."""
+    import dataclasses
+    import shutil
+
+    from bench.curate import tree_cpu
+    from curation.curate_config import CurateConfig
+    from curation.samples.alt_texts import generate_alt_texts, write_sample_metadata
+    from jobs.curate import build_session, run
+
+    work = tempfile.mkdtemp(prefix="bench-dedup-job-")
+    try:
+        rows = generate_alt_texts(n_texts, 0)
+        metadata = os.path.join(work, "metadata")
+        write_sample_metadata(metadata)
+        in_dir = os.path.join(work, "input")
+        os.makedirs(in_dir)
+        files = 4 * cores
+        per = -(-len(rows) // files)
+        for k in range(files):
+            part = rows[k * per:(k + 1) * per]
+            pq.write_table(pa.table({"URL": [r[0] for r in part], "TEXT": [r[1] for r in part]}),
+                           os.path.join(in_dir, f"part-{k:04d}.parquet"))
+        del rows
+        base = CurateConfig(inputs=(os.path.join(in_dir, "*.parquet"),), metadata=metadata,
+                            output=os.path.join(work, "out"), master=f"local[{cores}]", incremental=False,
+                            extra_spark_conf={"spark.driver.memory": "4g", "spark.ui.enabled": "false"})
+        spark = build_session(base)
+        run(base, spark, progress=lambda *_a: None)  # cold: JIT and the Python daemon's imports
+        best = {False: float("inf"), True: float("inf")}
+        task_cpu = {}
+        for _ in range(repeat):
+            for on in (False, True):
+                cfg = dataclasses.replace(base, near_dup=on)
+                cpu0, own0 = tree_cpu(os.getpid()), time.process_time()
+                manifest = run(cfg, spark, progress=lambda *_a: None)
+                cpu1, own1 = tree_cpu(os.getpid()), time.process_time()
+                total = sum(cpu1.get(k, 0.0) - cpu0.get(k, 0.0) for k in set(cpu0) | set(cpu1)) + own1 - own0
+                best[on] = min(best[on], total)
+                task_cpu[on] = manifest["task_cpu_seconds"]
+        spark.stop()
+        ratio = best[False] / best[True]
+        nd_cpu = task_cpu[True]
+        share = nd_cpu.get("near_dup_clusters", 0.0) + max(0.0, nd_cpu["inputs"] - task_cpu[False]["inputs"])
+        out = {"texts": n_texts, "cores": cores, "job_cpu_s_off": round(best[False], 2),
+               "job_cpu_s_on": round(best[True], 2), "job_rate_kept_with_near_dup": round(ratio, 3),
+               "near_dup_cpu_share_on": round(share / best[True], 3), "task_cpu_seconds_on": nd_cpu,
+               "task_cpu_seconds_off": task_cpu[False], "clusters": manifest.get("near_dup")}
+        print(f"[curate job, {n_texts:,} texts, local[{cores}]] CPU-s off {best[False]:.2f}, on {best[True]:.2f} "
+              f"(best of {repeat}): the job keeps {ratio:.2f} of its rate with near-duplicate clustering on "
+              f"(goal >= 0.80 -> {'met' if ratio >= 0.8 else 'NOT met'}); near-dup share of the job's CPU "
+              f"{out['near_dup_cpu_share_on']:.1%}")
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--texts", type=int, default=1_000_000, help="texts per corpus (default 1M)")
@@ -214,7 +276,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--num-perm", type=int, default=None, help="MinHash permutations (default near_dup.NUM_PERM)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--job-texts", type=int, default=200_000,
+                        help="texts for the real curate job with near_dup off vs on (0: skip)")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="local[N] for the job")
+    parser.add_argument("--skip-bare", action="store_true", help="only the real job's ratio")
     args = parser.parse_args(argv)
+    if args.skip_bare:
+        out = {"job": job_ratio(args.job_texts, args.repeat, args.cores)} if args.job_texts else {}
+        print(json.dumps(out, sort_keys=True))
+        return out
 
     from curation import near_dup as nd
     from curation.decontam import DecontamIndex
@@ -239,6 +309,8 @@ def main(argv=None) -> dict:
         results = [measure(name, texts, args, curate, index) for name, texts in corpora.items()]
     errors = hll_error(corpora["web alt-texts"])
     out = {"num_perm": args.num_perm, "batch_size": args.batch_size, "corpora": results, "hll_error": errors}
+    if args.job_texts:
+        out["job"] = job_ratio(args.job_texts, args.repeat, args.cores)
     print(json.dumps(out, sort_keys=True))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

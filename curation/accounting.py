@@ -17,6 +17,7 @@ STAGES: dict[str, str] = {
     "extract": "image links and their texts",
     "lid": "texts",
     "match": "texts",
+    "decontam": "matched texts (against evaluation sets, when asked)",
     "group": "matched texts (identical texts of an image kept once)",
     "sample": "images",
 }

@@ -179,7 +179,7 @@ class Annotator:
 
     def __init__(self, input_id: str, source: str, resources: WorkerResources, batch_size: int = 4096,
                  min_lid_prob: float = 0.0, count_only: Iterable[str] = (), max_queued: int | None = None,
-                 sample_every: int = 0, sample_max: int = 0):
+                 sample_every: int = 0, sample_max: int = 0, decontam=None):
         from curation.inputs import EventCounter
 
         self.input_id = input_id
@@ -205,6 +205,11 @@ class Annotator:
         self.rejects: list[tuple[str, str, str]] = []
         self.fill: dict[str, str] = {}  # constant columns a column input does not carry
         self._langs = None
+        # decontamination (curation.decontam.DecontamIndex or None): matched texts of an eval
+        # image's URL or near-duplicates of an eval caption become rejects of stage "decontam"
+        self.decontam = decontam
+        self.decontam_langs: Counter = Counter()
+        self.decontam_examples: list[dict] = []
 
     # --- LID, queues, matching ---
 
@@ -320,7 +325,7 @@ class Annotator:
                 cols[name] = pa.repeat(pa.scalar(value, pa.string()), n)
         offsets = np.zeros(n + 1, dtype=np.int32)
         np.cumsum(sizes[matched], out=offsets[1:])
-        yield _column_batch(ANNOTATED, n, {
+        batch = _column_batch(ANNOTATED, n, {
             **cols,
             "input_id": pa.repeat(pa.scalar(self.input_id, pa.string()), n),
             "kind": pa.repeat(pa.scalar("text", pa.string()), n),
@@ -328,6 +333,37 @@ class Annotator:
             # ids of the texts without a match are empty, so the flat ids are exactly the kept lists
             "entry_ids": pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(ids, pa.int32())),
         })
+        if self.decontam is not None:
+            batch = self._decontaminate(lang, batch)
+        if batch.num_rows:
+            yield batch
+
+    MAX_DECONTAM_EXAMPLES = 20  # per input, in its stats (the report shows the run's first ones)
+
+    def _decontaminate(self, lang: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The matched texts of `batch` that no evaluation set holds; the others become rejects
+        (stage decontam, reason eval_url or eval_text, a row each) before anything counts them."""
+        from curation.inputs import excerpt
+
+        n = batch.num_rows
+        urls, texts = batch.column("url"), batch.column("text")
+        reasons = np.asarray(self.decontam.check(urls, texts, normalized_urls=True), dtype=object)
+        hit = np.flatnonzero(reasons != None)  # noqa: E711 (elementwise)
+        rejected = Counter(reasons[hit].tolist())
+        self.acct.add("decontam", n, n - len(hit), rejected)
+        if not len(hit):
+            return batch
+        self.matched_langs[lang] -= len(hit)
+        self.decontam_langs[lang] += len(hit)
+        for i in hit.tolist():
+            url, text = urls[i].as_py(), texts[i].as_py()
+            self.rejects.append(("decontam", reasons[i], excerpt(f"{url} {text}")))
+            self.decontam_examples.append({"reason": reasons[i], "lang": lang, "url": url, "text": excerpt(text)})
+        self.decontam_examples = sorted(self.decontam_examples,
+                                        key=lambda e: (e["reason"], e["text"], e["url"]))[:self.MAX_DECONTAM_EXAMPLES]
+        keep = np.ones(n, dtype=bool)
+        keep[hit] = False
+        return batch.filter(pa.array(keep))
 
     def _rejects_batch(self, rejects: list[tuple[str, str, str]]) -> pa.RecordBatch:
         n = len(rejects)
@@ -377,6 +413,8 @@ class Annotator:
             "accounting": self.acct.to_dict(),
             "lid_langs": dict(sorted(self.lid_langs.items())),
             "matched_langs": dict(sorted(self.matched_langs.items())),
+            **({"decontam": {"by_lang": dict(sorted(self.decontam_langs.items())),
+                             "examples": self.decontam_examples}} if self.decontam is not None else {}),
         }
 
     def _finish(self) -> Iterator[pa.RecordBatch]:

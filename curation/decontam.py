@@ -277,3 +277,118 @@ class DecontamIndex:
 
 _ARRAYS = ("url_hashes", "shingles", "shingle_bounds", "text_keys", "text_owners", "image_hashes", "image_keys",
            "image_owners")
+
+
+# --- evaluation sets from files ---------------------------------------------------------------
+
+
+def read_eval_captions(path: str) -> tuple[list[str], list[str]]:
+    """(captions, image URLs) of one evaluation-set file, local or s3://. Layouts:
+
+    - XTD / babel-imagenet `xtd.json`: {"captions": {lang: [[caption, ...] per image] or
+      [caption, ...]}, "images": [...]} (image file names, not URLs: not used as URLs);
+    - COCO captions JSON: {"annotations": [{"caption": ...}], "images": [{"coco_url"/"flickr_url"/
+      "url": ...}]};
+    - JSON Lines (XM3600 style and others): per line an object whose "caption"/"captions"/"text"
+      values, or per-language objects {"caption": [...]} are captions, and "url"/"image_url"/
+      "coco_url" an image URL;
+    - any other file: one caption per line.
+    """
+    from curation import storage
+
+    raw = storage.read_bytes(path).decode("utf-8")
+    captions: list[str] = []
+    urls: list[str] = []
+
+    def add(value) -> None:
+        if isinstance(value, str):
+            if value.strip():
+                captions.append(value.strip())
+        elif isinstance(value, list):
+            for v in value:
+                add(v)
+        elif isinstance(value, dict):
+            for key in ("caption", "captions", "text"):
+                if key in value:
+                    add(value[key])
+
+    def add_url(doc: dict) -> None:
+        for key in ("url", "image_url", "coco_url", "flickr_url"):
+            if isinstance(doc.get(key), str) and doc[key]:
+                urls.append(doc[key])
+
+    name = path.rsplit("/", 1)[-1].lower()
+    doc = None
+    if name.endswith(".json"):
+        doc = json.loads(raw)
+    if isinstance(doc, dict) and "captions" in doc and isinstance(doc["captions"], dict):
+        for lang in sorted(doc["captions"]):
+            add(doc["captions"][lang])
+    elif isinstance(doc, dict) and "annotations" in doc:
+        for ann in doc["annotations"]:
+            add(ann)
+        for image in doc.get("images", []):
+            if isinstance(image, dict):
+                add_url(image)
+    elif doc is not None:
+        add(doc)
+    elif name.endswith((".jsonl", ".jsonl.gz")):
+        for line in raw.splitlines():
+            if line.strip():
+                obj = json.loads(line)
+                if isinstance(obj, dict):
+                    add_url(obj)
+                    add(obj)
+                    for v in obj.values():  # per-language objects: {"en": {"caption": [...]}}
+                        if isinstance(v, dict):
+                            add(v)
+    else:
+        captions.extend(line.strip() for line in raw.splitlines() if line.strip())
+    return captions, urls
+
+
+def read_eval_urls(path: str) -> list[str]:
+    """Image URLs of an evaluation set: one per line (blank lines and # comments skipped)."""
+    from curation import storage
+
+    return [line.strip() for line in storage.read_bytes(path).decode("utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def index_from_files(caption_files: Sequence[str] = (), url_files: Sequence[str] = (), *,
+                     text_threshold: float = TEXT_THRESHOLD) -> DecontamIndex | None:
+    """The DecontamIndex of evaluation-set files (read_eval_captions, read_eval_urls); None when
+    no file is given (decontamination off)."""
+    if not caption_files and not url_files:
+        return None
+    captions: list[str] = []
+    urls: list[str] = []
+    for path in caption_files:
+        c, u = read_eval_captions(path)
+        captions += c
+        urls += u
+    for path in url_files:
+        urls += read_eval_urls(path)
+    return DecontamIndex(captions, urls=urls, text_threshold=text_threshold)
+
+
+def index_digest(data: bytes) -> str:
+    """The identity of an index's bytes (what the per-input state depends on)."""
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+_LOADED: dict[str, DecontamIndex] = {}
+
+
+def load_index(data: bytes | None, digest: str | None = None) -> DecontamIndex | None:
+    """DecontamIndex.from_bytes, cached per process by digest (a task decodes it once per worker)."""
+    if not data:
+        return None
+    digest = digest or index_digest(data)
+    index = _LOADED.get(digest)
+    if index is None:
+        _LOADED.clear()
+        index = _LOADED[digest] = DecontamIndex.from_bytes(data)
+    return index

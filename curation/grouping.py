@@ -7,8 +7,9 @@ carries small results (a stats document per input, per-language entry counts per
 texts stay in Arrow inside the Python workers:
 
   1. `process_input`: one input -> `<state>/input_id=<id>/texts.arrow` (matched texts
-     sorted by uuid, an Arrow IPC file of small record batches), `rejects.parquet`, then
-     `stats.json` (its completion marker).
+     sorted by uuid, an Arrow IPC file of small record batches), `rejects.parquet`,
+     `distinct.bin` (HyperLogLog sketches of its distinct image URLs, hosts, page URLs and
+     texts per language: `distinct_counts`), then `stats.json` (its completion marker).
   2. `group_bucket`: bucket k = a uuid range (uuids are uniform hex) -> reads that range of
      every input's texts (memory-mapped; batches outside the range are skipped), keeps identical texts of an
      image once, writes `matched/part-k.parquet` and returns per-language entry counts; task k
@@ -36,12 +37,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curation import annotate, balance, inputs, runs, sampling, storage
+from curation import annotate, balance, inputs, near_dup, runs, sampling, sketches, storage
 from curation.schemas import COUNTS, CURATED, MATCHED, MATCHED_TEXT, REJECTS
 
 TEXTS_FILE = "texts.arrow"
 REJECTS_FILE = "rejects.parquet"
 STATS_FILE = "stats.json"
+BANDS_FILE = "bands.arrow"  # near-duplicate search: (band_key, text_hash) of the input's distinct texts
+SKETCHES_FILE = "distinct.bin"  # the input's HyperLogLog sketches (sketches.DistinctCounts.to_bytes)
 STATE_BATCH_ROWS = 8192  # rows per record batch of an input's texts: the unit a bucket read can skip
 UUID_RANGES_KEY = b"uuid_ranges"  # schema metadata: [first, last] uuid of each record batch
 
@@ -72,14 +75,16 @@ def input_state_dir(state_dir: str, input_id: str) -> str:
 def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, state_key: str | None = None,
                   url_col: str = "URL", text_col: str = "TEXT", batch_size: int = 4096, min_lid_prob: float = 0.0,
                   count_only: Sequence[str] = (), state_compression: str | None = None, sample_every: int = 0,
-                  sample_max: int = 0) -> dict:
+                  sample_max: int = 0, decontam=None, near_dup_threshold: float | None = None) -> dict:
     """Parse -> LID -> match one input (annotate.Annotator) and store its state under
-    `state_dir`/input_id=<state_key or input_id>; returns its stats."""
+    `state_dir`/input_id=<state_key or input_id>; returns its stats. `decontam`: a
+    curation.decontam.DecontamIndex whose hits become rejects (None: off); `near_dup_threshold`:
+    also store the LSH band keys of the input's distinct texts (BANDS_FILE; None: off)."""
     cpu0 = time.process_time()
     out = input_state_dir(state_dir, state_key or input_id)
     storage.delete_prefix(storage.join(out, STATS_FILE))  # rewritten state is complete only once stats.json is back
     stage = annotate.Annotator(input_id, path, res, batch_size, min_lid_prob, count_only,
-                               sample_every=sample_every, sample_max=sample_max)
+                               sample_every=sample_every, sample_max=sample_max, decontam=decontam)
     by_kind: dict[str, list[pa.RecordBatch]] = {"text": [], "reject": [], "stats": []}
     for batch in inputs.run_input(stage, path, fmt, url_col, text_col):
         if batch.num_rows:  # Annotator yields batches of one kind each
@@ -93,10 +98,168 @@ def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, st
     write_state_texts(texts, storage.join(out, TEXTS_FILE),
                       compression=None if state_compression in (None, "none") else state_compression)
     storage.write_table(rejects.cast(REJECTS), storage.join(out, REJECTS_FILE))
-    stats = {**stage.stats(), "texts": texts.num_rows, "reject_rows": rejects.num_rows,
+    distinct, text_hashes = distinct_counts(texts)
+    storage.write_bytes(storage.join(out, SKETCHES_FILE), distinct.to_bytes())
+    extra = {}
+    if near_dup_threshold is not None:
+        keys, members = text_band_pairs(texts, text_hashes, near_dup_threshold)
+        write_arrow(pa.table({"band_key": keys, "text_hash": members}, schema=BANDS), storage.join(out, BANDS_FILE))
+        extra["band_pairs"] = len(keys)
+    stats = {**stage.stats(), **extra, "texts": texts.num_rows, "reject_rows": rejects.num_rows,
              "cpu_seconds": round(time.process_time() - cpu0, 3)}
     runs.write_json(storage.join(out, STATS_FILE), stats)  # last: the state of this input is complete
     return stats
+
+
+def distinct_counts(texts: pa.Table, p: int = sketches.DEFAULT_P) -> tuple[sketches.DistinctCounts, np.ndarray]:
+    """HyperLogLog sketches of an input's matched texts (STATE_TEXTS rows): distinct image URLs,
+    hosts, page URLs and texts, per language and overall; and each row's text hash (uint64).
+
+    Hashing reuses what the rows carry: an image URL's sketch key is balance.uuid_keys of its
+    uuid (already a hash of the normalised URL), hosts and page URLs repeat and are hashed once
+    per distinct value of the batch (dictionary encoding), texts once per row, in numpy. The
+    text hashes are near_dup.text_hashes' (the same stable hash), returned for reuse.
+    """
+    distinct = sketches.DistinctCounts(p)
+    if texts.num_rows == 0:
+        return distinct, np.zeros(0, dtype=np.uint64)
+    langs = pc.dictionary_encode(_col(texts, "lang"))  # grouped once for the four keys
+    uuids = _col(texts, "uuid")
+    distinct.update_hashes("image_url", balance.uuid_keys(uuids.to_pylist()), langs)
+    urls = _col(texts, "url")
+    distinct.update("host", sketches.url_hosts(urls), langs)
+    distinct.update("page_url", _col(texts, "page_url"), langs)
+    text_hashes = sketches.stable_hashes(_col(texts, "text"))
+    distinct.update_hashes("text", text_hashes, langs)
+    return distinct, text_hashes
+
+
+BANDS = pa.schema([("band_key", pa.int64()), ("text_hash", pa.int64())])
+
+
+def text_band_pairs(texts: pa.Table, text_hashes: np.ndarray, threshold: float = near_dup.THRESHOLD
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(band_key, text_hash) rows of an input's distinct texts (near_dup.band_pairs), sorted:
+    one MinHash signature per distinct text (by its hash, the one distinct_counts computed),
+    in batches of the whole input (numpy, no Python call per text or shingle)."""
+    if texts.num_rows == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    uniq, first = np.unique(np.asarray(text_hashes, dtype=np.uint64), return_index=True)
+    distinct_texts = _col(texts, "text").take(pa.array(first, pa.int64()))
+    bands, rows = near_dup.lsh_params(threshold, near_dup.NUM_PERM)
+    keys, members = [], []
+    for s in range(0, len(uniq), NEAR_DUP_BATCH):
+        sigs = near_dup.signatures(distinct_texts.slice(s, NEAR_DUP_BATCH))
+        k, m = near_dup.band_pairs(sigs, uniq[s:s + NEAR_DUP_BATCH].view(np.int64), bands, rows)
+        keys.append(k)
+        members.append(m)
+    return near_dup.unique_pairs(np.concatenate(keys), np.concatenate(members))
+
+
+NEAR_DUP_BATCH = 4096  # distinct texts per signature batch (bounded temporaries)
+
+
+def band_bucket(keys: np.ndarray, buckets: int) -> np.ndarray:
+    """The band bucket of each band key: equal ranges of the unsigned 64-bit space (keys are hashes)."""
+    u = np.asarray(keys, dtype=np.int64).view(np.uint64)
+    return ((u >> np.uint64(32)) * np.uint64(buckets) >> np.uint64(32)).astype(np.int64)
+
+
+def exchange_bands(bands_files: Sequence[str], buckets: int, path: str) -> int:
+    """The band rows of some inputs as one Arrow IPC file of `buckets` record batches (batch b:
+    band bucket b, sorted by key then text hash), as exchange_run does for the texts; returns rows."""
+    tables = [read_arrow(f) for f in bands_files]
+    t = pa.concat_tables(tables).combine_chunks() if tables else BANDS.empty_table()
+    keys, members = t.column("band_key").to_numpy(), t.column("text_hash").to_numpy()
+    b = band_bucket(keys, buckets)
+    order = np.lexsort((members, keys, b))
+    keys, members, b = keys[order], members[order], b[order]
+    cuts = np.searchsorted(b, np.arange(buckets + 1))
+    options = pa.ipc.IpcWriteOptions(use_threads=False)
+    with _ipc_sink(path) as sink, pa.ipc.new_file(sink, BANDS, options=options) as writer:
+        for k in range(buckets):
+            lo, hi = int(cuts[k]), int(cuts[k + 1])
+            writer.write_batch(pa.RecordBatch.from_arrays([pa.array(keys[lo:hi], pa.int64()),
+                                                           pa.array(members[lo:hi], pa.int64())], schema=BANDS))
+    return len(keys)
+
+
+def cluster_band_bucket(k: int, runs: Sequence[str]) -> dict:
+    """Band bucket k of the band exchange -> the components of its collisions: a result whose
+    "components" are (text hashes, cluster ids) of the texts that share a band key with another."""
+    cpu0 = time.process_time()
+    batches = []
+    for path in runs:
+        source = _open_ipc(path)
+        try:
+            batch = pa.ipc.open_file(source).get_batch(k)
+        finally:
+            source.close()
+        if batch.num_rows:
+            batches.append(batch)
+    t = pa.Table.from_batches(batches, schema=BANDS)
+    nodes, roots = near_dup.components(*near_dup.star_edges(t.column("band_key").to_numpy(),
+                                                            t.column("text_hash").to_numpy()))
+    result = new_result(band_rows=t.num_rows, cpu_seconds_clusters=time.process_time() - cpu0)
+    result["components"] = (nodes, roots)
+    return result
+
+
+def merge_components(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Components of components (near_dup.components on their (node, root) rows as edges):
+    (sorted text hashes, cluster id = the smallest member's hash)."""
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return near_dup.components(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+def cluster_stats(unique: pa.Table, clusters: tuple[np.ndarray, np.ndarray]) -> dict:
+    """Per near-duplicate cluster met in a bucket's unique texts: {cluster id: [texts per
+    language, (smallest hash, its text), (largest hash, its text)]} (merge_results merges them)."""
+    nodes, roots = clusters
+    if unique.num_rows == 0 or len(nodes) == 0:
+        return {}
+    h = sketches.stable_hashes(_col(unique, "text")).view(np.int64)
+    at = np.minimum(np.searchsorted(nodes, h), len(nodes) - 1)
+    rows = np.flatnonzero(nodes[at] == h)
+    if not len(rows):
+        return {}
+    cid, hh = roots[at[rows]], h[rows]
+    langs = _col(unique, "lang").take(pa.array(rows, pa.int64())).to_pylist()
+    texts = _col(unique, "text").take(pa.array(rows, pa.int64())).to_pylist()
+    out: dict = {}
+    for c, x, lang, text in zip(cid.tolist(), hh.tolist(), langs, texts, strict=True):
+        e = out.get(c)
+        if e is None:
+            out[c] = [{lang: 1}, (x, text), (x, text)]
+            continue
+        e[0][lang] = e[0].get(lang, 0) + 1
+        if x < e[1][0]:
+            e[1] = (x, text)
+        if x > e[2][0]:
+            e[2] = (x, text)
+    return out
+
+
+def _merge_clusters(a: dict, b: dict) -> dict:
+    out = {c: [dict(v[0]), v[1], v[2]] for c, v in a.items()}
+    for c, v in b.items():
+        e = out.get(c)
+        if e is None:
+            out[c] = [dict(v[0]), v[1], v[2]]
+            continue
+        for lang, n in v[0].items():
+            e[0][lang] = e[0].get(lang, 0) + n
+        e[1] = min(e[1], v[1])
+        e[2] = max(e[2], v[2])
+    return out
+
+
+def read_distinct(files: Sequence[str], p: int = sketches.DEFAULT_P) -> sketches.DistinctCounts:
+    """The merge of some inputs' stored sketches (their state's SKETCHES_FILE)."""
+    return sketches.DistinctCounts.merged((sketches.DistinctCounts.from_bytes(storage.read_bytes(f)) for f in files),
+                                          p=p)
 
 
 def uuid_order(uuids: pa.Array) -> np.ndarray:
@@ -224,7 +387,9 @@ def bucket_offsets(uuids: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarra
     return np.concatenate([[0], cuts, [len(values)]]).astype(np.int64)
 
 
-def exchange_run(texts_files: Sequence[str], buckets: int, path: str, compression: str | None = None) -> dict:
+def exchange_run(texts_files: Sequence[str], buckets: int, path: str, compression: str | None = None,
+                 sketch_files: Sequence[str] = (), bands_files: Sequence[str] = (), band_buckets: int = 0,
+                 bands_path: str | None = None) -> dict:
     """One exchange task: the texts of some inputs (their state files, in input order) as one
     Arrow IPC file of exactly `buckets` record batches, batch k holding bucket k's rows.
 
@@ -249,7 +414,14 @@ def exchange_run(texts_files: Sequence[str], buckets: int, path: str, compressio
             batch = pa.concat_tables(pieces[k]).combine_chunks().to_batches() if pieces[k] else []
             writer.write_batch(batch[0] if batch else pa.RecordBatch.from_pylist([], schema=STATE_TEXTS))
             rows += batch[0].num_rows if batch else 0
-    return new_result(exchanged=rows, opens_exchange=len(texts_files), cpu_seconds_exchange=time.process_time() - cpu0)
+    result = new_result(exchanged=rows, opens_exchange=len(texts_files) + len(sketch_files))
+    if sketch_files:
+        result["distinct"] = read_distinct(sketch_files).to_bytes()
+    if bands_path is not None:  # the near-duplicate band keys, regrouped by band bucket the same way
+        result["totals"]["band_rows"] = exchange_bands(bands_files, band_buckets, bands_path)
+        result["totals"]["opens_exchange"] += len(bands_files)
+    result["totals"]["cpu_seconds_exchange"] = time.process_time() - cpu0
+    return result
 
 
 def read_bucket(runs: Sequence[str], k: int) -> pa.Table:
@@ -332,6 +504,17 @@ def merge_results(a: dict, b: dict) -> dict:
     for key in ("totals", "lang_texts"):
         for name in set(a[key]) | set(b[key]):
             out[key][name] = a[key].get(name, 0) + b[key].get(name, 0)
+    cl = [x["clusters"] for x in (a, b) if x.get("clusters") is not None]
+    if cl:
+        out["clusters"] = cl[0] if len(cl) == 1 else _merge_clusters(cl[0], cl[1])
+    co = [x["components"] for x in (a, b) if x.get("components") is not None]
+    if co:  # concatenated; merge_components makes them components at the end
+        out["components"] = co[0] if len(co) == 1 else (np.concatenate([c[0] for c in co]),
+                                                         np.concatenate([c[1] for c in co]))
+    sk = [x["distinct"] for x in (a, b) if x.get("distinct") is not None]
+    if sk:  # HyperLogLog sketches (bytes): merged by register max
+        out["distinct"] = sk[0] if len(sk) == 1 else sketches.DistinctCounts.from_bytes(sk[0]).merge(
+            sketches.DistinctCounts.from_bytes(sk[1])).to_bytes()
     for lang in set(a["counts"]) | set(b["counts"]):
         parts = [x["counts"][lang] for x in (a, b) if lang in x["counts"]]
         if len(parts) == 1:
@@ -364,7 +547,8 @@ def part_name(k: int) -> str:
 
 
 def group_bucket(k: int, buckets: int, runs: Sequence[str], matched_dir: str,
-                 picked_dir: str | None = None, seed: int = 0, count_identical_texts: str = "once") -> dict:
+                 picked_dir: str | None = None, seed: int = 0, count_identical_texts: str = "once",
+                 clusters: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Bucket k of the exchange's runs -> matched/part-k; returns entry counts, texts per language, totals.
 
     With `picked_dir`, the text each image offers the offline sample (sampling.pick_texts, epoch
@@ -384,6 +568,8 @@ def group_bucket(k: int, buckets: int, runs: Sequence[str], matched_dir: str,
     result = entry_counts(unique.column("lang"), unique.column("entry_ids"))
     if count_identical_texts == "every":
         result["counts"] = entry_counts(texts.column("lang"), texts.column("entry_ids"))["counts"]
+    if clusters is not None:
+        result["clusters"] = cluster_stats(unique, clusters)
     result["totals"] = {"images": matched.num_rows, "texts_in": texts.num_rows, "opens_group": len(runs),
                         "cpu_seconds_group": time.process_time() - cpu0}
     return result

@@ -125,6 +125,20 @@ class CurateOutput:
     picked = _Entry(PICKED)
     exchange = _Entry(EXCHANGE)
     ledger = _Entry(STATE, LEDGER)
+    distinct_counts = _Entry(STATE, "distinct_counts.bin")  # the run's merged HyperLogLog sketches
+
+
+class RebalanceOutput(CurateOutput):
+    """The rebalance job's output (jobs/rebalance.py): a curate output's counts/, thresholds.json,
+    entry_probs/ and curated/ recomputed over the images that were obtained, under the same names
+    (so training's --entry-probs/--curated and download's input lister read it as a curate output's);
+    no matched/ or rejects/: its manifest names the curate run whose matched/ it filtered."""
+
+    LAYOUT = OutputLayout("rebalance", (JOB_MANIFEST,), frozenset({
+        CurateOutput.CURATED, CurateOutput.COUNTS, CurateOutput.ENTRY_PROBS, CurateOutput.THRESHOLDS,
+        CurateOutput.REPORT_JSON, CurateOutput.REPORT_HTML, CurateOutput.PICKED, CurateOutput.EXCHANGE,
+        JOB_MANIFEST, SUCCESS, storage.RUNS_PREFIX}))
+    PUBLISHED = (CurateOutput.CURATED, CurateOutput.COUNTS, CurateOutput.ENTRY_PROBS, CurateOutput.THRESHOLDS)
 
 
 class ImagesOutput:

@@ -30,7 +30,11 @@ MAX_BAR_LANGS = 40  # languages in the per-language bar chart (the most matched 
 # (curation.inputs' RECORD_REJECT_REASONS: corrupt or truncated gzip, bad WARC header, malformed
 # JSON, ...; or one this list does not know yet) is reported as an error.
 FILTER_REASONS = frozenset((*SKIP_REASONS, *LINK_REJECT_REASONS, *TEXT_REJECT_REASONS,
-                            "no_metadata_lang", "low_lid_prob", "no_match", "duplicate_text", "not_sampled"))
+                            "no_metadata_lang", "low_lid_prob", "no_match", "duplicate_text", "not_sampled",
+                            "eval_url", "eval_text", "eval_image", "near_dup_cap"))
+
+DISTINCT_KEYS = ("image_url", "host", "page_url", "text")  # curation.sketches.KEYS, in the report's order
+DISTINCT_NAMES = {"image_url": "image URLs", "host": "image hosts", "page_url": "page URLs", "text": "texts"}
 
 # The one head/tail rule (curation.balance): stated once, in report.json and in the HTML.
 DEFINITIONS = {
@@ -98,8 +102,15 @@ def _split_rejects(rejected: Mapping[str, int]) -> tuple[dict, dict]:
 def build_report(*, accounting: Mapping, thresholds: Mapping, counts_by_lang: Mapping[str, np.ndarray],
                  curated_counts_by_lang: Mapping[str, np.ndarray], matched_by_lang: Mapping[str, int],
                  lid_langs: Mapping[str, int], rows: Mapping, t_en: int, en_lang: str,
-                 metadata_version: str, curated_by_lang: Mapping[str, int] | None = None) -> dict:
+                 metadata_version: str, curated_by_lang: Mapping[str, int] | None = None,
+                 distinct: Mapping | None = None, decontam: Mapping | None = None,
+                 near_dup: Mapping | None = None) -> dict:
     """Everything the HTML shows, as plain JSON values.
+
+    `distinct`: sketches.DistinctCounts.summary() of the run's matched texts (HyperLogLog
+    estimates of distinct image URLs, hosts, page URLs and texts, with their relative error);
+    `decontam`: what decontamination dropped (counts by reason, examples, the index's stats);
+    `near_dup`: the near-duplicate text clusters (largest clusters, shares per language).
 
     `curated_by_lang`: curated images per language (the language of the text each curated image
     carries; they sum to rows["curated"]). Without it the per-language curated images are None.
@@ -134,6 +145,8 @@ def build_report(*, accounting: Mapping, thresholds: Mapping, counts_by_lang: Ma
             "entries_above_t_after": int((after > t).sum()),
             "max_count": int(c.max()) if c.size else 0,
             "max_count_after": int(after.max()) if after.size else 0,
+            "distinct": None if distinct is None else
+            {key: int(distinct[key]["by_lang"].get(lang, 0)) for key in DISTINCT_KEYS},
         })
     reasons: dict[str, int] = {}
     by_stage = {}
@@ -173,6 +186,9 @@ def build_report(*, accounting: Mapping, thresholds: Mapping, counts_by_lang: Ma
         "distributions": distributions,
         "distributions_rule": f"the {MAX_DIST_LANGS} languages with the most matched texts",
         "distributions_omitted": [x["lang"] for x in top[MAX_DIST_LANGS:]],
+        "distinct": None if distinct is None else dict(distinct),
+        "decontam": None if decontam is None else dict(decontam),
+        "near_dup": None if near_dup is None else dict(near_dup),
     }
 
 
@@ -402,6 +418,58 @@ def _rejects_html(rep: Mapping) -> list[str]:
     return parts
 
 
+def _distinct_html(rep: Mapping, shown: list[dict]) -> list[str]:
+    """Distinct values among the matched texts: HyperLogLog estimates, overall and per language."""
+    d = rep.get("distinct")
+    if not d:
+        return []
+    err = d["relative_error"]
+    parts = [f"<h2>Distinct values among matched texts</h2><p class='note'>HyperLogLog estimates (precision "
+             f"p = {d['precision']}): relative standard error {err:.2%}, so about 95% of estimates lie within "
+             f"&plusmn;{2 * err:.2%} of the exact count (small counts are near exact: linear counting). Sketches are "
+             "kept per input and merged, so an incremental run counts a value seen by several inputs once.</p>"]
+    parts.append(_table(["", *(DISTINCT_NAMES[k] for k in DISTINCT_KEYS)],
+                        [["all languages", *(d[k]["all"] for k in DISTINCT_KEYS)]]
+                        + [[x["lang"], *(x["distinct"][k] if x.get("distinct") else None for k in DISTINCT_KEYS)]
+                           for x in shown if x["matched_texts"]]))
+    return parts
+
+
+def _decontam_html(rep: Mapping) -> list[str]:
+    d = rep.get("decontam")
+    if not d:
+        return []
+    parts = ["<h2>Decontamination against evaluation sets</h2>",
+             f"<p>Index: {_esc(_reasons(d.get('index', {})))}. Matched texts dropped: <b>{d['dropped']:,}</b> "
+             f"({_esc(_reasons(d['by_reason']))}). Each is a reject (stage decontam) in rejects/.</p>"]
+    if d.get("by_lang"):
+        parts.append(_table(["lang", "dropped"], [[k, v] for k, v in d["by_lang"].items()]))
+    if d.get("examples"):
+        parts.append(f"<p class='note'>{len(d['examples'])} examples (of {d['dropped']:,}):</p>")
+        parts.append(_table(["reason", "lang", "url", "text"],
+                            [[e["reason"], e["lang"], e["url"], e["text"]] for e in d["examples"]]))
+    return parts
+
+
+def _near_dup_html(rep: Mapping) -> list[str]:
+    d = rep.get("near_dup")
+    if not d:
+        return []
+    parts = ["<h2>Near-duplicate alt-text clusters</h2>",
+             f"<p class='note'>{_esc(d.get('definition', ''))}</p>",
+             f"<p>{d['clusters']:,} clusters of two or more distinct texts hold {d['clustered_texts']:,} distinct "
+             f"texts" + (f"; capped at {d['cap']:,} images per cluster: {d['capped_texts']:,} matched texts "
+                         "dropped (rejects, stage near_dup)" if d.get("cap") else "") + ".</p>"]
+    if d.get("by_lang"):
+        parts.append(_table(["lang", "matched texts in clusters", "share of the language's matched texts"],
+                            [[k, v["texts"], f"{v['share']:.2%}"] for k, v in d["by_lang"].items()]))
+    if d.get("largest"):
+        parts.append(_table(["cluster id", "matched texts", "distinct texts", "languages", "examples"],
+                            [[c["id"], c["texts"], c["distinct_texts"], _reasons(c["by_lang"]),
+                              " | ".join(c["examples"])] for c in d["largest"]]))
+    return parts
+
+
 def render_html(rep: Mapping) -> str:
     rows = rep["rows"]
     langs = rep["languages"]
@@ -483,6 +551,9 @@ def render_html(rep: Mapping) -> str:
           x["matched_entries"], x["t"], x["tail_entries"], x["at_t_entries"], x["head_entries"],
           x["tail_proportion"], x["total_count"], round(x["expected_count_after"]), x["count_after"],
           x["entries_above_t_after"], x["max_count"], x["max_count_after"]] for x in shown]))
+    parts.extend(_distinct_html(rep, shown))
+    parts.extend(_decontam_html(rep))
+    parts.extend(_near_dup_html(rep))
     parts.extend(_rejects_html(rep))
     parts.append("</body></html>")
     return "\n".join(parts)

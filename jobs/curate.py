@@ -43,6 +43,7 @@ import os  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterable, Iterator, Sequence  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from curation import (  # noqa: E402
@@ -52,6 +53,7 @@ from curation import (  # noqa: E402
     layout,
     report,
     runs,
+    sketches,
     storage,
 )
 from curation.curate_config import CurateConfig, add_arguments, config_from_args  # noqa: E402
@@ -75,7 +77,7 @@ APP_NAME = "worldclip-curate"
 CODE_FILES = ("curation/annotate.py", "curation/grouping.py", "jobs/curate.py", *INPUT_CODE_FILES,
               "curation/urls.py", "curation/text.py", "curation/lid.py", "curation/languages.py",
               "curation/matcher.py", "curation/balance.py", "curation/sampling.py", "curation/schemas.py",
-              "curation/scripts.py")
+              "curation/scripts.py", "curation/sketches.py", "curation/near_dup.py", "curation/decontam.py")
 
 
 class InjectedFailure(RuntimeError):
@@ -172,9 +174,12 @@ def lid_model_id(path: str | None) -> dict:
     return {"path": path, "size": st.st_size}
 
 
-def stage1_fingerprint(cfg: CurateConfig, metadata_version: str, lid: dict, code: str) -> str:
+def stage1_fingerprint(cfg: CurateConfig, metadata_version: str, lid: dict, code: str,
+                       decontam_digest: str | None = None) -> str:
     doc = {"config": cfg.stage1_fingerprint(), "metadata_version": metadata_version, "lid": lid,
            "code": code.split("+src.")[-1]}
+    if decontam_digest is not None:  # the evaluation sets' index decides which texts the state keeps
+        doc["decontam"] = decontam_digest
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -202,6 +207,82 @@ def reject_chunks(input_ids: list[str], reject_rows: dict[str, int], parts: int)
     return chunks
 
 
+def build_decontam(cfg: CurateConfig) -> dict | None:
+    """The decontamination index of cfg's evaluation sets, built once on the driver: {"bytes",
+    "digest", "stats", "files"}; None when no evaluation set is given (off)."""
+    if not cfg.decontam_captions and not cfg.decontam_urls:
+        return None
+    from curation import decontam
+
+    captions = storage.expand(cfg.decontam_captions) if cfg.decontam_captions else []
+    urls = storage.expand(cfg.decontam_urls) if cfg.decontam_urls else []
+    index = decontam.index_from_files(captions, urls, text_threshold=cfg.decontam_text_threshold)
+    data = index.to_bytes()
+    return {"bytes": data, "digest": decontam.index_digest(data), "stats": index.stats(),
+            "files": {"captions": captions, "urls": urls}}
+
+
+MAX_CLUSTERS_SHOWN = 20  # near-duplicate clusters in the report
+
+
+def near_dup_report(cfg: CurateConfig, clusters, stats: dict | None, matched_by_lang: dict) -> dict | None:
+    """The near-duplicate clusters for the report: how many, the largest (by matched texts) with
+    two example texts each, and per language the share of matched texts that are in a cluster."""
+    if clusters is None:
+        return None
+    nodes, roots = clusters
+    stats = stats or {}
+    by_lang: dict[str, int] = {}
+    largest = []
+    for cid, (langs, lo, hi) in stats.items():
+        for lang, n in langs.items():
+            by_lang[lang] = by_lang.get(lang, 0) + n
+        largest.append((-sum(langs.values()), cid, langs, lo, hi))
+    largest.sort(key=lambda x: (x[0], x[1]))
+    sizes = np.unique(roots, return_counts=True)[1] if len(roots) else np.zeros(0, np.int64)
+    distinct_per = dict(zip(np.unique(roots).tolist(), sizes.tolist(), strict=True)) if len(roots) else {}
+    from curation.inputs import excerpt
+
+    return {
+        "definition": (f"texts whose shingle sets have Jaccard >= {cfg.near_dup_threshold} are joined when their "
+                       "MinHash signatures share an LSH band; clusters are the connected components, id = the "
+                       "smallest member text hash. Matched texts count an image's identical texts once."),
+        "threshold": cfg.near_dup_threshold,
+        "clusters": int(len(distinct_per)),
+        "clustered_texts": int(len(nodes)),
+        "cap": None,
+        "by_lang": {lang: {"texts": n, "share": n / matched_by_lang[lang] if matched_by_lang.get(lang) else 0.0}
+                    for lang, n in sorted(by_lang.items(), key=lambda kv: (-kv[1], kv[0]))},
+        "largest": [{"id": str(cid), "texts": -neg, "distinct_texts": int(distinct_per.get(cid, 0)),
+                     "by_lang": dict(sorted(langs.items(), key=lambda kv: (-kv[1], kv[0]))),
+                     "examples": [excerpt(lo[1])] + ([excerpt(hi[1])] if hi[0] != lo[0] else [])}
+                    for neg, cid, langs, lo, hi in largest[:MAX_CLUSTERS_SHOWN]],
+    }
+
+
+MAX_DECONTAM_EXAMPLES = 30  # in the report
+
+
+def decontam_report(decontam: dict | None, acct, per_input: dict, ids: list[str]) -> dict | None:
+    """What decontamination dropped, for the report: by reason, by language, the first examples."""
+    if decontam is None:
+        return None
+    stage = acct.to_dict().get("decontam", {"in": 0, "out": 0, "rejected": {}})
+    by_lang: dict[str, int] = {}
+    examples = []
+    for iid in ids:
+        d = per_input[iid].get("decontam") or {}
+        for lang, n in d.get("by_lang", {}).items():
+            by_lang[lang] = by_lang.get(lang, 0) + int(n)
+        examples += d.get("examples", [])
+    examples.sort(key=lambda e: (e["reason"], e["text"], e["url"]))
+    return {"checked": int(stage["in"]), "dropped": int(stage["in"] - stage["out"]),
+            "by_reason": dict(stage["rejected"]), "by_lang": dict(sorted(by_lang.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "examples": examples[:MAX_DECONTAM_EXAMPLES],
+            "index": {k: v for k, v in decontam["stats"].items() if k in ("urls", "captions", "captions_too_short",
+                                                                          "text_threshold")}}
+
+
 def _check_hook(cfg: CurateConfig, phase: str) -> None:
     if cfg.fail_after == phase:
         raise InjectedFailure(f"fail_after={phase!r}: injected failure (testing hook)")
@@ -215,13 +296,31 @@ def _value(x):
 
 
 def exchange_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, chunks, exchange_dir: str,
-                       compression: str | None, env: dict | None = None) -> Iterator[dict]:
-    """RDD partition body over task ids: task m writes the exchange run of input chunk m."""
+                       compression: str | None, env: dict | None = None, band_buckets: int = 0) -> Iterator[dict]:
+    """RDD partition body over task ids: task m writes the exchange run of input chunk m (and,
+    with `band_buckets`, the run of its near-duplicate band keys)."""
     chunks = _value(chunks)
     os.environ.update(env or {})
     for m in task_ids:
-        files = [storage.join(grouping.input_state_dir(state_dir, key), grouping.TEXTS_FILE) for key in chunks[m]]
-        yield grouping.exchange_run(files, buckets, exchange_run_path(exchange_dir, m), compression)
+        dirs = [grouping.input_state_dir(state_dir, key) for key in chunks[m]]
+        yield grouping.exchange_run([storage.join(d, grouping.TEXTS_FILE) for d in dirs], buckets,
+                                    exchange_run_path(exchange_dir, m), compression,
+                                    sketch_files=[storage.join(d, grouping.SKETCHES_FILE) for d in dirs],
+                                    bands_files=[storage.join(d, grouping.BANDS_FILE) for d in dirs] if band_buckets
+                                    else (), band_buckets=band_buckets,
+                                    bands_path=bands_run_path(exchange_dir, m) if band_buckets else None)
+
+
+def bands_run_path(exchange_dir: str, m: int) -> str:
+    return storage.join(exchange_dir, f"bands-{m:05d}.arrow")
+
+
+def clusters_partition(task_ids: Iterable[int], *, runs: int, exchange_dir: str, env: dict | None = None):
+    """RDD partition body over band bucket ids: the components of each bucket's band collisions."""
+    os.environ.update(env or {})
+    files = [bands_run_path(exchange_dir, m) for m in range(runs)]
+    for k in task_ids:
+        yield grouping.cluster_band_bucket(k, files)
 
 
 def exchange_run_path(exchange_dir: str, m: int) -> str:
@@ -230,15 +329,18 @@ def exchange_run_path(exchange_dir: str, m: int) -> str:
 
 def group_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, runs: int, exchange_dir: str,
                     reject_chunks, matched_dir: str, rejects_dir: str, picked_dir: str | None = None,
-                    seed: int = 0, env: dict | None = None, count_identical_texts: str = "once") -> Iterator[dict]:
+                    seed: int = 0, env: dict | None = None, count_identical_texts: str = "once",
+                    clusters=None) -> Iterator[dict]:
     """RDD partition body over task ids: task k groups bucket k (k < buckets) of the exchange's
-    `runs` runs and writes reject part k (k < len(reject_chunks), a Spark broadcast or a list)."""
+    `runs` runs and writes reject part k (k < len(reject_chunks), a Spark broadcast or a list);
+    `clusters`: the near-duplicate (text hashes, cluster ids), a broadcast, or None."""
     chunks = _value(reject_chunks)
+    clusters = _value(clusters)
     os.environ.update(env or {})
     run_files = [exchange_run_path(exchange_dir, m) for m in range(runs)]
     for k in task_ids:
         result = grouping.group_bucket(k, buckets, run_files, matched_dir, picked_dir, seed,
-                                       count_identical_texts) if k < buckets else grouping.new_result()
+                                       count_identical_texts, clusters) if k < buckets else grouping.new_result()
         if k < len(chunks):
             files = [storage.join(grouping.input_state_dir(state_dir, i), grouping.REJECTS_FILE) for i in chunks[k]]
             result["totals"]["rejects"] = grouping.write_rejects_part(k, files, rejects_dir)
@@ -259,18 +361,25 @@ def input_partition(rows: Iterable[tuple[str, str, str, str]], *, state_dir: str
                     sample_every: int = 0, sample_max: int = 0, env: dict | None = None,
                     manifest_sha256: str | None = None,
                     max_loaded: int = 16, cache_dir: str | None = None, state_compression: str | None = None,
-                    max_loaded_mb: float = 0, lid_script_check: bool = True) -> Iterator[tuple[str, dict]]:
+                    max_loaded_mb: float = 0, lid_script_check: bool = True, decontam=None,
+                    decontam_digest: str | None = None,
+                    near_dup_threshold: float | None = None) -> Iterator[tuple[str, dict]]:
     """RDD partition body: (path, input_id, format, state key) -> (input_id, stats) per input;
-    `env`: the driver's S3 settings (jobs.common.task_env)."""
+    `env`: the driver's S3 settings (jobs.common.task_env); `decontam`: the bytes of a
+    curation.decontam.DecontamIndex (a Spark broadcast), or None."""
+    from curation import decontam as decontam_index
+
     if env:
         os.environ.update(env)
+    index = decontam_index.load_index(_value(decontam), decontam_digest) if decontam is not None else None
     res = annotate.worker_resources(metadata, lid_model, max_loaded, cache_dir, max_loaded_mb,
                                     expected_manifest_sha256=manifest_sha256, lid_script_check=lid_script_check)
     for path, iid, fmt, key in rows:
         yield iid, grouping.process_input(path, iid, fmt, state_dir, res, state_key=key, url_col=url_col, text_col=text_col,
                                  batch_size=batch_size, min_lid_prob=min_lid_prob, count_only=count_only,
                                  sample_every=sample_every, sample_max=sample_max,
-                                 state_compression=state_compression)
+                                 state_compression=state_compression, decontam=index,
+                                 near_dup_threshold=near_dup_threshold)
 
 
 # --- the phases (RDDs of task ids: no SQL planning, no rows for the JVM to convert) -----------------
@@ -289,8 +398,10 @@ def _result_total(name: str, result: dict) -> int:
 
 
 def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: str, keys: dict[str, str],
-                   mode: str | None = None, manifest_sha256: str | None = None) -> dict[str, dict]:
-    """Phase 1 on Spark: per-input state files under `state_dir`/<state key>; returns {input_id: stats}."""
+                   mode: str | None = None, manifest_sha256: str | None = None,
+                   decontam: bytes | None = None) -> dict[str, dict]:
+    """Phase 1 on Spark: per-input state files under `state_dir`/<state key>; returns {input_id: stats}.
+    `decontam`: the decontamination index's bytes (broadcast once per executor), or None."""
     rows = [(p, input_id(p), input_format(p, cfg.input_format), keys[input_id(p)]) for p in new_inputs]
     tasks = cfg.partitions or min(len(new_inputs), 10_000)
     storage.makedirs(state_dir)
@@ -302,19 +413,30 @@ def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: s
         manifest_sha256=manifest_sha256,
         max_loaded=cfg.max_loaded_automata, cache_dir=cfg.cache_dir,
         state_compression=cfg.state_compression, max_loaded_mb=cfg.max_automata_mb,
-        lid_script_check=cfg.lid_script_check)
+        lid_script_check=cfg.lid_script_check, near_dup_threshold=cfg.near_dup_threshold if cfg.near_dup else None)
     sc = spark.sparkContext
-    with PhaseProgress(sc, "curate 1/4 read+LID+match", len(rows), "inputs", "texts", mode) as p:
-        return dict(sc.parallelize(rows, tasks).mapPartitions(Counted(body, p.done, p.items, _input_texts)).collect())
+    bc = sc.broadcast(decontam) if decontam else None
+    if bc is not None:
+        from curation.decontam import index_digest
+
+        body = functools.partial(body, decontam=bc, decontam_digest=index_digest(decontam))
+    try:
+        with PhaseProgress(sc, "curate 1/4 read+LID+match", len(rows), "inputs", "texts", mode) as p:
+            return dict(sc.parallelize(rows, tasks).mapPartitions(Counted(body, p.done, p.items, _input_texts))
+                        .collect())
+    finally:
+        if bc is not None:
+            bc.unpersist()
 
 
 def exchange(spark, state_dir: str, state_keys: list[str], buckets: int, runs: int, exchange_dir: str,
-             compression: str | None, mode: str | None = None) -> dict:
-    """Phase 2a on Spark: `runs` tasks, each regrouping a contiguous chunk of the inputs by bucket."""
+             compression: str | None, mode: str | None = None, band_buckets: int = 0) -> dict:
+    """Phase 2a on Spark: `runs` tasks, each regrouping a contiguous chunk of the inputs by bucket
+    (and their near-duplicate band keys by band bucket, when `band_buckets`)."""
     storage.makedirs(exchange_dir)
     chunks = [state_keys[m * len(state_keys) // runs:(m + 1) * len(state_keys) // runs] for m in range(runs)]
     body = functools.partial(exchange_partition, buckets=buckets, state_dir=state_dir, exchange_dir=exchange_dir,
-                             compression=compression, env=task_env(state_dir, exchange_dir))
+                             compression=compression, env=task_env(state_dir, exchange_dir), band_buckets=band_buckets)
     return run_tasks(spark, runs, body, grouping.merge_results, grouping.new_result, mode=mode,
                      progress=("curate 2/4 exchange", "runs", "texts", _total("exchanged")),
                      broadcast={"chunks": chunks})
@@ -322,7 +444,7 @@ def exchange(spark, state_dir: str, state_keys: list[str], buckets: int, runs: i
 
 def group_and_count(spark, state_dir: str, runs: int, exchange_dir: str, buckets: int, chunks: list[list[str]],
                     matched_dir: str, rejects_dir: str, picked_dir: str | None = None, seed: int = 0,
-                    mode: str | None = None, count_identical_texts: str = "once") -> dict:
+                    mode: str | None = None, count_identical_texts: str = "once", clusters=None) -> dict:
     """Phase 2b on Spark: matched/ and rejects/ files (and each image's pick for the sample in
     `picked_dir`); returns the summed task results."""
     for d in (matched_dir, rejects_dir, picked_dir):
@@ -334,7 +456,18 @@ def group_and_count(spark, state_dir: str, runs: int, exchange_dir: str, buckets
                              count_identical_texts=count_identical_texts)
     return run_tasks(spark, max(buckets, len(chunks)), body, grouping.merge_results, grouping.new_result, mode=mode,
                      progress=("curate 3/4 group per image", "buckets", "texts", _total("texts_in")),
-                     broadcast={"reject_chunks": chunks})
+                     broadcast={"reject_chunks": chunks, **({"clusters": clusters} if clusters is not None else {})})
+
+
+def cluster_near_dups(spark, runs: int, exchange_dir: str, band_buckets: int, mode: str | None = None) -> dict:
+    """Phase 2a': one task per band bucket -> the components of its band collisions; the driver
+    merges them (components of components: curation.near_dup) into (text hashes, cluster ids)."""
+    body = functools.partial(clusters_partition, runs=runs, exchange_dir=exchange_dir, env=task_env(exchange_dir))
+    result = run_tasks(spark, band_buckets, body, grouping.merge_results, grouping.new_result, mode=mode,
+                       progress=("curate 2/4 near-duplicate clusters", "band buckets", "band rows",
+                                 _total("band_rows")))
+    nodes, roots = grouping.merge_components([result.get("components") or (np.zeros(0, np.int64),) * 2])
+    return {"nodes": nodes, "roots": roots, "totals": result["totals"]}
 
 
 def _compression(cfg: CurateConfig) -> str | None:
@@ -430,20 +563,22 @@ def run(cfg: CurateConfig, spark=None, progress=print, prepared: tuple[list[str]
     inputs, meta, dropped = prepared if prepared is not None else preflight(cfg)
     code = runs.code_version(CODE_FILES)
     lid = lid_model_id(cfg.lid_model)
-    fingerprint = stage1_fingerprint(cfg, meta["version"], lid, code)
+    decontam = build_decontam(cfg)
+    fingerprint = stage1_fingerprint(cfg, meta["version"], lid, code, decontam and decontam["digest"])
 
     if spark is None:
         spark = build_session(cfg)
     mode = progress_mode(progress is print if show_progress is None else show_progress)
     lock = contextlib.nullcontext() if locked else runs.output_lock(output_uri(cfg), JOB)
     with lock:
-        manifest = _run(cfg, spark, t0, inputs, meta, code, lid, fingerprint, progress, mode, dropped)
+        manifest = _run(cfg, spark, t0, inputs, meta, code, lid, fingerprint, progress, mode, dropped, decontam)
     print_summary(manifest, output_uri(cfg), progress)
     return manifest
 
 
 def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, code: str, lid: dict,
-         fingerprint: str, progress, mode: str | None = None, dropped: list[str] = ()) -> dict:
+         fingerprint: str, progress, mode: str | None = None, dropped: list[str] = (),
+         decontam: dict | None = None) -> dict:
     timings: dict[str, float] = {}
 
     def mark(name: str, since: float) -> float:
@@ -467,7 +602,8 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         progress(f"curate: {len(inputs)} inputs ({len(reused)} with state from an earlier run, "
                  f"{len(new_inputs)} to read), metadata {meta_version}, {len(languages)} languages, t_en={cfg.t_en:,}")
         t = time.time()
-        per_input = (process_inputs(spark, cfg, new_inputs, state_dir, keys, mode, meta.get("manifest_sha256"))
+        per_input = (process_inputs(spark, cfg, new_inputs, state_dir, keys, mode, meta.get("manifest_sha256"),
+                                    decontam["bytes"] if decontam else None)
                      if new_inputs else {})
         new_inputs_ids = list(per_input)
         for iid in reused:
@@ -499,14 +635,30 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         # 2. the exchange (inputs' texts by uuid bucket), then matched/ and rejects/ (one task per
         # uuid bucket), entry counts
         n_runs = exchange_runs(cfg, len(ids), spark.sparkContext.defaultParallelism)
-        exchanged = exchange(spark, state_dir, state_keys, buckets, n_runs, new.exchange, _compression(cfg), mode)
+        band_rows = sum(per_input[i].get("band_pairs", 0) for i in ids) if cfg.near_dup else 0
+        band_buckets = n_files(band_rows, 4 * cfg.rows_per_file) if cfg.near_dup else 0
+        exchanged = exchange(spark, state_dir, state_keys, buckets, n_runs, new.exchange, _compression(cfg), mode,
+                             band_buckets)
         if exchanged["totals"].get("exchanged", 0) != matched_texts_in:
             raise RuntimeError(f"the exchange moved {exchanged['totals']} texts, stage 1 stored {matched_texts_in}")
         t = mark("exchange", t)
+        # distinct counts: every input's stored sketches, merged by the exchange tasks (one per run)
+        distinct = (sketches.DistinctCounts.from_bytes(exchanged["distinct"]) if exchanged.get("distinct")
+                    else sketches.DistinctCounts())
+        storage.makedirs(storage.join(staging, CurateOutput.STATE))
+        storage.write_bytes(new.distinct_counts, distinct.to_bytes())
+        distinct_summary = distinct.summary()
+        clusters = None
+        if cfg.near_dup:
+            found = cluster_near_dups(spark, n_runs, new.exchange, band_buckets, mode)
+            if found["totals"].get("band_rows", 0) != band_rows:
+                raise RuntimeError(f"the band exchange moved {found['totals']} rows, stage 1 stored {band_rows}")
+            clusters = (found["nodes"], found["roots"])
+            t = mark("near_dup_clusters", t)
         matched_dir = new.matched
         picked_dir = new.picked  # scratch: removed before publishing
         grouped = group_and_count(spark, state_dir, n_runs, new.exchange, buckets, chunks, matched_dir, new.rejects,
-                                  picked_dir, cfg.seed, mode, cfg.count_identical_texts)
+                                  picked_dir, cfg.seed, mode, cfg.count_identical_texts, clusters)
         storage.delete_prefix(new.exchange)
         totals = grouped["totals"]
         images = int(totals.get("images", 0))
@@ -550,7 +702,9 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             accounting=acct.to_dict(), thresholds=thresholds, counts_by_lang=counts_by_lang,
             curated_counts_by_lang=curated_counts, matched_by_lang=matched_by_lang, lid_langs=lid_langs,
             rows=rows, t_en=cfg.t_en, en_lang=cfg.en_lang, metadata_version=meta_version,
-            curated_by_lang={lang: int(n) for lang, n in sampled["lang_texts"].items()})
+            curated_by_lang={lang: int(n) for lang, n in sampled["lang_texts"].items()},
+            distinct=distinct_summary, decontam=decontam_report(decontam, acct, per_input, ids),
+            near_dup=near_dup_report(cfg, clusters, grouped.get("clusters"), matched_by_lang))
         report.write_report(rep, staging)
         runs.write_json(new.ledger, {"fingerprint": fingerprint, "inputs": ledger})
         timings["total"] = round(time.time() - t0, 3)
@@ -571,7 +725,9 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
                 "inputs": round(sum(per_input[i].get("cpu_seconds", 0.0) for i in new_inputs_ids), 3),
                 "exchange": round(exchanged["totals"].get("cpu_seconds_exchange", 0.0), 3),
                 "group": round(totals.get("cpu_seconds_group", 0.0), 3),
-                "curate": round(sampled["totals"].get("cpu_seconds_curate", 0.0), 3)},
+                "curate": round(sampled["totals"].get("cpu_seconds_curate", 0.0), 3),
+                "near_dup_clusters": round(found["totals"].get("cpu_seconds_clusters", 0.0), 3) if cfg.near_dup
+                else 0.0},
             "spark": {"version": spark.version, "master": spark.sparkContext.master,
                       "default_parallelism": spark.sparkContext.defaultParallelism},
             "stage1_fingerprint": fingerprint,
@@ -588,6 +744,14 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
                          # an exchange task maps its chunk of inputs, a bucket task every run
                          "max_maps_per_task": max(math.ceil(len(ids) / n_runs), n_runs)},
             "en_max_count": int(counts_by_lang[cfg.en_lang].max(initial=0)),
+            # HyperLogLog estimates over the matched texts (sketches in _state/distinct_counts.bin)
+            "distinct": distinct_summary,
+            "near_dup": None if clusters is None else
+            {"threshold": cfg.near_dup_threshold, "band_buckets": band_buckets, "band_rows": band_rows,
+             "clustered_texts": int(len(clusters[0])), "clusters": int(len(np.unique(clusters[1])))},
+            "decontam": None if decontam is None else
+            {**decontam["stats"], "files": decontam["files"],
+             "dropped": acct.to_dict().get("decontam", {}).get("rejected", {})},
         }
         runs.write_json(new.manifest, manifest)  # last, before publish's _SUCCESS
     return manifest
