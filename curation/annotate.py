@@ -199,7 +199,7 @@ class Annotator:
         self.counter = EventCounter()
         self.lid_langs: Counter = Counter()
         self.matched_langs: Counter = Counter()
-        self.queues: dict[str, list[tuple[pa.Table, np.ndarray, list[str]]]] = {}  # (batch, its rows, texts)
+        self.queues: dict[str, list[tuple[pa.Table, list[str]]]] = {}  # (a slice of a batch, its texts)
         self.queued_by_lang: Counter = Counter()
         self.queued = 0
         self.rejects: list[tuple[str, str, str]] = []
@@ -258,13 +258,15 @@ class Annotator:
         arrays = {name: (v if isinstance(v, pa.Array) else pa.array(v, pa.string())) for name, v in cols.items()}
         arrays["lid"] = label_strings.take(pa.array(idx))
         arrays["lid_prob"] = pa.array(probs, pa.float32())
-        table = pa.Table.from_pydict(arrays)
+        # one take per batch puts each language's rows together; its queue entries are zero-copy
+        # slices of that table (a take per language and batch cost more than the take itself)
+        table = pa.Table.from_pydict(arrays).take(pa.array(order, pa.int64()))
         ordered_texts = list(map(texts.__getitem__, order.tolist()))
         start = 0
         for r in np.flatnonzero(per_lang).tolist():
             lang, m = names[r], int(per_lang[r])
-            # rows stay in the batch's table (taken once, after matching); texts as str for matching
-            self.queues.setdefault(lang, []).append((table, order[start:start + m], ordered_texts[start:start + m]))
+            # texts as str for matching; the rows are filtered once per matched queue
+            self.queues.setdefault(lang, []).append((table.slice(start, m), ordered_texts[start:start + m]))
             start += m
             self.queued_by_lang[lang] += m
             self.queued += m
@@ -297,7 +299,7 @@ class Annotator:
         self.queued -= m
         if not m:
             return
-        texts = pieces[0][2] if len(pieces) == 1 else [t for p in pieces for t in p[2]]
+        texts = pieces[0][1] if len(pieces) == 1 else [t for p in pieces for t in p[1]]
         ids, bounds = match_batch_flat(self.res.automaton(lang), texts)
         sizes = np.diff(bounds)
         matched = sizes > 0
@@ -308,13 +310,8 @@ class Annotator:
         if not n:
             return
         self.matched_langs[lang] += n
-        parts, at = [], 0
-        for table, rows, _texts in pieces:
-            sel = rows[matched[at:at + len(rows)]]
-            at += len(rows)
-            if sel.size:
-                parts.append(table.take(pa.array(sel, pa.int64())))
-        kept = (parts[0] if len(parts) == 1 else pa.concat_tables(parts)).combine_chunks()
+        queued = pieces[0][0] if len(pieces) == 1 else pa.concat_tables([p[0] for p in pieces])  # no copy
+        kept = (queued if n == m else queued.filter(pa.array(matched))).combine_chunks()
         cols = {name: kept.column(name).combine_chunks() for name in kept.column_names}
         if "uuid" not in cols:  # hashed only for texts that matched (a column input's URLs)
             from curation.urls import image_uuids
