@@ -86,8 +86,12 @@ class MetadataConfig:
     # breaks (a heading and the next paragraph, one article's end and the next title); the project
     # ends bigrams at line breaks.
     bigrams_across_lines: bool = option(False, help="let bigrams cross line breaks, as the reference's stream does")
-    segmenters: dict = option(default_factory=lambda: {"zh": "jieba", "ja": "fugashi", "th": "pythainlp"},
-                              help="word segmenter per no-space language, LANG=NAME,... or a JSON object")
+    # metadata/tokenize.py documents each segmenter; bo/dz get tsheg syllables because botok would
+    # download its dictionary at run time
+    segmenters: dict = option(default_factory=lambda: {
+        "zh": "jieba", "ja": "fugashi", "th": "pythainlp", "km": "khmercut", "lo": "laonlp", "my": "pyidaungsu",
+        "bo": "tibetan-syllables", "dz": "tibetan-syllables"},
+        help="word segmenter per no-space language, LANG=NAME,... or a JSON object")
     # How entries become the automaton's search keys (curation.text.pad_entry): 'project' spaces an
     # entry's interior like a text ("U.S." finds "U.S.") and leaves no space at kana, fullwidth or
     # Unicode-punctuation ends; 'reference' is MetaCLIP 2's get_spaced_metadata, entry as is, ends

@@ -19,17 +19,34 @@ paragraph and one article to the next).
 
 No-space languages are cut into segments at every Unicode punctuation mark (the rule above is
 for space-separated text; the reference has a tokenizer of its own per no-space language), then
-each segment goes through a real segmenter whose dictionary ships in its wheel:
-zh -> jieba, ja -> fugashi + unidic-lite, th -> pythainlp (newmm). Segmenters are imported
-lazily; when one is missing or fails to start, the language falls back to the character rule
-and `Tokenizer.fallback_reason` says why (the build report shows it). Other no-space languages
-(km, lo, my, bo, ...) use the character rule. Bigrams of no-space languages are joined without
-a space, like the words they form.
+each segment goes through a real segmenter whose dictionary or model ships in its wheel, and none
+downloads anything at run time:
+
+- zh -> jieba; ja -> fugashi + unidic-lite (or 'mecab-ipadic': mecab-python3 + ipadic, the
+  reference's tagger, when both are installed); th -> pythainlp (newmm);
+- km -> khmercut: the CRF over Khmer character clusters (model `crf_ner_10000`) that the
+  reference's own km tokenizer uses, run by python-crfsuite;
+- lo -> laonlp (dictionary maximal matching), as the reference;
+- my -> pyidaungsu: its word CRF (`model/tokenizer.crfsuite`, the character features of the
+  reference's mmCRFseg tokenizer), run on each space-separated piece;
+- bo, dz -> 'tibetan-syllables': syllables cut after each tsheg (U+0F0B/U+0F0C), each keeping its
+  tsheg as written, so a bigram joins into text as it appears. Tsheg does not end a segment under
+  it. The reference uses botok for bo, but botok's wheel has no dictionary: `botok.Config`
+  downloads the dialect pack from GitHub on first use. 'botok' is known here only with a dialect
+  pack already on disk (`$WORLDCLIP_BOTOK_DIALECT_PACK`, or botok's default folder); without one
+  it falls back with that reason instead of downloading.
+
+Segmenters are imported lazily; when one is missing or fails to start, the language falls back to
+the character rule and `Tokenizer.fallback_reason` says why (the build report shows it). Other
+no-space languages (shn, mnw, blk, ...) use the character rule. Zero-width spaces (U+200B, Khmer's
+optional word separator) separate tokens and never stay inside one. Bigrams of no-space languages
+are joined without a space, like the words they form.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import string
 import unicodedata
@@ -41,6 +58,12 @@ from curation.text import NO_SPACE_RANGES
 log = logging.getLogger(__name__)
 
 _JOINERS = "-'\u2019"  # kept inside words
+_TSHEG = "\u0f0b\u0f0c"  # Tibetan syllable marks: inside words, never the end of a segment
+_ZWSP = "\u200b"
+# segmenters whose words run across tsheg, so it must not end a segment before them
+_TSHEG_SEGMENTERS = frozenset({"tibetan-syllables", "botok"})
+KNOWN_SEGMENTERS = ("jieba", "fugashi", "mecab-ipadic", "pythainlp", "khmercut", "laonlp", "pyidaungsu",
+                    "tibetan-syllables", "botok")
 
 
 @lru_cache(maxsize=1)
@@ -55,6 +78,15 @@ def _classes() -> tuple[str, str]:
         elif cat[0] == "M":
             marks.append(cp)
     return _ranges(punct), _ranges(marks)
+
+
+@lru_cache(maxsize=2)
+def _segment_regex_keeping(keep: str, across_lines: bool) -> re.Pattern:
+    """The Unicode segment splitter with the characters of `keep` taken out of its punctuation."""
+    punct = [cp for cp in range(0x10000) if unicodedata.category(chr(cp))[0] == "P"
+             and chr(cp) not in _JOINERS and chr(cp) not in keep]
+    newline = "" if across_lines else "\\n"
+    return re.compile(f"[{newline}{_ranges(punct)}]+")
 
 
 def _ranges(cps: list[int]) -> str:
@@ -131,6 +163,8 @@ class Tokenizer:
             try:
                 self._segment = _load_segmenter(segmenter)
                 self.segmenter_name = segmenter
+                if segmenter in _TSHEG_SEGMENTERS:
+                    self._segment_re = _segment_regex_keeping(_TSHEG, bigrams_across_lines)
             except Exception as exc:  # noqa: BLE001 - any failure to start means: use the fallback
                 self.fallback_reason = f"{segmenter}: {type(exc).__name__}: {exc}"
                 log.warning("metadata tokenizer for %s: segmenter %s unavailable (%s); using characters",
@@ -157,7 +191,7 @@ class Tokenizer:
                 if toks:
                     out.append(toks)
             return out
-        for seg in self._segment_re.split(text):
+        for seg in self._segment_re.split(text.replace(_ZWSP, " ") if _ZWSP in text else text):
             seg = seg.strip()
             if not seg:
                 continue
@@ -210,9 +244,61 @@ def _load_segmenter(name: str):
         from pythainlp.tokenize import word_tokenize
 
         return lambda s: word_tokenize(s, engine="newmm", keep_whitespace=False)
+    if name == "mecab-ipadic":
+        import ipadic
+        import MeCab
+
+        mecab = MeCab.Tagger(f"{ipadic.MECAB_ARGS} -Owakati")
+        return lambda s: mecab.parse(s).split()
+    if name == "khmercut":
+        import khmercut
+
+        khmercut.load()  # opens the CRF model shipped in the wheel
+        # the reference's km tokenizer also splits the CRF's words at whitespace
+        return lambda s: [w for t in khmercut.tokenize(s) for w in t.split()]
+    if name == "laonlp":
+        from laonlp.tokenize import word_tokenize as lao_words
+
+        lao_words("ພາສາລາວ")  # builds its dictionary trie now, not on the first page
+        return lao_words
+    if name == "pyidaungsu":
+        return _pyidaungsu_words()
+    if name == "tibetan-syllables":
+        syllable = re.compile(f"[^\\s{_TSHEG}]+[{_TSHEG}]*")
+        return syllable.findall
+    if name == "botok":
+        return _botok_words()
     if name in ("characters", "none", ""):
         raise ValueError("no segmenter configured")
-    raise ValueError(f"unknown segmenter {name!r} (known: jieba, fugashi, pythainlp)")
+    raise ValueError(f"unknown segmenter {name!r} (known: {', '.join(KNOWN_SEGMENTERS)})")
+
+
+def _pyidaungsu_words():
+    """Burmese words by pyidaungsu's word CRF, with one tagger for the process (its own
+    `tokenize(form='word')` opens the model file on every call)."""
+    import pycrfsuite
+    import pyidaungsu
+    from pyidaungsu.tokenize import Tokenize
+
+    tagger = pycrfsuite.Tagger()
+    tagger.open(os.path.join(os.path.dirname(pyidaungsu.__file__), "model", "tokenizer.crfsuite"))
+    crf = Tokenize()
+
+    # the CRF drops spaces before tagging; cutting at them first keeps Latin words and numbers apart
+    return lambda s: [w for piece in s.split() for w in crf.segment_sentence(tagger, piece).split()]
+
+
+def _botok_words():
+    """botok over a dialect pack already on disk; botok itself would download one from GitHub."""
+    from botok import WordTokenizer
+    from botok.config import DEFAULT_BASE_PATH, DEFAULT_DIALECT_PACK, Config
+
+    pack = os.environ.get("WORLDCLIP_BOTOK_DIALECT_PACK") or os.path.join(DEFAULT_BASE_PATH, DEFAULT_DIALECT_PACK)
+    if not os.path.isdir(os.path.join(pack, "dictionary")):
+        raise FileNotFoundError(f"no botok dialect pack at {pack} (botok downloads it from GitHub at run time, "
+                                "which the build never does; set WORLDCLIP_BOTOK_DIALECT_PACK)")
+    wt = WordTokenizer(config=Config.from_path(pack))
+    return lambda s: [t["text"] for t in wt.tokenize(s, split_affixes=False)]
 
 
 _CACHE: dict[tuple, Tokenizer] = {}
