@@ -198,6 +198,7 @@ class Annotator:
         self.acct = StageAccounting()
         self.counter = EventCounter()
         self.lid_langs: Counter = Counter()
+        self.lid_corrections: Counter = Counter()  # 'ja>zh': texts the LID script check relabelled
         self.matched_langs: Counter = Counter()
         self.queues: dict[str, list[tuple[pa.Table, list[str]]]] = {}  # (a slice of a batch, its texts)
         self.queued_by_lang: Counter = Counter()
@@ -232,8 +233,13 @@ class Annotator:
         if not n:
             return
         # what `identify` decides, per language group rather than per text (in numpy)
-        idx, probs = self.res.lid.predict_indices(texts)
+        result = self.res.lid.identify(texts)
+        idx, probs = result.idx, result.probs
         rank_of_label, names, unknown, label_strings = self._lang_tables()
+        if result.model_idx is not idx:  # the script check relabelled some texts: counted, for audit
+            from curation.lid import count_corrections
+
+            self.lid_corrections.update(count_corrections(result, self.res.lid.label_table()[0]))
         group = rank_of_label[idx]  # per text: index into names (sorted)
         per_name = np.bincount(group, minlength=len(names))
         for r in np.flatnonzero(per_name).tolist():
@@ -409,6 +415,7 @@ class Annotator:
             "input": self.source,
             "accounting": self.acct.to_dict(),
             "lid_langs": dict(sorted(self.lid_langs.items())),
+            "lid_corrections": dict(sorted(self.lid_corrections.items())),
             "matched_langs": dict(sorted(self.matched_langs.items())),
             **({"decontam": {"by_lang": dict(sorted(self.decontam_langs.items())),
                              "examples": self.decontam_examples}} if self.decontam is not None else {}),

@@ -104,13 +104,15 @@ def build_report(*, accounting: Mapping, thresholds: Mapping, counts_by_lang: Ma
                  lid_langs: Mapping[str, int], rows: Mapping, t_en: int, en_lang: str,
                  metadata_version: str, curated_by_lang: Mapping[str, int] | None = None,
                  distinct: Mapping | None = None, decontam: Mapping | None = None,
-                 near_dup: Mapping | None = None) -> dict:
+                 near_dup: Mapping | None = None, lid_corrections: Mapping[str, int] | None = None) -> dict:
     """Everything the HTML shows, as plain JSON values.
 
     `distinct`: sketches.DistinctCounts.summary() of the run's matched texts (HyperLogLog
     estimates of distinct image URLs, hosts, page URLs and texts, with their relative error);
     `decontam`: what decontamination dropped (counts by reason, examples, the index's stats);
     `near_dup`: the near-duplicate text clusters (largest clusters, shares per language).
+    `lid_corrections`: texts the LID script check relabelled, by 'model>new' label pair (None:
+    the check was off).
 
     `curated_by_lang`: curated images per language (the language of the text each curated image
     carries; they sum to rows["curated"]). Without it the per-language curated images are None.
@@ -189,7 +191,21 @@ def build_report(*, accounting: Mapping, thresholds: Mapping, counts_by_lang: Ma
         "distinct": None if distinct is None else dict(distinct),
         "decontam": None if decontam is None else dict(decontam),
         "near_dup": None if near_dup is None else dict(near_dup),
+        "lid_script_check": None if lid_corrections is None else _lid_audit(lid_corrections, lid_langs),
     }
+
+
+MAX_LID_PAIRS = 20
+
+
+def _lid_audit(corrections: Mapping[str, int], lid_langs: Mapping[str, int]) -> dict:
+    """What the LID script check changed: texts relabelled, their share of identified texts, and
+    the most frequent 'model>new' label pairs."""
+    total = int(sum(lid_langs.values()))
+    n = int(sum(corrections.values()))
+    pairs = sorted(((k, int(v)) for k, v in corrections.items()), key=lambda kv: (-kv[1], kv[0]))
+    return {"relabelled": n, "identified": total, "share": n / total if total else 0.0,
+            "by_pair": dict(pairs[:MAX_LID_PAIRS]), "pairs": len(pairs)}
 
 
 # --- SVG ------------------------------------------------------------------------------------------
@@ -451,6 +467,20 @@ def _decontam_html(rep: Mapping) -> list[str]:
     return parts
 
 
+def _lid_audit_html(rep: Mapping) -> list[str]:
+    d = rep.get("lid_script_check")
+    if not d:
+        return []
+    parts = ["<h2>Language ID: the script check</h2>",
+             f"<p>The script check relabelled <b>{d['relabelled']:,}</b> of {d['identified']:,} identified texts "
+             f"({d['share']:.2%}): lid.176's top label was a language not written in the text's script, and the "
+             "model's best label that is replaced it (model label &gt; label used).</p>"]
+    if d["by_pair"]:
+        more = f" (the top {len(d['by_pair'])} of {d['pairs']})" if d["pairs"] > len(d["by_pair"]) else ""
+        parts.append(_table([f"model > used{more}", "texts"], [[k, v] for k, v in d["by_pair"].items()]))
+    return parts
+
+
 def _near_dup_html(rep: Mapping) -> list[str]:
     d = rep.get("near_dup")
     if not d:
@@ -553,6 +583,7 @@ def render_html(rep: Mapping) -> str:
           x["entries_above_t_after"], x["max_count"], x["max_count_after"]] for x in shown]))
     parts.extend(_distinct_html(rep, shown))
     parts.extend(_decontam_html(rep))
+    parts.extend(_lid_audit_html(rep))
     parts.extend(_near_dup_html(rep))
     parts.extend(_rejects_html(rep))
     parts.append("</body></html>")

@@ -620,11 +620,14 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
 
         acct = accounting.StageAccounting()
         lid_langs: dict[str, int] = {}
+        lid_corrections: dict[str, int] = {}  # the LID script check's relabellings ('ja>zh'), for audit
         for iid in sorted(per_input):
             s = per_input[iid]
             acct.merge(s["accounting"])
             for k, v in s["lid_langs"].items():
                 lid_langs[k] = lid_langs.get(k, 0) + v
+            for k, v in s.get("lid_corrections", {}).items():  # absent in states of older code
+                lid_corrections[k] = lid_corrections.get(k, 0) + v
         matched_texts_in = sum(per_input[i]["texts"] for i in ids)
         reject_rows = sum(per_input[i]["reject_rows"] for i in ids)
         buckets = n_files(matched_texts_in, cfg.rows_per_file)
@@ -701,6 +704,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         rep = report.build_report(
             accounting=acct.to_dict(), thresholds=thresholds, counts_by_lang=counts_by_lang,
             curated_counts_by_lang=curated_counts, matched_by_lang=matched_by_lang, lid_langs=lid_langs,
+            lid_corrections=lid_corrections if cfg.lid_script_check else None,
             rows=rows, t_en=cfg.t_en, en_lang=cfg.en_lang, metadata_version=meta_version,
             curated_by_lang={lang: int(n) for lang, n in sampled["lang_texts"].items()},
             distinct=distinct_summary, decontam=decontam_report(decontam, acct, per_input, ids),
@@ -746,6 +750,8 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             "en_max_count": int(counts_by_lang[cfg.en_lang].max(initial=0)),
             # HyperLogLog estimates over the matched texts (sketches in _state/distinct_counts.bin)
             "distinct": distinct_summary,
+            # texts the LID script check relabelled, by 'model>used' label (null: the check was off)
+            "lid_corrections": dict(sorted(lid_corrections.items())) if cfg.lid_script_check else None,
             "near_dup": None if clusters is None else
             {"threshold": cfg.near_dup_threshold, "band_buckets": band_buckets, "band_rows": band_rows,
              "clustered_texts": int(len(clusters[0])), "clusters": int(len(np.unique(clusters[1])))},

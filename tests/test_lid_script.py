@@ -211,3 +211,33 @@ def test_chunked_prediction_with_corrections_equals_one_call(checked, xtd, monke
     chunked = checked.identify(texts)
     for a, b in zip(whole, chunked, strict=True):
         assert a.tolist() == b.tolist()
+
+
+@pytest.mark.spark
+def test_the_curate_job_reports_what_the_script_check_relabelled(spark, tmp_path, checked, xtd):
+    """The audit: every relabelling of the job's LID is counted per 'model>used' label pair in the
+    manifest and the report, and equals what the identifier says of the same texts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curation.lid import count_corrections
+    from curation.samples.alt_texts import write_sample_metadata
+    from jobs.curate import run
+
+    write_sample_metadata(tmp_path / "metadata", languages=["en", "zh", "ja"])
+    texts = xtd["zh"][:300] + xtd["ja"][:100]
+    pq.write_table(pa.table({"URL": [f"http://img.test/{i}.jpg" for i in range(len(texts))], "TEXT": texts}),
+                   tmp_path / "in.parquet")
+    want = dict(count_corrections(checked.identify(texts), checked.label_table()[0]))
+    assert want.get("ja>zh", 0) > 20  # XTD's Chinese captions that lid.176 calls ja
+    cfg = CurateConfig(inputs=(str(tmp_path / "in.parquet"),), metadata=str(tmp_path / "metadata"),
+                       output=str(tmp_path / "out"), t_en=5)
+    manifest = run(cfg, spark, progress=lambda *_a: None)
+    assert manifest["lid_corrections"] == dict(sorted(want.items()))
+    rep = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    audit = rep["lid_script_check"]
+    assert audit["relabelled"] == sum(want.values()) and audit["identified"] == len(texts)
+    assert "ja&gt;zh" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    off = run(CurateConfig(**{**cfg.to_dict(), "output": str(tmp_path / "off"), "lid_script_check": False}), spark,
+              progress=lambda *_a: None)
+    assert off["lid_corrections"] is None
