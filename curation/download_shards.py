@@ -80,11 +80,9 @@ NOT_RETRIED = frozenset({"duplicate", "duplicate_uuid"})
 FINAL_REASONS = frozenset({"eval_image"})
 EVAL_IMAGE = "eval_image"
 
-# side tables of the perceptual hashes (see the module docstring); their names live here with
-# their schemas, beside curation.layout.ImagesOutput's
-PHASH_DIR = "_phash"
-NEAR_DUPLICATES = "_dedup/near_duplicates.parquet"
-EVAL_IMAGES = "_decontam/eval_images.parquet"
+# side tables of the perceptual hashes (see the module docstring); their names are
+# curation.layout.ImagesOutput's, their schemas these
+PHASH_DIR, NEAR_DUPLICATES, EVAL_IMAGES = ImagesOutput.PHASH_DIR, ImagesOutput.NEAR_DUPLICATES, ImagesOutput.EVAL_IMAGES
 PHASHES = pa.schema([("uuid", pa.string()), ("phash", pa.int64())])
 # one row per image of a near-duplicate group of 2+ images, sorted by group then uuid: `group` is
 # the smallest member uuid, `distance` the member's Hamming distance to that image
@@ -96,8 +94,7 @@ EVAL_IMAGES_SCHEMA = pa.schema([("name", pa.string()), ("phash", pa.int64()), ("
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
-def phash_uri(out: str, k: int) -> str:
-    return storage.join(out, PHASH_DIR, f"{shard_name(k)}.parquet")
+phash_uri = ImagesOutput.phash_uri
 
 
 class InjectedCrash(RuntimeError):

@@ -149,6 +149,9 @@ class ImagesOutput:
     PLAN = "_PLAN.json"
     MANIFEST = JOB_MANIFEST
     DUPLICATES = "_dedup/duplicates.parquet"
+    NEAR_DUPLICATES = "_dedup/near_duplicates.parquet"  # images of near-duplicate groups (pHash)
+    PHASH_DIR = "_phash"  # per shard: uuid, pHash of each image, the shard's rows and order
+    EVAL_IMAGES = "_decontam/eval_images.parquet"  # the evaluation images a run was checked against
     STATS_DIR = "_stats"
     FAILED_DIR = "_failed"
     LAYOUT = OutputLayout("download", (JOB_MANIFEST, PLAN), None)
@@ -160,6 +163,10 @@ class ImagesOutput:
     @staticmethod
     def shard_uri(out: str, k: int) -> str:
         return storage.join(out, f"{ImagesOutput.shard_name(k)}.parquet")
+
+    @staticmethod
+    def phash_uri(out: str, k: int) -> str:
+        return storage.join(out, ImagesOutput.PHASH_DIR, f"{ImagesOutput.shard_name(k)}.parquet")
 
     @staticmethod
     def stats_uri(out: str, k: int) -> str:
