@@ -200,7 +200,7 @@ def _input_metadata_version(input_uri: str):
 
 
 def _curate_run(input_uri: str) -> dict | None:
-    """The identity of the curate run whose curated/ or matched/ the input is (the curate
+    """The identity of the curate (or rebalance) run whose curated/ or matched/ the input is (its
     _MANIFEST.json beside or above it), recorded so that training knows what the shards hold; None
     when the input is not a curate run's output (or its manifest cannot be read)."""
     base = input_uri.rstrip("/")
@@ -208,10 +208,10 @@ def _curate_run(input_uri: str) -> dict | None:
         with contextlib.suppress(Exception):
             data = storage.read_bytes(storage.join(root, MANIFEST))
             doc = json.loads(data)
-            if doc.get("job") != "curate":
+            if doc.get("job") not in ("curate", "rebalance"):  # a rebalanced output has curate's layout
                 continue
             config = doc.get("config") or {}
-            return {"output": root, "manifest_sha256": hashlib.sha256(data).hexdigest(),
+            return {"output": root, "job": doc["job"], "manifest_sha256": hashlib.sha256(data).hexdigest(),
                     "metadata_version": (doc.get("metadata") or {}).get("version"),
                     "seed": config.get("seed"), "t_en": config.get("t_en"), "code_version": doc.get("code_version")}
     return None
