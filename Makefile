@@ -70,8 +70,9 @@ evaluate: install
 	  $(PY) -m training.evaluate --checkpoint "$$ckpt" $$args --output '$(or $(EVAL_OUT),build/eval-out)'
 
 # make reproduce [REPRODUCE_ARGS='--seeds 0 --seeds 1 --steps 300 ...']: MetaCLIP 2's effect in miniature on a
-# synthetic 12-language world through the real jobs and trainer (python -m jobs.reproduce --help);
-# writes build/reproduce/reproduce.html and reproduce.json (aimed at under 20 minutes on 2 cores; the full run is not yet timed)
+# synthetic 12-language world through the real jobs and trainer (python -m jobs.reproduce --help): 3 arms x 3 seeds;
+# writes build/reproduce/reproduce.html, reproduce.json and reproduce.md; 8-11 minutes on 2 shared CPU cores
+# (README: "The paper's effect in miniature")
 reproduce: install
 	$(PY) -m jobs.reproduce --output build/reproduce $(REPRODUCE_ARGS)
 

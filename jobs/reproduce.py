@@ -9,10 +9,13 @@
 3. training runs of equal model size and equal seen pairs (steps x batch), per seed:
    worldwide raw pool, worldwide balanced (online curation), English only (balanced);
 4. zero-shot top-1 on held-out images per language, head and tail concepts apart, a table and
-   plots in <output>/reproduce.html and every number in <output>/reproduce.json.
+   plots in <output>/reproduce.html, every number in <output>/reproduce.json and the main table
+   as Markdown in <output>/reproduce.md.
 
-Progress is printed per step and, while training, every PROGRESS_EVERY_S seconds; the run ends
-with a summary and one JSON line. Config: the WorldConfig and ReproduceConfig dataclasses, from
+The defaults (200 concepts, 12 languages, 3 arms x 3 seeds of 500 steps x 128 pairs) take 8-11
+minutes on 2 CPU cores shared with other work; most of it is training. Progress is printed
+per step (with a "phase NAME took S s" line each; reproduce.json's timings_s has them all) and,
+while training, every PROGRESS_EVERY_S seconds; the run ends with a summary and one JSON line. Config: the WorldConfig and ReproduceConfig dataclasses, from
 defaults, then `--config FILE` (a JSON object with "world" and "reproduce" sections), then flags.
 """
 
@@ -40,7 +43,7 @@ from training.reproduce import analysis
 from training.reproduce.arm import ARMS
 from training.reproduce.world import LANGUAGES, World, WorldConfig, WorldInputError, describe_look
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]  # the project root: the training processes run there
 MARKER = "_REPRODUCE.json"  # what makes an output directory ours to replace
 COLLECTED = "collected.json"  # what the runs left: enough to write the report again (--report-only)
 PROGRESS_EVERY_S = 15.0
@@ -244,12 +247,12 @@ def run(world_cfg: WorldConfig, cfg: ReproduceConfig, spark=None, log=print) -> 
     t_start = time.time()
     # the machine's state, for reading the wall time: other work on the cores slows every step
     machine = {"cpu_count": os.cpu_count(), "load_average_start": [round(x, 2) for x in os.getloadavg()]}
-    out = Path(cfg.output)
+    out = Path(cfg.output).resolve()  # absolute: the training processes run in ROOT, not here
     work = prepare_output(out)
     (out / MARKER).write_text(json.dumps({"world": world_cfg.to_dict(), "reproduce": cfg.to_dict()}, indent=1))
     timings: dict[str, float] = {}
 
-    with pipeline.timed(timings, "world"):
+    with pipeline.timed(timings, "world", log):
         world = World(world_cfg, cfg.babel_dir)
         records = world.pool()
         (work / "world.json").write_text(json.dumps(world_spec(world), ensure_ascii=False), encoding="utf-8")
@@ -258,16 +261,16 @@ def run(world_cfg: WorldConfig, cfg: ReproduceConfig, spark=None, log=print) -> 
         f"alt-texts ({sum(r['kind'] == 'noise' for r in records):,} noise)")
 
     own_spark = spark is None
-    with pipeline.timed(timings, "spark_start"):
+    with pipeline.timed(timings, "spark_start", log):
         spark = spark or pipeline.build_session()
     try:
-        with pipeline.timed(timings, "metadata"):
+        with pipeline.timed(timings, "metadata", log):
             meta = pipeline.build_metadata(spark, world, work, log)
         with pipeline.image_server(world, records, cfg.port, log) as (base, served):
             truth = pipeline.write_pool(records, base, work / "pool", world_cfg.seed)
-            with pipeline.timed(timings, "curate"):
+            with pipeline.timed(timings, "curate", log):
                 manifest = pipeline.curate(spark, work, cfg.t_en, world_cfg.seed, log, cfg.progress)
-            with pipeline.timed(timings, "download"):
+            with pipeline.timed(timings, "download", log):
                 dl = pipeline.download(spark, work, cfg.image_size, log, cfg.progress)
             log(f"reproduce: download {dl['succeeded']:,}/{dl['input_rows']:,} images "
                 f"({dl['failed']} failed) in {timings['download']} s; the server drew {served[0]:,}")
@@ -275,14 +278,14 @@ def run(world_cfg: WorldConfig, cfg: ReproduceConfig, spark=None, log=print) -> 
         if own_spark:
             spark.stop()
 
-    with pipeline.timed(timings, "heldout"):
+    with pipeline.timed(timings, "heldout", log):
         n_held = pipeline.write_heldout(world, work / "heldout.parquet", cfg.image_size)
     index = pipeline.entry_index(work, world)
 
     # one tokenizer for every run: equal model size, whatever data an arm keeps
     from training.tokenizer import load_or_train, shard_texts
 
-    with pipeline.timed(timings, "tokenizer"):
+    with pipeline.timed(timings, "tokenizer", log):
         texts = shard_texts(str(work / "images"))
         tok = load_or_train(None, cfg.context_length, texts, cfg.vocab_size, save_to=work / "tokenizer.json")
         lengths = [len(tok.hf.encode(t, add_special_tokens=False).ids) + 2 for t in texts]
@@ -313,7 +316,7 @@ def run(world_cfg: WorldConfig, cfg: ReproduceConfig, spark=None, log=print) -> 
     log(f"reproduce: {len(specs)} training runs ({len(cfg.arms)} arms x {len(cfg.seeds)} seeds) of {cfg.steps} steps "
         f"x {cfg.batch_size} pairs" + (f" ({run_steps(cfg, 'scaled')} for 'scaled')" if "scaled" in cfg.arms else "")
         + f", {jobs} at a time")
-    with pipeline.timed(timings, "training"):
+    with pipeline.timed(timings, "training", log):
         run_all(specs, jobs, log, cfg.progress)
 
     runs = [json.loads((Path(spec["output"]) / "eval.json").read_text(encoding="utf-8")) for spec in specs]

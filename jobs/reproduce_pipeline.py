@@ -233,13 +233,15 @@ def clear(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def timed(timings: dict, name: str):
-    """A context manager that records the seconds of a step under `name`."""
+def timed(timings: dict, name: str, log=None):
+    """A context manager that records the seconds of a step under `name` (and says so through `log`)."""
 
     @contextmanager
     def _t():
         t0 = time.time()
         yield
         timings[name] = round(time.time() - t0, 1)
+        if log is not None:
+            log(f"reproduce: phase {name} took {timings[name]} s")
 
     return _t()

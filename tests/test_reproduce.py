@@ -13,6 +13,7 @@ self-contained and can be written again from the runs alone.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 
@@ -115,11 +116,19 @@ def test_output_of_someone_else_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_run(spark, babel, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reproduce") / "out"
-    cfg = ReproduceConfig(output=str(out), seeds=(0, 1), steps=20, batch_size=64, warmup_steps=5, t_en=10,
+    base = tmp_path_factory.mktemp("reproduce")
+    out = base / "out"
+    # a relative --output, as `make reproduce` gives it: the training processes run in the project root,
+    # so every path the orchestrator hands them must be absolute
+    cfg = ReproduceConfig(output="out", seeds=(0, 1), steps=20, batch_size=64, warmup_steps=5, t_en=10,
                           vocab_size=1500, port=0, babel_dir=str(babel), progress=False, jobs=2)
     lines: list[str] = []
-    results = run(SMALL_WORLD, cfg, spark=spark, log=lines.append)
+    cwd = os.getcwd()
+    os.chdir(base)
+    try:
+        results = run(SMALL_WORLD, cfg, spark=spark, log=lines.append)
+    finally:
+        os.chdir(cwd)
     return out, cfg, results, lines
 
 
@@ -218,6 +227,14 @@ def test_report_is_self_contained_and_rewritable(small_run):
     assert "What the miniature does not show" in page and "curse of multilinguality" in page
     saved = json.loads((out / "reproduce.json").read_text(encoding="utf-8"))
     assert saved["config"]["seeds"] == [0, 1] and saved["comparisons"].keys() == results["comparisons"].keys()
+    # every phase is timed, in the JSON and in the progress lines, and the phases add up to the total
+    phases = ("world", "metadata", "curate", "download", "heldout", "tokenizer", "training")
+    assert all(saved["timings_s"][k] >= 0 for k in phases)
+    assert sum(v for k, v in saved["timings_s"].items() if k != "total") <= saved["timings_s"]["total"] + 0.5
+    assert all(any(x.startswith(f"reproduce: phase {k} took ") for x in lines) for k in phases)
+    assert "seed" in page and "shown</b> only when" in page  # the page says what the spread and 'shown' mean
+    md = (out / "reproduce.md").read_text(encoding="utf-8")
+    assert md.count("\n| ") >= 1 + len(saved["arms"]) and "balanced − raw: tail" in md
     again = report_only(out)
     assert again["comparisons"] == json.loads(json.dumps(results["comparisons"]))
     assert any("training runs" in x for x in lines) and any("download" in x for x in lines)

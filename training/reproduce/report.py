@@ -199,23 +199,28 @@ def verdicts(results: dict) -> list[str]:
                     "<b>the opposite</b> of the paper's effect at this scale.")
             + f" Head concepts: {_diffs(hd)} — "
             + judge(hd, "balancing helps the head too.",
-                    "the price: the head loses some of the pairs it had (balancing caps it).") + "")
+                    "the price: the head loses some of the pairs it had (balancing caps it).")
+            + (" All concepts (most are tail in a long-tailed world, so this weighs the tail's gain against the "
+               f"head's loss): English {_diffs(c['en'])} — {judge(c['en'], 'up.', 'down.')}"
+               f" Other languages {_diffs(c['others'])} — {judge(c['others'], 'up.', 'down.')}"
+               if "en" in c and "others" in c else ""))
     c = comps.get("worldwide_vs_english")
     if c:
         en, ot = c["en"], c["others"]
         s = (f"<b>Worldwide vs. English-only</b> (equal seen pairs, equal model). English zero-shot: {_diffs(en)} — "
              + judge(en, "<b>worldwide data helps English</b> here, as in the paper's larger models.",
-                     f"<b>the curse of multilinguality is shown</b>: sharing the budget with {others} other languages "
-                     "costs English at this model size.")
+                     f"<b>shown</b>: at equal seen pairs, sharing them with {others} other languages costs English "
+                     "at this model size, as the paper's curse of multilinguality does at its small sizes.")
              + f" Other languages: {_diffs(ot)} — "
              + judge(ot, "worldwide data is what makes them work at all.", "worldwide data hurts them (unexpected)."))
         en_w, en_e = _english_pairs(results, "balanced"), _english_pairs(results, "english")
         if en_w and en_e:
-            s += (f" But the worldwide run saw about {en_w:,.0f} English pairs against the English-only run's "
-                  f"{en_e:,.0f} ({en_e / en_w:.1f}x), so at this scale the English budget, not only the model's "
-                  "capacity, can explain the cost" + (": the 'scaled' arm below gives the worldwide run more pairs."
+            s += (f" Its cause is not separated, though: the worldwide run saw about {en_w:,.0f} English pairs "
+                  f"against the English-only run's {en_e:,.0f} ({en_e / en_w:.1f}x), so the English budget, not only "
+                  "the model's capacity, can explain the cost" + (": the 'scaled' arm below gives the worldwide run more pairs."
                                                       if "scaled" in results["arms"] else
-                                                      " (the optional 'scaled' arm separates the two: --arms scaled)."))
+                                                      " (the optional 'scaled' arm, --arms scaled, gives the worldwide run more pairs to see how much of "
+                                                      "the cost they buy back)."))
         out.append(s)
     c = comps.get("scaled_vs_english")
     if c:
@@ -227,8 +232,12 @@ def verdicts(results: dict) -> list[str]:
             f"({a['seen_pairs']['mean']:,.0f} pairs" + (f", about {en_s:,.0f} of them English" if en_s else "")
             + f", same model). English: {_diffs(en)} — "
             + judge(en, "English passes the English-only run: with its budget restored, worldwide data helps English.",
-                    "English is still behind: more seen pairs narrow the gap but do not close it at this model size "
-                    "(the paper too needs ViT-H/14, not only more pairs).")
+                    "English is still behind"
+                    + (f" (at equal pairs the gap was {comps['worldwide_vs_english']['en']['mean']:+.3f}): more seen "
+                       "pairs narrow it" if "worldwide_vs_english" in comps else ": more seen pairs do not close the gap")
+                    + " at this model size; the paper too needs ViT-H/14, not only more pairs. (The scaled run "
+                    "still sees fewer English pairs than the English-only one, so budget and capacity stay "
+                    "entangled here.)")
             + f" Other languages: {_diffs(c['others'])}.")
     if len(results["config"]["seeds"]) < 2:
         out.append("Only one seed was run, so no difference can be told from seed noise ('shown' needs ≥ 2 seeds).")
@@ -243,7 +252,8 @@ LIMITS = [
     "one model size, so it cannot show the cure by capacity. It also cannot give the English cost one cause: at "
     "equal seen pairs the worldwide run sees far fewer English pairs than the English-only run (the verdict above "
     "gives the numbers), so part of the cost here is budget, not capacity. The optional 'scaled' arm (--arms "
-    "scaled) gives the worldwide run more pairs to tell the two apart.",
+    "scaled) gives the worldwide run 2.3x the pairs; even then it sees fewer English pairs than the English-only "
+    "run, so the two causes stay entangled.",
     "The raw pool is the matched pool without balancing: texts that match no entry are dropped in every arm (online "
     "curation samples a text by its entries, so an unmatched text cannot be trained on here). The paper's "
     "comparison of curated data with unfiltered web data is not rerun.",
@@ -277,6 +287,49 @@ def table_main(results: dict) -> str:
         rows.append(f'<tr><th style="color:{COLOURS.get(arm, "#000")}">{esc(ARMS[arm]["label"])}</th>{cells}</tr>')
     head = "".join(f"<th>{esc(t)}</th>" for _, t in cols)
     return f'<table class="main"><tr><th>run (mean ± std over seeds)</th>{head}</tr>{"".join(rows)}</table>'
+
+
+def table_runs(results: dict) -> str:
+    """One row per training run: the spread behind every mean ± std."""
+    keys = (("en", "English"), ("others", "other languages"), ("head_all", "head"), ("tail_all", "tail"))
+    rows = []
+    for r in sorted(results["runs"], key=lambda r: (list(results["arms"]).index(r["arm"]), r["seed"])):
+        cells = "".join(f"<td>{r[k]:.3f}</td>" for k, _ in keys)
+        rows.append(f'<tr><th style="color:{COLOURS.get(r["arm"], "#000")}">{esc(ARMS[r["arm"]]["label"])}</th>'
+                    f"<td>{r['seed']}</td>{cells}<td>{r['seen_pairs']:,}</td><td>{r['epochs']}</td>"
+                    f"<td>{r['seconds']:.0f}</td></tr>")
+    head = "".join(f"<th>{t} top-1</th>" for _, t in keys)
+    return (f'<table class="runs"><tr><th>run</th><th>seed</th>{head}<th>seen pairs</th><th>epochs</th>'
+            f'<th>train s</th></tr>{"".join(rows)}</table>')
+
+
+def table_timings(results: dict) -> str:
+    t = results["timings_s"]
+    total = t.get("total") or sum(v for k, v in t.items() if k != "total") or 1
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{v:.1f}</td><td>{100 * v / total:.0f}%</td></tr>"
+                   for k, v in t.items() if k != "total")
+    return (f'<table class="timings"><tr><th>phase</th><th>seconds</th><th>share</th></tr>{rows}'
+            f'<tr><th>total</th><td>{total:.1f}</td><td></td></tr></table>')
+
+
+def markdown_table(results: dict) -> str:
+    """The main numbers as a Markdown table (for a README): mean ± std over seeds."""
+    cols = (("en", "English top-1"), ("others", "other languages top-1"), ("head_all", "head top-1"),
+            ("tail_all", "tail top-1"), ("seen_effective_concepts", "effective concepts seen"))
+    lines = ["| run (mean ± std over seeds " + ", ".join(map(str, results["config"]["seeds"])) + ") | "
+             + " | ".join(t for _, t in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for arm, a in results["arms"].items():
+        lines.append(f"| {ARMS[arm]['label']} | " + " | ".join(pm(a[k], 1 if k == "seen_effective_concepts" else 3)
+                                                              for k, _ in cols) + " |")
+    lines += ["", "| paired difference (per seed) | mean | per seed | shown |", "|---|---|---|---|"]
+    names = {"tail_all": "tail", "head_all": "head", "tail_others": "tail, other languages", "en": "English",
+             "others": "other languages"}
+    for c in results["comparisons"].values():
+        for k, d in c.items():
+            if isinstance(d, dict):
+                lines.append(f"| {c['a']} − {c['b']}: {names.get(k, k)} | {d['mean']:+.3f} | "
+                             + ", ".join(f"{v:+.3f}" for v in d["values"]) + f" | {'yes' if d['shown'] else 'no'} |")
+    return "\n".join(lines) + "\n"
 
 
 def table_languages(results: dict, languages: list[str]) -> str:
@@ -348,13 +401,23 @@ def to_html(results: dict) -> str:
              f"{m.get('load_average_start', ['?'])[0]} at the start, {m.get('load_average_end', ['?'])[0]} at the "
              f"end: other work on the cores stretches it).</p>",
              "<h2>What it shows</h2>"]
+    n_seeds = len(cfg["seeds"])
+    parts.append(f'<p class="note">How to read it: each arm was trained {n_seeds} times (training seeds '
+                 f"{cfg['seeds']}: initialisation, data order and online-curation draws; the world and the pipeline "
+                 "stay the same). A difference between two arms is taken seed by seed (same seed, only the arm "
+                 "differs) and called <b>shown</b> only when it has the same sign for every seed and its mean is more "
+                 "than twice its standard error; otherwise it is reported as not shown. Chance is "
+                 f"1/{world['concepts']} = {1 / world['concepts']:.3f}.</p>")
     parts += [f'<div class="verdict">{v}</div>' for v in verdicts(results)]
     parts.append("<h2>Table</h2>" + table_main(results))
     parts.append('<p class="note">Top-1: zero-shot over all concepts on held-out drawings, prompts in the '
                  "language. Head: the concepts whose entry count exceeds the language's t (the ones balancing caps); "
-                 "tail: the rest; both are means over concepts, then over languages. Effective concepts seen: "
+                 "tail: the rest; both are means over concepts, then over all languages (so the English-only run's "
+                 "head and tail are low: it cannot read the other languages; its English head and tail are in the "
+                 "per-language table). Effective concepts seen: "
                  "exp(entropy) of the training pairs' concept distribution. Kept per epoch: images the online "
                  "curation keeps of those it reads.</p>")
+    parts.append("<h3>Every run</h3>" + table_runs(results))
     # plots
     groups = ["head", "tail", "English", "other languages"]
     keys = ["head_all", "tail_all", "en", "others"]
@@ -386,8 +449,8 @@ def to_html(results: dict) -> str:
     sizes = {"pairs": seen_pairs, "layers": cfg["layers"], "width": cfg["width"], "image_size": cfg["image_size"]}
     parts.append("<h2>What the miniature does not show, and why</h2><ul>" +
                  "".join(f"<li>{esc(t.format(**sizes))}</li>" for t in LIMITS) + "</ul>")
-    timings = ", ".join(f"{k} {v} s" for k, v in results["timings_s"].items())
-    parts.append(f"<h2>Run</h2><p class='note'>Timings: {esc(timings)}. World seed {world['config']['seed']}, "
+    parts.append("<h2>Run</h2>" + table_timings(results))
+    parts.append(f"<p class='note'>World seed {world['config']['seed']}, "
                  f"training seeds {cfg['seeds']}. Every number is in reproduce.json; the work directory holds the "
                  f"jobs' outputs (metadata/, curate/ with its own report.html, images/) and every run's "
                  f"metrics.jsonl, samples and eval.json.</p></body></html>")
@@ -411,6 +474,8 @@ def write(out: Path, results: dict) -> None:
                              encoding="utf-8")
     with atomic_local_path(out / "reproduce.html") as tmp:
         Path(tmp).write_text(to_html(results), encoding="utf-8")
+    with atomic_local_path(out / "reproduce.md") as tmp:
+        Path(tmp).write_text(markdown_table(results), encoding="utf-8")
 
 
 def headline(results: dict) -> dict:
