@@ -389,18 +389,26 @@ class DistinctCounts:
         langs = _as_langs(langs, len(hashes))
         encoded = langs if pa.types.is_dictionary(langs.type) else langs.dictionary_encode()
         # a value without a language (null) counts in the all-languages sketch only: code -1
-        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.intp)
         names = encoded.dictionary.to_pylist()
-        order = np.argsort(codes, kind="stable")
-        sorted_codes = codes[order]
-        cuts = np.flatnonzero(np.diff(sorted_codes)) + 1
-        for part in np.split(order, cuts):
-            if len(part) == 0:
-                continue
-            code = int(codes[part[0]])
-            if code < 0 or names[code] in (None, ALL):
-                continue
-            registers_update(self._registers(key, names[code]), hashes[part], self.p)
+        usable = np.array([name not in (None, ALL) for name in names] + [False], dtype=bool)  # [-1]: no language
+        keep = usable[codes]
+        if not keep.any():
+            return
+        # every language's registers in one pass: rows of a (languages x m) array, one
+        # maximum.at over (code, register) instead of a sort and a pass per language
+        h = hashes[keep].astype(np.uint64, copy=False)
+        code = codes[keep]
+        idx = (h & _U64(self.m - 1)).astype(np.intp)
+        rank = ((64 - self.p) - _bit_length(h >> _U64(self.p)) + 1).astype(np.int8)
+        present = np.flatnonzero(np.bincount(code, minlength=len(names)))
+        row = np.full(len(names), -1, dtype=np.intp)
+        row[present] = np.arange(len(present))
+        block = np.zeros((len(present), self.m), dtype=np.int8)
+        np.maximum.at(block.ravel(), row[code] * self.m + idx, rank)
+        for r, c in enumerate(present.tolist()):
+            reg = self._registers(key, names[c])
+            np.maximum(reg, block[r], out=reg)
 
     # -- merging
 
