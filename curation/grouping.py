@@ -416,7 +416,7 @@ def exchange_run(texts_files: Sequence[str], buckets: int, path: str, compressio
             rows += batch[0].num_rows if batch else 0
     result = new_result(exchanged=rows, opens_exchange=len(texts_files) + len(sketch_files))
     if sketch_files:
-        result["distinct"] = read_distinct(sketch_files).to_bytes()
+        result["distinct"] = read_distinct(sketch_files).to_bytes(level=1)  # in flight to the driver
     if bands_path is not None:  # the near-duplicate band keys, regrouped by band bucket the same way
         result["totals"]["band_rows"] = exchange_bands(bands_files, band_buckets, bands_path)
         result["totals"]["opens_exchange"] += len(bands_files)
@@ -512,9 +512,10 @@ def merge_results(a: dict, b: dict) -> dict:
         out["components"] = co[0] if len(co) == 1 else (np.concatenate([c[0] for c in co]),
                                                          np.concatenate([c[1] for c in co]))
     sk = [x["distinct"] for x in (a, b) if x.get("distinct") is not None]
-    if sk:  # HyperLogLog sketches (bytes): merged by register max
-        out["distinct"] = sk[0] if len(sk) == 1 else sketches.DistinctCounts.from_bytes(sk[0]).merge(
-            sketches.DistinctCounts.from_bytes(sk[1])).to_bytes()
+    if sk:  # HyperLogLog sketches (a task's bytes, or a merge's DistinctCounts): merged by register max,
+        # kept decoded: re-encoding after every merge cost the driver more than the merges
+        out["distinct"] = sk[0] if len(sk) == 1 else sketches.DistinctCounts.merged(
+            x if isinstance(x, sketches.DistinctCounts) else sketches.DistinctCounts.from_bytes(x) for x in sk)
     for lang in set(a["counts"]) | set(b["counts"]):
         parts = [x["counts"][lang] for x in (a, b) if lang in x["counts"]]
         if len(parts) == 1:

@@ -482,10 +482,11 @@ class DistinctCounts:
 
     # -- bytes
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, level: int = 6) -> bytes:
         """A compact, pickle-free encoding: header, then per sketch its slot and its registers,
         dense (m bytes) or sparse (delta-coded uint16 indices + uint8 ranks of the non-zero
-        registers), whichever is smaller; the whole zlib-compressed. Same counts, same bytes."""
+        registers), whichever is smaller; the whole zlib-compressed at `level` (stored files: 6;
+        a task result in flight: 1, several times faster). Same counts, same bytes."""
         parts = [_HEADER.pack(_MAGIC, _FORMAT, self.p, len(self._reg))]
         for key, lang in sorted(self._reg):
             reg = self._reg[(key, lang)]
@@ -501,7 +502,7 @@ class DistinctCounts:
             parts.append(_SKETCH.pack(KEYS.index(key), len(name), encoding, len(payload)))
             parts.append(name)
             parts.append(payload)
-        return zlib.compress(b"".join(parts), 6)
+        return zlib.compress(b"".join(parts), level)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> DistinctCounts:

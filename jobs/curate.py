@@ -646,8 +646,9 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             raise RuntimeError(f"the exchange moved {exchanged['totals']} texts, stage 1 stored {matched_texts_in}")
         t = mark("exchange", t)
         # distinct counts: every input's stored sketches, merged by the exchange tasks (one per run)
-        distinct = (sketches.DistinctCounts.from_bytes(exchanged["distinct"]) if exchanged.get("distinct")
-                    else sketches.DistinctCounts())
+        distinct = exchanged.get("distinct") or sketches.DistinctCounts()
+        if not isinstance(distinct, sketches.DistinctCounts):  # one exchange run: its task's bytes
+            distinct = sketches.DistinctCounts.from_bytes(distinct)
         storage.makedirs(storage.join(staging, CurateOutput.STATE))
         storage.write_bytes(new.distinct_counts, distinct.to_bytes())
         distinct_summary = distinct.summary()
