@@ -18,6 +18,7 @@ STAGES: dict[str, str] = {
     "lid": "texts",
     "match": "texts",
     "decontam": "matched texts (against evaluation sets, when asked)",
+    "near_dup": "matched texts (at most N images per near-duplicate cluster, when asked)",
     "group": "matched texts (identical texts of an image kept once)",
     "sample": "images",
 }
