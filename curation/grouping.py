@@ -194,16 +194,7 @@ def cluster_band_bucket(k: int, runs: Sequence[str]) -> dict:
     """Band bucket k of the band exchange -> the components of its collisions: a result whose
     "components" are (text hashes, cluster ids) of the texts that share a band key with another."""
     cpu0 = time.process_time()
-    batches = []
-    for path in runs:
-        source = _open_ipc(path)
-        try:
-            batch = pa.ipc.open_file(source).get_batch(k)
-        finally:
-            source.close()
-        if batch.num_rows:
-            batches.append(batch)
-    t = pa.Table.from_batches(batches, schema=BANDS)
+    t = read_run_batches(runs, k, BANDS)
     nodes, roots = near_dup.components(*near_dup.star_edges(t.column("band_key").to_numpy(),
                                                             t.column("text_hash").to_numpy()))
     result = new_result(band_rows=t.num_rows, cpu_seconds_clusters=time.process_time() - cpu0)
@@ -341,16 +332,7 @@ def cap_thresholds(j: int, runs: Sequence[str], cap: int) -> dict:
     """Cluster bucket j of the candidates -> "cap": (sorted ids of the clusters with more than
     `cap` images, the largest image key each keeps); an image is kept when its key <= that."""
     cpu0 = time.process_time()
-    batches = []
-    for path in runs:
-        source = _open_ipc(path)
-        try:
-            batch = pa.ipc.open_file(source).get_batch(j)
-        finally:
-            source.close()
-        if batch.num_rows:
-            batches.append(batch)
-    t = pa.Table.from_batches(batches, schema=CAP_PAIRS)
+    t = read_run_batches(runs, j, CAP_PAIRS)
     c, k = near_dup.unique_pairs(t.column("cluster_id").to_numpy(), t.column("image_key").to_numpy())
     starts, rank = _groups(c)
     over = np.flatnonzero(rank == cap)  # the (cap + 1)-th image of a cluster: it is over the cap
@@ -571,8 +553,8 @@ def exchange_run(texts_files: Sequence[str], buckets: int, path: str, compressio
     return result
 
 
-def read_bucket(runs: Sequence[str], k: int) -> pa.Table:
-    """Bucket k of the exchange: batch k of every run (memory-mapped, no copy)."""
+def read_run_batches(runs: Sequence[str], k: int, schema: pa.Schema) -> pa.Table:
+    """Batch k of every run of an exchange (memory-mapped locally, ranged GETs on S3; no copy)."""
     batches = []
     for path in runs:
         source = _open_ipc(path)
@@ -582,7 +564,12 @@ def read_bucket(runs: Sequence[str], k: int) -> pa.Table:
             source.close()  # the batch keeps the mapping alive; the file handle is not needed
         if batch.num_rows:
             batches.append(batch)
-    return pa.Table.from_batches(batches, schema=STATE_TEXTS)
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def read_bucket(runs: Sequence[str], k: int) -> pa.Table:
+    """Bucket k of the exchange of texts by uuid: batch k of every run."""
+    return read_run_batches(runs, k, STATE_TEXTS)
 
 
 def _adjacent_equal(arr: pa.Array) -> np.ndarray:
