@@ -65,7 +65,8 @@ def output_lock(output: str, job: str = "job", stale_after_s: float = S3_LEASE_S
         parent, _, name = output.rstrip("/").rpartition("/")
         owner = {"job": job, "run_id": storage.new_run_id(), "host": socket.gethostname(), "pid": os.getpid(),
                  "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "output": output}
-        lease = storage.S3Lease(storage.join(parent, f".{name}.lock"), owner, stale_after_s, heartbeat_s)
+        lease = storage.S3Lease(storage.join(parent, f".{name}.lock"), owner, stale_after_s, heartbeat_s,
+                                guards=output)
         try:
             lease.acquire()
         except storage.LeaseHeld as e:

@@ -857,6 +857,9 @@ def publish_versioned(dest_uri: str | os.PathLike, pointer: str, config: Storage
     staging = join(dest, prefix)
     try:
         yield staging
+        lease = _HELD_LEASES.get(dest)
+        if lease is not None:  # a run whose lease was taken over must not publish over the new holder
+            lease.check()
         doc = json.loads(read_bytes(join(staging, pointer), config))
         doc[PUBLISHED_KEY] = {"run": run_id, "prefix": prefix}
         write_bytes(join(dest, pointer), (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
@@ -888,6 +891,9 @@ class LeaseHeld(RuntimeError):
     """Another live holder has the lease."""
 
 
+_HELD_LEASES: dict[str, S3Lease] = {}  # output URI -> the lease this process holds on it
+
+
 class S3Lease:
     """An exclusive, expiring lease on one S3 object (S3's conditional writes, no other service).
 
@@ -902,8 +908,10 @@ class S3Lease:
     """
 
     def __init__(self, uri: str, owner: dict, stale_after_s: float = 600.0, heartbeat_s: float | None = 30.0,
-                 config: StorageConfig | None = None):
+                 config: StorageConfig | None = None, guards: str | None = None):
         self.uri, self.owner = os.fspath(uri), dict(owner)
+        # the output this lease guards: publish_versioned checks it is still held before publishing
+        self.guards = guards.rstrip("/") if guards else None
         self.stale_after_s, self.heartbeat_s = stale_after_s, heartbeat_s
         self.config = _cfg(config)
         self.bucket, self.key = split_s3(self.uri)
@@ -967,6 +975,8 @@ class S3Lease:
         if self.heartbeat_s:
             self._thread = threading.Thread(target=self._beat, name="s3-lease", daemon=True)
             self._thread.start()
+        if self.guards:
+            _HELD_LEASES[self.guards] = self
         return self
 
     def _beat(self) -> None:
@@ -991,6 +1001,8 @@ class S3Lease:
             raise LeaseHeld(f"{self.uri}: this run lost its lease to another run")
 
     def release(self) -> None:
+        if self.guards and _HELD_LEASES.get(self.guards) is self:
+            del _HELD_LEASES[self.guards]
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

@@ -89,3 +89,17 @@ def test_the_curate_job_refuses_a_held_s3_output_before_starting_spark(s3_bucket
     assert rc == 2 and sessions == []  # refused before any SparkSession
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds the lease on" in err[0]
+
+
+def test_a_run_that_lost_its_lease_does_not_publish(s3_bucket):
+    out = f"s3://{s3_bucket}/out"
+    with runs.output_lock(out, "curate", stale_after_s=1.0, heartbeat_s=None) as lease:
+        time.sleep(2.2)  # silent past stale_after_s: another run takes the lease over
+        other = _lease(lease.uri, "run-other", stale_after_s=1.0, heartbeat_s=None).acquire()
+        lease.lost = True  # what the heartbeat finds on its next beat (If-Match fails)
+        with pytest.raises(storage.LeaseHeld, match="lost its lease"):
+            with storage.publish_versioned(out, "_MANIFEST.json") as staging:
+                storage.write_bytes(storage.join(staging, "_MANIFEST.json"), b"{}")
+        assert not storage.exists(storage.join(out, "_MANIFEST.json"))  # nothing published
+        assert storage.list_files(out) == []  # and the run removed its own prefix
+        other.release()
