@@ -176,17 +176,22 @@ def exchange_bands(bands_files: Sequence[str], buckets: int, path: str) -> int:
     band bucket b, sorted by key then text hash), as exchange_run does for the texts; returns rows."""
     tables = [read_arrow(f) for f in bands_files]
     t = pa.concat_tables(tables).combine_chunks() if tables else BANDS.empty_table()
-    keys, members = t.column("band_key").to_numpy(), t.column("text_hash").to_numpy()
-    # by unsigned key (band_bucket is monotone in it, so this is also bucket order), ties by member
-    order = near_dup.pair_order(keys.view(np.uint64), members)
-    keys, members = keys[order], members[order]
+    return write_pair_run(path, t.column("band_key").to_numpy(), t.column("text_hash").to_numpy(), buckets, BANDS)
+
+
+def write_pair_run(path: str, keys: np.ndarray, values: np.ndarray, buckets: int, schema: pa.Schema) -> int:
+    """(int64 key, int64 value) pairs as one exchange run: an Arrow IPC file of `buckets` record
+    batches, batch b holding the keys of band_bucket b, sorted by unsigned key (band_bucket is
+    monotone in it, so this is also bucket order) then value; returns the rows."""
+    order = near_dup.pair_order(keys.view(np.uint64), values)
+    keys, values = keys[order], values[order]
     cuts = np.searchsorted(band_bucket(keys, buckets), np.arange(buckets + 1))
     options = pa.ipc.IpcWriteOptions(use_threads=False)
-    with _ipc_sink(path) as sink, pa.ipc.new_file(sink, BANDS, options=options) as writer:
-        for k in range(buckets):
-            lo, hi = int(cuts[k]), int(cuts[k + 1])
+    with _ipc_sink(path) as sink, pa.ipc.new_file(sink, schema, options=options) as writer:
+        for b in range(buckets):
+            lo, hi = int(cuts[b]), int(cuts[b + 1])
             writer.write_batch(pa.RecordBatch.from_arrays([pa.array(keys[lo:hi], pa.int64()),
-                                                           pa.array(members[lo:hi], pa.int64())], schema=BANDS))
+                                                           pa.array(values[lo:hi], pa.int64())], schema=schema))
     return len(keys)
 
 
@@ -316,16 +321,8 @@ def cap_candidates(run_path: str, clusters: tuple[np.ndarray, np.ndarray], cap: 
     t = read_arrow(run_path).select(["uuid", "text_hash"])
     cids = near_dup.cluster_ids(t.column("text_hash").to_numpy(), *clusters)
     c, k = smallest_per_cluster(cids, image_keys(t.column("uuid"), seed), cap)
-    order = near_dup.pair_order(c.view(np.uint64), k)  # unsigned: bucket order
-    c, k = c[order], k[order]
-    cuts = np.searchsorted(band_bucket(c, cap_buckets), np.arange(cap_buckets + 1))
-    options = pa.ipc.IpcWriteOptions(use_threads=False)
-    with _ipc_sink(path) as sink, pa.ipc.new_file(sink, CAP_PAIRS, options=options) as writer:
-        for j in range(cap_buckets):
-            lo, hi = int(cuts[j]), int(cuts[j + 1])
-            writer.write_batch(pa.RecordBatch.from_arrays([pa.array(c[lo:hi], pa.int64()),
-                                                           pa.array(k[lo:hi], pa.int64())], schema=CAP_PAIRS))
-    return new_result(cap_candidates=len(c), cpu_seconds_cap=time.process_time() - cpu0)
+    rows = write_pair_run(path, c, k, cap_buckets, CAP_PAIRS)
+    return new_result(cap_candidates=rows, cpu_seconds_cap=time.process_time() - cpu0)
 
 
 def cap_thresholds(j: int, runs: Sequence[str], cap: int) -> dict:
