@@ -20,6 +20,20 @@ from collections.abc import Callable, Mapping
 USER_ERROR_EXIT = 2
 
 
+def broadcast_value(x):
+    """What a task body was given: a Spark broadcast's value, or the plain value (local calls)."""
+    return x.value if hasattr(x, "value") else x
+
+
+def _result_total(name: str, result: dict) -> int:
+    return result["totals"].get(name, 0)
+
+
+def result_total(name: str):
+    """A picklable `result -> result["totals"][name]` (0 when absent), for run_tasks' progress."""
+    return functools.partial(_result_total, name)
+
+
 def user_error(job: str, exc: BaseException) -> int:
     """Print `exc` as the one-line user error of `job`; returns the exit status to use."""
     message = " ".join(str(exc).split())  # one line, whatever the exception's text

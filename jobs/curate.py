@@ -70,6 +70,8 @@ from jobs.common import (  # noqa: E402
     task_env,
     user_error,
 )
+from jobs.common import broadcast_value as _value  # noqa: E402
+from jobs.common import result_total as _total  # noqa: E402
 
 JOB = "curate"
 APP_NAME = "worldclip-curate"
@@ -295,8 +297,6 @@ def _check_hook(cfg: CurateConfig, phase: str) -> None:
 # --- task bodies (RDD partitions of task ids around the library's per-input / per-bucket work) ------
 
 
-def _value(x):
-    return x.value if hasattr(x, "value") else x  # a Spark broadcast or the plain value
 
 
 def exchange_partition(task_ids: Iterable[int], *, buckets: int, state_dir: str, chunks, exchange_dir: str,
@@ -418,12 +418,6 @@ def _input_texts(result) -> int:
     return result[1]["texts"]
 
 
-def _total(name: str):
-    return functools.partial(_result_total, name)
-
-
-def _result_total(name: str, result: dict) -> int:
-    return result["totals"].get(name, 0)
 
 
 def process_inputs(spark, cfg: CurateConfig, new_inputs: list[str], state_dir: str, keys: dict[str, str],

@@ -38,7 +38,9 @@ from dataclasses import dataclass  # noqa: E402
 from curation import accounting, grouping, layout, report, runs, storage  # noqa: E402
 from curation import rebalance as rb  # noqa: E402
 from curation.layout import CurateOutput, RebalanceOutput  # noqa: E402
+from jobs.common import broadcast_value as _value  # noqa: E402
 from jobs.common import build_spark, progress_mode, run_tasks, task_env, user_error  # noqa: E402
+from jobs.common import result_total as _total  # noqa: E402
 from jobs.curate import n_files, write_table_files  # noqa: E402
 
 JOB = "rebalance"
@@ -85,8 +87,6 @@ def preflight(curated_output: str, output: str, downloaded: str | None = None, u
 # --- task bodies -----------------------------------------------------------------------------------
 
 
-def _value(x):
-    return x.value if hasattr(x, "value") else x
 
 
 def uuid_run_path(exchange_dir: str, m: int) -> str:
@@ -121,12 +121,6 @@ def curate_partition(task_ids: Iterable[int], *, matched_dir: str, curated_dir: 
         yield grouping.curate_part(k, matched_dir, curated_dir, probs, seed, 0, picked_dir)
 
 
-def _total(name: str):
-    return functools.partial(_result_total, name)
-
-
-def _result_total(name: str, result: dict) -> int:
-    return result["totals"].get(name, 0)
 
 
 # --- the run -----------------------------------------------------------------------------------------
