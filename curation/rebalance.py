@@ -330,18 +330,11 @@ def exchange_uuids(pieces: Sequence[Piece], buckets: int, path: str) -> dict:
 
 def bucket_uuids(runs: Sequence[str], k: int) -> pa.Array:
     """The valid uuids of bucket k: batch k of every exchange run, sorted and unique."""
-    batches = []
-    for path in runs:
-        source = grouping._open_ipc(path)
-        try:
-            batch = pa.ipc.open_file(source).get_batch(k)
-        finally:
-            source.close()
-        if batch.num_rows:
-            batches.append(batch.column(0))
-    if not batches:
+    t = grouping.read_run_batches(runs, k, UUIDS)
+    chunks = t.column("uuid").chunks
+    if not chunks:
         return pa.array([], pa.string())
-    return batches[0] if len(batches) == 1 else sorted_unique(pa.concat_arrays(batches))
+    return chunks[0] if len(chunks) == 1 else sorted_unique(pa.concat_arrays(chunks))
 
 
 def run_chunks(pieces: Sequence[Piece], runs: int) -> list[list[Piece]]:
